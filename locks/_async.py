@@ -1,0 +1,440 @@
+"""The asyncio driver: an aioboto3 DynamoDB client, a heartbeat task per lease.
+
+Kept line-for-line parallel with ``_sync.py``: the protocol decides, this file
+only carries out its requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import deque
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import aioboto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from locks._common import (
+    Clock,
+    botocore_config,
+    create_table_params,
+    default_owner,
+    log,
+    translate,
+    wall_clock_ms,
+)
+from locks._models import CLEANUP_AT, Grant, Holder, LeaseInfo, LockConfig
+from locks._protocol import (
+    Call,
+    Current,
+    Flow,
+    Now,
+    Renewed,
+    Sleep,
+    acquire_flow,
+    heartbeat_flow,
+    read_request,
+    release_flow,
+    renew_flow,
+)
+from locks.exceptions import (
+    AcquireTimeout,
+    LeaseLost,
+    LeaseUnavailable,
+    LockBackendError,
+    LockError,
+    LockStateError,
+)
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+
+class _Ticket:
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+
+
+class _LocalQueue:
+    """FIFO of this lock's waiters per key; only the head talks to DynamoDB."""
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._queues: dict[str, deque[_Ticket]] = {}
+
+    def join(self, key: str) -> _Ticket:
+        ticket = _Ticket()
+        self._queues.setdefault(key, deque()).append(ticket)
+        return ticket
+
+    async def wait_turn(self, key: str, ticket: _Ticket, timeout: float | None) -> bool:
+        async with self._cond:
+            try:
+                await asyncio.wait_for(
+                    self._cond.wait_for(lambda: self._queues[key][0] is ticket), timeout
+                )
+            except TimeoutError:
+                return False
+            return True
+
+    async def leave(self, key: str, ticket: _Ticket) -> None:
+        queue = self._queues[key]
+        queue.remove(ticket)
+        if not queue:
+            del self._queues[key]
+        async with self._cond:
+            self._cond.notify_all()
+
+    def released(self, key: str) -> None:
+        """A local holder released: wake the head waiter at once."""
+        queue = self._queues.get(key)
+        if queue:
+            queue[0].wake.set()
+
+
+class AsyncLeaseLock:
+    """Leases on keys of one DynamoDB table, for asyncio.
+
+    Pass ``client`` (an aiobotocore DynamoDB client you manage), or use the lock
+    as ``async with AsyncLeaseLock(...) as lock`` to open a client from
+    ``session`` (default: a new ``aioboto3.Session()``, the standard AWS chain).
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: DynamoDBClient | None = None,
+        session: aioboto3.Session | None = None,
+        config: LockConfig | None = None,
+        owner: str | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.table_name = table_name
+        self.config = config or LockConfig()
+        self._client = client
+        self._session = session
+        self._stack: contextlib.AsyncExitStack | None = None
+        self.owner = owner or default_owner()
+        self.clock = clock or wall_clock_ms
+        self._rng = rng or random.Random()
+        self._queue = _LocalQueue()
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            raise LockStateError("no client: pass client= or use 'async with AsyncLeaseLock(...)'")
+        return self._client
+
+    async def __aenter__(self) -> Self:
+        if self._client is None:
+            self._stack = contextlib.AsyncExitStack()
+            session = self._session or aioboto3.Session()
+            self._client = await self._stack.enter_async_context(
+                session.client("dynamodb", config=botocore_config(self.config))
+            )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+            self._stack = None
+            self._client = None
+
+    async def acquire(self, key: str, timeout: float | None = None) -> AsyncLease:
+        """Wait until ``key`` is granted; ``timeout`` in seconds (None: forever).
+
+        Raises :class:`AcquireTimeout` (or :class:`LeaseUnavailable` for 0).
+        """
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be >= 0 or None")
+        started = self.clock()
+        ticket = self._queue.join(key)
+        try:
+            if not await self._queue.wait_turn(key, ticket, timeout):
+                waited = self.clock() - started
+                if timeout == 0:
+                    raise LeaseUnavailable(key, "a waiter in this process", None)
+                raise AcquireTimeout(key, "a waiter in this process", None, waited)
+            queued_s = (self.clock() - started) / 1000
+            remaining = None if timeout is None else max(0.0, timeout - queued_s)
+            if timeout == 0:
+                remaining = 0
+            flow = acquire_flow(
+                self.table_name, key, self.owner, self.config, remaining, self._rng, started
+            )
+            try:
+                grant, _ = await self._run(flow, ticket.wake)
+            except LeaseUnavailable as exc:
+                log.debug("lease_unavailable", key=key, owner=self.owner, holder=exc.holder)
+                raise
+        finally:
+            await self._queue.leave(key, ticket)
+        lease = AsyncLease(self, grant, waited_ms=self.clock() - started)
+        log.info(
+            "lease_acquired",
+            key=key,
+            owner=self.owner,
+            token=grant.token,
+            waited_ms=lease.waited_ms,
+        )
+        return lease
+
+    async def try_acquire(self, key: str) -> AsyncLease | None:
+        """One attempt, never waits: the lease, or None if someone holds it."""
+        try:
+            return await self.acquire(key, timeout=0)
+        except LeaseUnavailable:
+            return None
+
+    async def describe(self, key: str) -> LeaseInfo | None:
+        """The lease item for ``key`` as stored, or None (a consistent read)."""
+        answer = await self._run(_single(read_request(self.table_name, key)), None)
+        item = answer.get("Item")
+        if item is None:
+            return None
+        holder = Holder.from_item(item)
+        return LeaseInfo(key, holder.owner, holder.token, holder.expires_at_ms)
+
+    async def ensure_table(self, *, poll_seconds: float = 0.5, wait_seconds: float = 120.0) -> None:
+        """Create the table if missing (PAY_PER_REQUEST, TTL on ``cleanup_at``) and
+        wait until it is ACTIVE. A no-op when it exists."""
+        client = self.client
+        try:
+            try:
+                status = (await client.describe_table(TableName=self.table_name))["Table"][
+                    "TableStatus"
+                ]
+            except client.exceptions.ResourceNotFoundException:
+                try:
+                    await client.create_table(**create_table_params(self.table_name))
+                    log.info("lease_table_created", table=self.table_name)
+                except client.exceptions.ResourceInUseException:
+                    pass  # created concurrently by another process
+                status = "CREATING"
+            if status != "ACTIVE":
+                await client.get_waiter("table_exists").wait(
+                    TableName=self.table_name,
+                    WaiterConfig={
+                        "Delay": poll_seconds,  # type: ignore[typeddict-item]
+                        "MaxAttempts": max(1, int(wait_seconds / poll_seconds)),
+                    },
+                )
+            await self._enable_ttl()
+        except (ClientError, BotoCoreError) as exc:
+            raise LockBackendError(
+                f"could not ensure table {self.table_name!r}: {exc}",
+                code=getattr(exc, "response", {}).get("Error", {}).get("Code"),
+                cause=exc,
+            ) from exc
+
+    async def _enable_ttl(self) -> None:
+        try:
+            ttl = await self.client.describe_time_to_live(TableName=self.table_name)
+            if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
+                return
+            await self.client.update_time_to_live(
+                TableName=self.table_name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": CLEANUP_AT},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "UnknownOperationException":
+                raise
+            # dynalite and some emulators have no TTL; tokens stay safe, items stay forever
+            log.warning("lease_table_ttl_unsupported", table=self.table_name)
+
+    # --- driver ------------------------------------------------------------
+
+    async def _execute(self, call: Call) -> Any:
+        method = getattr(self.client, call.op)
+        try:
+            return await method(**call.params)
+        except (ClientError, BotoCoreError) as exc:
+            answer = translate(exc, call)
+            if isinstance(answer, LockError):
+                raise answer from exc
+            return answer
+
+    async def _run(
+        self,
+        flow: Flow,
+        wake: asyncio.Event | None,
+        lease: AsyncLease | None = None,
+    ) -> Any:
+        answer: Any = None
+        error: LockBackendError | None = None
+        while True:
+            try:
+                request = flow.throw(error) if error is not None else flow.send(answer)
+            except StopIteration as stop:
+                return stop.value
+            answer, error = None, None
+            try:
+                answer = await self._answer(request, wake, lease)
+            except LockBackendError as exc:  # the flow decides: retry, or let it propagate
+                error = exc
+
+    async def _answer(
+        self, request: Any, wake: asyncio.Event | None, lease: AsyncLease | None
+    ) -> Any:
+        if isinstance(request, Now):
+            return self.clock()
+        if isinstance(request, Call):
+            if lease is not None:
+                async with lease._io:  # noqa: SLF001 - renewals of one lease never overlap
+                    return await self._execute(request)
+            return await self._execute(request)
+        if isinstance(request, Sleep):
+            if wake is None:
+                await asyncio.sleep(request.seconds)
+                return False
+            try:
+                await asyncio.wait_for(wake.wait(), request.seconds)
+                woke = True
+            except TimeoutError:
+                woke = False
+            if lease is None:  # a waiter's wake-up is used once; a heartbeat's stop stays set
+                wake.clear()
+            return woke
+        if isinstance(request, Renewed):
+            if lease is not None:
+                lease._renewed(request.grant)  # noqa: SLF001
+            return None
+        if isinstance(request, Current):
+            assert lease is not None  # noqa: S101 - only heartbeats ask
+            return lease._grant  # noqa: SLF001
+        raise TypeError(f"unknown request {request!r}")
+
+
+def _single(call: Call) -> Flow:
+    return (yield call)
+
+
+class AsyncLease:
+    """A held lease. Renews itself in a background task until released.
+
+    Use it as an async context manager: leaving the block releases it and raises
+    :class:`LeaseLost` if the lease was lost while the block ran (an exception
+    from the block always propagates, with a note if the lease was lost too).
+    """
+
+    def __init__(self, lock: AsyncLeaseLock, grant: Grant, *, waited_ms: float) -> None:
+        self._lock = lock
+        self._grant = grant
+        self._io = asyncio.Lock()
+        self._lost_reason: str | None = None
+        self._released = False
+        self._stop = asyncio.Event()
+        self.waited_ms = waited_ms
+        self._task = asyncio.create_task(self._heartbeat(), name=f"lease-heartbeat-{grant.key}")
+
+    @property
+    def key(self) -> str:
+        return self._grant.key
+
+    @property
+    def owner(self) -> str:
+        return self._grant.owner
+
+    @property
+    def token(self) -> int:
+        return self._grant.token
+
+    @property
+    def grant(self) -> Grant:
+        return self._grant
+
+    @property
+    def lost(self) -> bool:
+        ran_out = self._lock.clock() >= self._grant.trusted_until_ms
+        if self._lost_reason is None and not self._released and ran_out:
+            self._mark_lost("it ran out without a successful renewal")
+        return self._lost_reason is not None
+
+    def remaining(self) -> float:
+        """Seconds this holder may still trust the lease (0 once lost or released)."""
+        if self.lost or self._released:
+            return 0.0
+        return max(0.0, (self._grant.trusted_until_ms - self._lock.clock()) / 1000)
+
+    def ensure_held(self) -> None:
+        """Raise :class:`LeaseLost` unless the lease is still trusted."""
+        if self._released:
+            raise LockStateError(f"lease {self.key!r} was released")
+        if self.lost:
+            raise LeaseLost(self.key, self.token, self._lost_reason or "lost")
+
+    async def renew(self) -> None:
+        """Renew now (the heartbeat also does this). Raises :class:`LeaseLost`."""
+        self.ensure_held()
+        try:
+            flow = renew_flow(self._lock.table_name, self._grant, self._lock.config)
+            await self._lock._run(flow, None, self)  # noqa: SLF001
+        except LeaseLost as exc:
+            self._mark_lost(exc.reason)
+            raise
+
+    async def release(self) -> None:
+        """Release the lease. Idempotent; never frees another holder's lease."""
+        if self._released:
+            return
+        self._released = True
+        self._stop.set()
+        if asyncio.current_task() is not self._task:
+            await asyncio.gather(self._task, return_exceptions=True)
+        flow = release_flow(self._lock.table_name, self._grant, self._lock.config)
+        if not await self._lock._run(flow, None, self):  # noqa: SLF001
+            self._mark_lost("another holder took it over before release")
+        self._lock._queue.released(self.key)  # noqa: SLF001
+        log.info("lease_released", key=self.key, owner=self.owner, token=self.token)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lost_before = self.lost
+        try:
+            await self.release()
+        except LockError as release_error:
+            if exc is None:
+                raise
+            exc.add_note(f"releasing lease {self.key!r} also failed: {release_error}")
+            return
+        if self._lost_reason is not None or lost_before:
+            lost = LeaseLost(self.key, self.token, self._lost_reason or "lost")
+            if exc is None:
+                raise lost
+            exc.add_note(f"the lease was lost while the block ran: {lost}")
+
+    # --- internals ---------------------------------------------------------
+
+    def _renewed(self, grant: Grant) -> None:
+        if grant.sent_at_ms >= self._grant.sent_at_ms:
+            self._grant = grant
+        log.debug("lease_renewed", key=grant.key, owner=grant.owner, token=grant.token)
+
+    def _mark_lost(self, reason: str) -> None:
+        if self._lost_reason is None:
+            self._lost_reason = reason
+            log.warning(
+                "lease_lost", key=self.key, owner=self.owner, token=self.token, reason=reason
+            )
+
+    async def _heartbeat(self) -> None:
+        lock = self._lock
+        flow = heartbeat_flow(lock.table_name, self._grant, lock.config, lock._rng)  # noqa: SLF001
+        try:
+            await lock._run(flow, self._stop, self)  # noqa: SLF001
+        except LeaseLost as exc:
+            if not self._released:
+                self._mark_lost(exc.reason)
+        except LockError as exc:  # pragma: no cover - the flow handles backend errors
+            self._mark_lost(str(exc))

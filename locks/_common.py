@@ -1,0 +1,73 @@
+"""What both drivers share: error translation, owner ids, the default clock, logging."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from locks._models import LockConfig
+from locks._protocol import Call, ConditionFailed
+from locks.exceptions import LockBackendError, TableNotFound
+
+log = structlog.get_logger("locks")
+
+Clock = Callable[[], float]
+
+
+def wall_clock_ms() -> float:
+    return time.time() * 1000
+
+
+def default_owner() -> str:
+    """Host, process and a random suffix: unique per lock object, readable in logs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def botocore_config(config: LockConfig) -> Config:
+    """Throttling and 5xx are retried by botocore's standard mode; a call never
+    hangs longer than a third of the lease, so a heartbeat can try again."""
+    read_timeout = max(1.0, min(10.0, config.lease_seconds / 3))
+    return Config(
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=min(2.0, read_timeout),
+        read_timeout=read_timeout,
+    )
+
+
+def translate(exc: Exception, call: Call) -> ConditionFailed | LockBackendError:
+    """Map a botocore error to the protocol's answer or to our error tree."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code")
+        if code == "ConditionalCheckFailedException":
+            item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            return ConditionFailed(item=item)
+        if code == "ResourceNotFoundException":
+            return TableNotFound(call.params["TableName"], exc)
+        message = error.get("Message", str(exc))
+        return LockBackendError(
+            f"DynamoDB {call.op} failed: {code}: {message}", code=code, cause=exc
+        )
+    if isinstance(exc, BotoCoreError):
+        return LockBackendError(f"DynamoDB {call.op} failed: {exc}", code=None, cause=exc)
+    raise exc
+
+
+def create_table_params(table_name: str) -> dict[str, Any]:
+    from locks._models import lease_model  # noqa: PLC0415 - keeps pynamodb off the hot import path
+
+    schema = lease_model(table_name)._get_schema()  # noqa: SLF001 - PynamoDB's schema builder
+    return {
+        "TableName": table_name,
+        "KeySchema": schema["key_schema"],
+        "AttributeDefinitions": schema["attribute_definitions"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }

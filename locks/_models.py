@@ -1,0 +1,202 @@
+"""Values of the lease library: configuration, grants and the item schema.
+
+The item schema is a PynamoDB model (``lease_model``); the protocol core builds
+raw requests with the same attribute names, which a unit test checks against
+the model so the sync, async and PynamoDB views of one table never drift.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.models import Model
+
+# Attribute names of a lease item. The protocol, both drivers and the PynamoDB
+# model use these and nothing else.
+PK = "pk"
+OWNER = "owner"
+TOKEN = "token"  # noqa: S105 - the fencing token's attribute name, not a secret
+EXPIRES_AT = "expires_at"  # epoch ms by the writer's clock; 0 once released
+GRANTED_AT = "granted_at"  # epoch ms by the holder's clock when the grant was sent
+CLEANUP_AT = "cleanup_at"  # epoch seconds: DynamoDB TTL deletes the item after this
+CLAIMANT = "claimant"  # the waiter next in line (cross-process fairness)
+CLAIM_EXPIRES_AT = "claim_expires_at"  # epoch ms by the claimant's clock
+CLAIM_SINCE = "claim_since"  # epoch ms the claimant started waiting: older waiters win
+
+# A fresh item (first ever, or after TTL cleanup) starts its token at
+# epoch-ms * TOKEN_SCALE: see the expiry model in ``_protocol``.
+TOKEN_SCALE = 1000
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    """Timings of a lease. Validated on construction; every field in seconds.
+
+    - ``lease_seconds``: how long a grant or renewal is valid.
+    - ``heartbeat_seconds``: renewal period (default a third of the lease).
+    - ``max_clock_skew_seconds``: the largest offset between any two hosts' clocks
+      that the lease stays safe under.
+    - ``safety_margin_seconds``: the holder stops trusting its lease this long before
+      its own expiry (default a tenth of the lease, at most 1 s).
+    - ``retry_base_seconds`` / ``retry_cap_seconds``: a waiter's backoff between
+      attempts on a lease held by another process (capped, jittered).
+    - ``claim_seconds``: how long a waiter's claim to be next stays valid without
+      being refreshed (default 4 x the cap + the skew).
+    - ``cleanup_after_seconds``: how long after its last expiry DynamoDB TTL may
+      delete an item. Must exceed ``lease + 2 x skew`` for fencing tokens to keep
+      increasing across cleanup.
+    """
+
+    lease_seconds: float = 10.0
+    heartbeat_seconds: float | None = None
+    max_clock_skew_seconds: float = 1.0
+    safety_margin_seconds: float | None = None
+    retry_base_seconds: float = 0.02
+    retry_cap_seconds: float = 0.25
+    claim_seconds: float | None = None
+    cleanup_after_seconds: float = 86_400.0
+
+    def __post_init__(self) -> None:
+        def positive(name: str, value: float) -> None:
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+        positive("lease_seconds", self.lease_seconds)
+        positive("retry_base_seconds", self.retry_base_seconds)
+        positive("retry_cap_seconds", self.retry_cap_seconds)
+        positive("cleanup_after_seconds", self.cleanup_after_seconds)
+        if not (math.isfinite(self.max_clock_skew_seconds) and self.max_clock_skew_seconds >= 0):
+            raise ValueError("max_clock_skew_seconds must be >= 0")
+        if self.retry_base_seconds > self.retry_cap_seconds:
+            raise ValueError("retry_base_seconds must not exceed retry_cap_seconds")
+        margin = self.margin
+        if not (0 <= margin < self.lease_seconds):
+            raise ValueError("safety_margin_seconds must be >= 0 and shorter than the lease")
+        heartbeat = self.heartbeat
+        positive("heartbeat_seconds", heartbeat)
+        if heartbeat * 2 > self.lease_seconds - margin:
+            raise ValueError(
+                "heartbeat_seconds must be at most half of (lease - safety margin), "
+                "so a failed renewal can be retried before the lease runs out"
+            )
+        if self.claim_seconds is not None:
+            positive("claim_seconds", self.claim_seconds)
+        if self.cleanup_after_seconds <= self.lease_seconds + 2 * self.max_clock_skew_seconds:
+            raise ValueError("cleanup_after_seconds must exceed lease_seconds + 2 x max skew")
+
+    @property
+    def heartbeat(self) -> float:
+        if self.heartbeat_seconds is not None:
+            return self.heartbeat_seconds
+        return self.lease_seconds / 3
+
+    @property
+    def margin(self) -> float:
+        if self.safety_margin_seconds is not None:
+            return self.safety_margin_seconds
+        return min(1.0, self.lease_seconds / 10)
+
+    @property
+    def claim(self) -> float:
+        if self.claim_seconds is not None:
+            return self.claim_seconds
+        return 4 * self.retry_cap_seconds + self.max_clock_skew_seconds
+
+    @property
+    def lease_ms(self) -> int:
+        return round(self.lease_seconds * 1000)
+
+    @property
+    def skew_ms(self) -> int:
+        return math.ceil(self.max_clock_skew_seconds * 1000)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One grant of a lease, as the holder knows it.
+
+    ``token`` is the fencing token: strictly greater than every earlier grant's
+    for the key. It stays the same across renewals, so one critical section is
+    fenced by one number. ``trusted_until_ms`` is when the holder stops trusting
+    the grant (its own clock), always before any other host may take it over.
+    """
+
+    key: str
+    owner: str
+    token: int
+    sent_at_ms: float
+    expires_at_ms: int
+    trusted_until_ms: float
+
+
+@dataclass(frozen=True)
+class Holder:
+    """What a failed conditional write told us about the item."""
+
+    owner: str | None
+    token: int | None
+    expires_at_ms: int | None
+    claimant: str | None = None
+    claim_expires_at_ms: int | None = None
+    claim_since_ms: int | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any] | None) -> Holder:
+        if not item:
+            return cls(owner=None, token=None, expires_at_ms=None)
+
+        def text(name: str) -> str | None:
+            value = item.get(name)
+            return None if value is None else str(value["S"])
+
+        def number(name: str) -> int | None:
+            value = item.get(name)
+            return None if value is None else int(value["N"])
+
+        return cls(
+            owner=text(OWNER),
+            token=number(TOKEN),
+            expires_at_ms=number(EXPIRES_AT),
+            claimant=text(CLAIMANT),
+            claim_expires_at_ms=number(CLAIM_EXPIRES_AT),
+            claim_since_ms=number(CLAIM_SINCE),
+        )
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """A lease item as read from the table (``describe``)."""
+
+    key: str
+    owner: str | None
+    token: int | None
+    expires_at_ms: int | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def lease_model(
+    table_name: str, *, region: str | None = None, host: str | None = None
+) -> type[Model]:
+    """The PynamoDB model of a lease table (one class per table name)."""
+    meta_attrs: dict[str, Any] = {"table_name": table_name, "billing_mode": "PAY_PER_REQUEST"}
+    if region is not None:
+        meta_attrs["region"] = region
+    if host is not None:
+        meta_attrs["host"] = host
+    meta = type("Meta", (), meta_attrs)
+    attrs: dict[str, Any] = {
+        "Meta": meta,
+        "pk": UnicodeAttribute(hash_key=True, attr_name=PK),
+        "owner": UnicodeAttribute(null=True, attr_name=OWNER),
+        "token": NumberAttribute(null=True, attr_name=TOKEN),
+        "expires_at": NumberAttribute(null=True, attr_name=EXPIRES_AT),
+        "granted_at": NumberAttribute(null=True, attr_name=GRANTED_AT),
+        "cleanup_at": TTLAttribute(null=True, attr_name=CLEANUP_AT),
+        "claimant": UnicodeAttribute(null=True, attr_name=CLAIMANT),
+        "claim_expires_at": NumberAttribute(null=True, attr_name=CLAIM_EXPIRES_AT),
+        "claim_since": NumberAttribute(null=True, attr_name=CLAIM_SINCE),
+    }
+    return type(f"LeaseItem_{table_name}", (Model,), attrs)

@@ -1,0 +1,448 @@
+"""The lease protocol: pure decisions and DynamoDB request builders.
+
+Nothing here does I/O or reads a clock. Each operation is a generator that
+yields requests (:class:`Now`, :class:`Call`, :class:`Sleep`, :class:`Renewed`,
+:class:`Current`)
+and receives their answers, as httpx's ``Auth.auth_flow`` does; the sync and
+async drivers only carry requests out. Tests drive the generators by hand with
+any clock they like.
+
+Expiry model
+============
+
+Clocks. Every host reads its own wall clock in epoch milliseconds. No clock is
+trusted to agree with another's beyond ``max_clock_skew`` (S): at any instant
+two hosts' clocks differ by at most S. DynamoDB's clock is not used at all; it
+only applies conditional writes atomically.
+
+Timeline of one grant, holder H and waiter W, lease length L, margin M::
+
+    H clock: t0 ── send acquire ── ... ── t0+L-M ──── t0+L
+             │   item.expires_at = t0+L      │          │
+             │                       H stops trusting   H's expiry
+    W clock:                                                ... t0+L+S ── W may take over
+
+- H reads ``t0`` *before* sending the write and stores ``expires_at = t0 + L``.
+  H trusts the grant until ``t0 + L - M`` on its own clock (``trusted_until``);
+  each renewal sent at ``tr`` moves both to ``tr + L`` and ``tr + L - M``.
+- W treats the lease as expired only when its own clock reads more than
+  ``expires_at + S``; the takeover is a conditional write
+  ``expires_at < now_W - S``, so DynamoDB refuses it if H renewed meanwhile.
+- When W's clock reads ``t0 + L + S``, H's reads at least ``t0 + L``, which is
+  ``M`` past the moment H stopped trusting. So H always stops before anyone
+  else can start: never two holders, for any skew up to S.
+- What H does after ``ensure_held()`` may still outlive the grant (a GC pause, a
+  slow call). The fencing token exists for that: downstream writes conditioned
+  on ``token`` reject a holder that was overtaken.
+
+Fencing token. Each grant writes ``token = if_not_exists(token, floor) + 1``
+with ``floor = now_ms * 1000``: one more than the previous grant while the item
+exists, and above the previous token after DynamoDB TTL deleted the item,
+provided the key saw fewer than 1000 grants per millisecond on average (DynamoDB
+allows about one write per millisecond per item) and ``cleanup_after`` exceeds
+``L + 2S`` (validated by :class:`LockConfig`). Renewals keep the token.
+
+Release writes ``expires_at = 0`` (and keeps ``token``), conditional on owner
+and token, so it never frees another holder's lease and the next grant still
+counts up from it.
+
+Fairness. A waiter whose attempt failed writes itself as the item's
+``claimant`` with ``claim_since``, the time it started waiting, when there is
+no claim, the claim is stale, or the claimant has waited less; a grant requires
+no live claim from an older waiter and clears the claim. So a release goes to
+the longest-waiting claimant rather than back to the releasing process (whose
+next local waiter would otherwise always be first to try), and every waiter is
+served. Waiters in one process queue
+FIFO in the driver; only the head talks to DynamoDB and it is woken the moment
+a local holder releases.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Generator
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from locks._models import (
+    CLAIM_EXPIRES_AT,
+    CLAIM_SINCE,
+    CLAIMANT,
+    CLEANUP_AT,
+    EXPIRES_AT,
+    GRANTED_AT,
+    OWNER,
+    PK,
+    TOKEN,
+    TOKEN_SCALE,
+    Grant,
+    Holder,
+    LockConfig,
+)
+from locks.exceptions import AcquireTimeout, LeaseLost, LeaseUnavailable, LockBackendError
+
+Op = Literal["update_item", "get_item"]
+
+
+@dataclass(frozen=True)
+class Now:
+    """Ask the driver for its clock, in epoch milliseconds."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One DynamoDB call. The answer is the response dict or :class:`ConditionFailed`."""
+
+    op: Op
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait up to ``seconds``. The answer is True if the driver woke early
+    (a local release for waiters, a stop for heartbeats)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Renewed:
+    """Tell the driver the grant was renewed. The answer is ignored."""
+
+    grant: Grant
+
+
+@dataclass(frozen=True)
+class Current:
+    """Ask the driver for the newest grant it holds (a manual renew may have moved it)."""
+
+
+@dataclass(frozen=True)
+class ConditionFailed:
+    """A conditional write failed; ``item`` is the old item if the backend sent it."""
+
+    item: dict[str, Any] | None
+
+
+Request = Now | Call | Sleep | Renewed | Current
+Flow = Generator[Request, Any, Any]
+
+NAMES = {
+    "#pk": PK,
+    "#owner": OWNER,
+    "#token": TOKEN,
+    "#expires_at": EXPIRES_AT,
+    "#granted_at": GRANTED_AT,
+    "#cleanup_at": CLEANUP_AT,
+    "#claimant": CLAIMANT,
+    "#claim_expires_at": CLAIM_EXPIRES_AT,
+    "#claim_since": CLAIM_SINCE,
+}
+
+
+def _names(expression: str) -> dict[str, str]:
+    """Only the placeholders an expression uses (DynamoDB rejects unused ones)."""
+    return {k: v for k, v in NAMES.items() if k in expression}
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": str(int(value))}
+
+
+def _cleanup_at(expires_at_ms: float, config: LockConfig) -> int:
+    return math.ceil(expires_at_ms / 1000 + config.cleanup_after_seconds)
+
+
+def _update(
+    table: str, key: str, update: str, condition: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "TableName": table,
+        "Key": {PK: {"S": key}},
+        "UpdateExpression": update,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": _names(update + " " + condition),
+        "ExpressionAttributeValues": values,
+        "ReturnValues": "ALL_NEW",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+# Named condition clauses, joined below (Powertools' idempotency style).
+FREE = "attribute_not_exists(#pk)"
+EXPIRED = "#expires_at < :stale_before"
+UNCLAIMED = "attribute_not_exists(#claimant)"
+CLAIM_MINE = "#claimant = :owner"
+CLAIM_STALE = "#claim_expires_at < :stale_before"
+CLAIM_YOUNGER = "#claim_since > :since"  # the claimant has waited less than we have
+OURS = "#owner = :owner AND #token = :token"
+NOT_RELEASED = "#expires_at > :zero"
+HELD = "attribute_exists(#pk) AND #expires_at >= :stale_before"
+
+
+def acquire_request(
+    table: str, key: str, owner: str, now: float, config: LockConfig, since: float | None = None
+) -> Call:
+    """A grant: the key is free or expired, and nobody who waited longer has a live claim."""
+    expires_at = now + config.lease_ms
+    condition = (
+        f"({FREE} OR {EXPIRED}) AND "
+        f"({UNCLAIMED} OR {CLAIM_MINE} OR {CLAIM_STALE} OR {CLAIM_YOUNGER})"
+    )
+    update = (
+        "SET #owner = :owner, #token = if_not_exists(#token, :floor) + :one, "
+        "#expires_at = :expires_at, #granted_at = :now, #cleanup_at = :cleanup_at "
+        "REMOVE #claimant, #claim_expires_at, #claim_since"
+    )
+    values = {
+        ":owner": {"S": owner},
+        ":since": _n(now if since is None else since),
+        ":floor": _n(now * TOKEN_SCALE),
+        ":one": _n(1),
+        ":expires_at": _n(expires_at),
+        ":now": _n(now),
+        ":cleanup_at": _n(_cleanup_at(expires_at, config)),
+        ":stale_before": _n(now - config.skew_ms),
+    }
+    return Call("update_item", _update(table, key, update, condition, values))
+
+
+def renew_request(table: str, grant: Grant, now: float, config: LockConfig) -> Call:
+    """Extend our own grant; fails if the token moved on or we released."""
+    expires_at = now + config.lease_ms
+    values = {
+        ":owner": {"S": grant.owner},
+        ":token": _n(grant.token),
+        ":zero": _n(0),
+        ":expires_at": _n(expires_at),
+        ":cleanup_at": _n(_cleanup_at(expires_at, config)),
+    }
+    update = "SET #expires_at = :expires_at, #cleanup_at = :cleanup_at"
+    return Call(
+        "update_item", _update(table, grant.key, update, f"{OURS} AND {NOT_RELEASED}", values)
+    )
+
+
+def release_request(table: str, grant: Grant, now: float, config: LockConfig) -> Call:
+    """Free our grant, keeping the token for the next one."""
+    values = {
+        ":owner": {"S": grant.owner},
+        ":token": _n(grant.token),
+        ":zero": _n(0),
+        ":cleanup_at": _n(_cleanup_at(now, config)),
+    }
+    update = "SET #expires_at = :zero, #cleanup_at = :cleanup_at"
+    return Call("update_item", _update(table, grant.key, update, OURS, values))
+
+
+def claim_request(
+    table: str, key: str, owner: str, now: float, config: LockConfig, since: float
+) -> Call:
+    """Put ourselves next in line while the lease is held, ahead of younger claims."""
+    values = {
+        ":owner": {"S": owner},
+        ":claim_expires_at": _n(now + config.claim * 1000),
+        ":stale_before": _n(now - config.skew_ms),
+        ":since": _n(since),
+    }
+    update = "SET #claimant = :owner, #claim_expires_at = :claim_expires_at, #claim_since = :since"
+    condition = (
+        f"attribute_exists(#pk) AND "
+        f"({UNCLAIMED} OR {CLAIM_MINE} OR {CLAIM_STALE} OR {CLAIM_YOUNGER})"
+    )
+    return Call("update_item", _update(table, key, update, condition, values))
+
+
+def unclaim_request(table: str, key: str, owner: str) -> Call:
+    """Give up our claim (a waiter that timed out)."""
+    params = {
+        "TableName": table,
+        "Key": {PK: {"S": key}},
+        "UpdateExpression": "REMOVE #claimant, #claim_expires_at, #claim_since",
+        "ConditionExpression": CLAIM_MINE,
+        "ExpressionAttributeNames": _names(f"{CLAIM_MINE} #claim_expires_at #claim_since"),
+        "ExpressionAttributeValues": {":owner": {"S": owner}},
+    }
+    return Call("update_item", params)
+
+
+def read_request(table: str, key: str) -> Call:
+    return Call("get_item", {"TableName": table, "Key": {PK: {"S": key}}, "ConsistentRead": True})
+
+
+# --- decisions -------------------------------------------------------------
+
+
+def is_live(holder: Holder, now: float, config: LockConfig) -> bool:
+    """Would a waiter at ``now`` (its clock) consider the lease held?"""
+    return holder.expires_at_ms is not None and holder.expires_at_ms >= now - config.skew_ms
+
+
+def claim_is_live(holder: Holder, now: float, config: LockConfig) -> bool:
+    return (
+        holder.claimant is not None
+        and holder.claim_expires_at_ms is not None
+        and holder.claim_expires_at_ms >= now - config.skew_ms
+    )
+
+
+def should_claim(
+    holder: Holder, owner: str, now: float, config: LockConfig, since: float | None = None
+) -> bool:
+    """Claim when the item exists and no live claim is older than our wait."""
+    if holder.token is None:  # no item: nothing to claim on
+        return False
+    if holder.claimant == owner or not claim_is_live(holder, now, config):
+        return True
+    return since is not None and holder.claim_since_ms is not None and holder.claim_since_ms > since
+
+
+def wait_seconds(
+    holder: Holder, now: float, config: LockConfig, attempt: int, jitter: float
+) -> float:
+    """How long a waiter sleeps before its next attempt.
+
+    Until the holder's expiry (plus skew) or a capped exponential backoff,
+    whichever is sooner, scaled by ``jitter`` in [0, 1) to between half and all
+    of it. A lease that is free but claimed by another waits for that claim.
+    """
+    backoff = min(config.retry_cap_seconds, config.retry_base_seconds * 2.0**attempt)
+    if is_live(holder, now, config):
+        assert holder.expires_at_ms is not None  # noqa: S101 - is_live checked it
+        until = (holder.expires_at_ms + config.skew_ms - now) / 1000
+    elif claim_is_live(holder, now, config):
+        assert holder.claim_expires_at_ms is not None  # noqa: S101
+        until = (holder.claim_expires_at_ms + config.skew_ms - now) / 1000
+    else:
+        until = 0.0
+    delay = max(config.retry_base_seconds, min(until, backoff))
+    return delay * (0.5 + 0.5 * jitter)
+
+
+def grant_from(
+    attributes: dict[str, Any], key: str, owner: str, sent_at: float, config: LockConfig
+) -> Grant:
+    token = int(attributes[TOKEN]["N"])
+    expires_at = int(attributes[EXPIRES_AT]["N"])
+    return Grant(
+        key=key,
+        owner=owner,
+        token=token,
+        sent_at_ms=sent_at,
+        expires_at_ms=expires_at,
+        trusted_until_ms=sent_at + config.lease_ms - config.margin * 1000,
+    )
+
+
+# --- flows -----------------------------------------------------------------
+
+
+def acquire_flow(
+    table: str,
+    key: str,
+    owner: str,
+    config: LockConfig,
+    timeout: float | None,
+    rng: random.Random,
+    since: float | None = None,
+) -> Generator[Request, Any, tuple[Grant, float]]:
+    """Acquire ``key``: returns the grant and the milliseconds waited.
+
+    ``timeout=None`` waits forever, ``0`` makes one attempt and raises
+    :class:`LeaseUnavailable`; otherwise :class:`AcquireTimeout` after ``timeout``.
+    ``since`` is when the caller started waiting (its place in the cross-process
+    line); it defaults to the flow's start.
+    """
+    start: float = yield Now()
+    since = start if since is None else since
+    attempt = 0
+    claimed = False
+    while True:
+        now: float = yield Now()
+        answer = yield acquire_request(table, key, owner, now, config, since)
+        if not isinstance(answer, ConditionFailed):
+            return grant_from(answer["Attributes"], key, owner, now, config), now - start
+        item = answer.item
+        if item is None:  # the backend does not return ALL_OLD (dynalite): read it
+            item = (yield read_request(table, key)).get("Item")
+        holder = Holder.from_item(item)
+        waited = now - start
+        if timeout == 0:
+            raise LeaseUnavailable(key, holder.owner, holder.expires_at_ms)
+        if timeout is not None and waited >= timeout * 1000:
+            if claimed:
+                yield from _unclaim(table, key, owner)
+            raise AcquireTimeout(key, holder.owner, holder.expires_at_ms, waited)
+        if should_claim(holder, owner, now, config, since):
+            claimed = not isinstance(
+                (yield claim_request(table, key, owner, now, config, since)), ConditionFailed
+            )
+        delay = wait_seconds(holder, now, config, attempt, rng.random())
+        if timeout is not None:
+            delay = min(delay, max(0.0, timeout - waited / 1000))
+        yield Sleep(delay)
+        attempt += 1
+
+
+def _unclaim(table: str, key: str, owner: str) -> Generator[Request, Any, None]:
+    try:
+        yield unclaim_request(table, key, owner)
+    except LockBackendError:  # best effort: the claim goes stale on its own
+        return
+
+
+def renew_flow(table: str, grant: Grant, config: LockConfig) -> Generator[Request, Any, Grant]:
+    """Renew once; raises :class:`LeaseLost` if the grant ran out or moved on."""
+    now: float = yield Now()
+    if now >= grant.trusted_until_ms:
+        raise LeaseLost(grant.key, grant.token, "it ran out before it could be renewed")
+    answer = yield renew_request(table, grant, now, config)
+    if isinstance(answer, ConditionFailed):
+        raise LeaseLost(grant.key, grant.token, _moved_on(answer.item))
+    renewed = replace(
+        grant_from(answer["Attributes"], grant.key, grant.owner, now, config), token=grant.token
+    )
+    yield Renewed(renewed)
+    return renewed
+
+
+def heartbeat_flow(
+    table: str, grant: Grant, config: LockConfig, rng: random.Random
+) -> Generator[Request, Any, None]:
+    """Renew every ``heartbeat`` until stopped; raises :class:`LeaseLost`.
+
+    A backend error is retried with backoff while the grant is still trusted;
+    once it is not, the lease is lost.
+    """
+    failures = 0
+    while True:
+        grant = yield Current()
+        now: float = yield Now()
+        if failures == 0:
+            delay = max(0.0, (grant.sent_at_ms + config.heartbeat * 1000 - now) / 1000)
+        else:
+            backoff = min(config.retry_cap_seconds, config.retry_base_seconds * 2.0**failures)
+            delay = backoff * (0.5 + 0.5 * rng.random())
+        if (yield Sleep(delay)):
+            return
+        try:
+            grant = yield from renew_flow(table, grant, config)
+        except LockBackendError:
+            failures += 1
+            continue
+        failures = 0
+
+
+def release_flow(table: str, grant: Grant, config: LockConfig) -> Generator[Request, Any, bool]:
+    """Release; returns False if the lease had already moved on (it was lost)."""
+    now: float = yield Now()
+    answer = yield release_request(table, grant, now, config)
+    return not isinstance(answer, ConditionFailed)
+
+
+def _moved_on(item: dict[str, Any] | None) -> str:
+    holder = Holder.from_item(item)
+    if holder.token is None:
+        return "the lease item no longer matches this grant"
+    return f"now held under token {holder.token} by {holder.owner!r}"

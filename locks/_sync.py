@@ -1,0 +1,411 @@
+"""The blocking driver: a boto3 DynamoDB client, a heartbeat thread per lease.
+
+Kept line-for-line parallel with ``_async.py``: the protocol decides, this file
+only carries out its requests.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import deque
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from locks._common import (
+    Clock,
+    botocore_config,
+    create_table_params,
+    default_owner,
+    log,
+    translate,
+    wall_clock_ms,
+)
+from locks._models import CLEANUP_AT, Grant, Holder, LeaseInfo, LockConfig
+from locks._protocol import (
+    Call,
+    Current,
+    Flow,
+    Now,
+    Renewed,
+    Sleep,
+    acquire_flow,
+    heartbeat_flow,
+    read_request,
+    release_flow,
+    renew_flow,
+)
+from locks.exceptions import (
+    AcquireTimeout,
+    LeaseLost,
+    LeaseUnavailable,
+    LockBackendError,
+    LockError,
+    LockStateError,
+)
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+
+
+class _Ticket:
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+
+
+class _LocalQueue:
+    """FIFO of this lock's waiters per key; only the head talks to DynamoDB."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queues: dict[str, deque[_Ticket]] = {}
+
+    def join(self, key: str) -> _Ticket:
+        ticket = _Ticket()
+        with self._cond:
+            self._queues.setdefault(key, deque()).append(ticket)
+        return ticket
+
+    def wait_turn(self, key: str, ticket: _Ticket, timeout: float | None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._queues[key][0] is ticket, timeout)
+
+    def leave(self, key: str, ticket: _Ticket) -> None:
+        with self._cond:
+            queue = self._queues[key]
+            queue.remove(ticket)
+            if not queue:
+                del self._queues[key]
+            self._cond.notify_all()
+
+    def released(self, key: str) -> None:
+        """A local holder released: wake the head waiter at once."""
+        with self._cond:
+            queue = self._queues.get(key)
+            if queue:
+                queue[0].wake.set()
+
+
+class LeaseLock:
+    """Leases on keys of one DynamoDB table, for threads.
+
+    ``client`` is a boto3 DynamoDB client (default: the standard AWS chain, with
+    botocore's standard retry mode). ``clock`` returns epoch milliseconds and is
+    injectable for tests of skew.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: DynamoDBClient | None = None,
+        config: LockConfig | None = None,
+        owner: str | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.table_name = table_name
+        self.config = config or LockConfig()
+        self.client: DynamoDBClient = client or boto3.client(
+            "dynamodb", config=botocore_config(self.config)
+        )
+        self.owner = owner or default_owner()
+        self.clock = clock or wall_clock_ms
+        self._rng = rng or random.Random()
+        self._queue = _LocalQueue()
+
+    def acquire(self, key: str, timeout: float | None = None) -> Lease:
+        """Block until ``key`` is granted; ``timeout`` in seconds (None: forever).
+
+        Raises :class:`AcquireTimeout` (or :class:`LeaseUnavailable` for 0).
+        """
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be >= 0 or None")
+        started = self.clock()
+        ticket = self._queue.join(key)
+        try:
+            if not self._queue.wait_turn(key, ticket, timeout):
+                waited = self.clock() - started
+                if timeout == 0:
+                    raise LeaseUnavailable(key, "a waiter in this process", None)
+                raise AcquireTimeout(key, "a waiter in this process", None, waited)
+            queued_s = (self.clock() - started) / 1000
+            remaining = None if timeout is None else max(0.0, timeout - queued_s)
+            if timeout == 0:
+                remaining = 0
+            flow = acquire_flow(
+                self.table_name, key, self.owner, self.config, remaining, self._rng, started
+            )
+            try:
+                grant, _ = self._run(flow, ticket.wake)
+            except LeaseUnavailable as exc:
+                log.debug("lease_unavailable", key=key, owner=self.owner, holder=exc.holder)
+                raise
+        finally:
+            self._queue.leave(key, ticket)
+        lease = Lease(self, grant, waited_ms=self.clock() - started)
+        log.info(
+            "lease_acquired",
+            key=key,
+            owner=self.owner,
+            token=grant.token,
+            waited_ms=lease.waited_ms,
+        )
+        return lease
+
+    def try_acquire(self, key: str) -> Lease | None:
+        """One attempt, never blocks: the lease, or None if someone holds it."""
+        try:
+            return self.acquire(key, timeout=0)
+        except LeaseUnavailable:
+            return None
+
+    def describe(self, key: str) -> LeaseInfo | None:
+        """The lease item for ``key`` as stored, or None (a consistent read)."""
+        answer = self._run(_single(read_request(self.table_name, key)), None)
+        item = answer.get("Item")
+        if item is None:
+            return None
+        holder = Holder.from_item(item)
+        return LeaseInfo(key, holder.owner, holder.token, holder.expires_at_ms)
+
+    def ensure_table(self, *, poll_seconds: float = 0.5, wait_seconds: float = 120.0) -> None:
+        """Create the table if missing (PAY_PER_REQUEST, TTL on ``cleanup_at``) and
+        wait until it is ACTIVE. A no-op when it exists."""
+        try:
+            try:
+                status = self.client.describe_table(TableName=self.table_name)["Table"][
+                    "TableStatus"
+                ]
+            except self.client.exceptions.ResourceNotFoundException:
+                try:
+                    self.client.create_table(**create_table_params(self.table_name))
+                    log.info("lease_table_created", table=self.table_name)
+                except self.client.exceptions.ResourceInUseException:
+                    pass  # created concurrently by another process
+                status = "CREATING"
+            if status != "ACTIVE":
+                self.client.get_waiter("table_exists").wait(
+                    TableName=self.table_name,
+                    WaiterConfig={
+                        "Delay": poll_seconds,  # type: ignore[typeddict-item]
+                        "MaxAttempts": max(1, int(wait_seconds / poll_seconds)),
+                    },
+                )
+            self._enable_ttl()
+        except (ClientError, BotoCoreError) as exc:
+            raise LockBackendError(
+                f"could not ensure table {self.table_name!r}: {exc}",
+                code=getattr(exc, "response", {}).get("Error", {}).get("Code"),
+                cause=exc,
+            ) from exc
+
+    def _enable_ttl(self) -> None:
+        try:
+            ttl = self.client.describe_time_to_live(TableName=self.table_name)
+            if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
+                return
+            self.client.update_time_to_live(
+                TableName=self.table_name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": CLEANUP_AT},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "UnknownOperationException":
+                raise
+            # dynalite and some emulators have no TTL; tokens stay safe, items stay forever
+            log.warning("lease_table_ttl_unsupported", table=self.table_name)
+
+    # --- driver ------------------------------------------------------------
+
+    def _execute(self, call: Call) -> Any:
+        method = getattr(self.client, call.op)
+        try:
+            return method(**call.params)
+        except (ClientError, BotoCoreError) as exc:
+            answer = translate(exc, call)
+            if isinstance(answer, LockError):
+                raise answer from exc
+            return answer
+
+    def _run(
+        self,
+        flow: Flow,
+        wake: threading.Event | None,
+        lease: Lease | None = None,
+    ) -> Any:
+        answer: Any = None
+        error: LockBackendError | None = None
+        while True:
+            try:
+                request = flow.throw(error) if error is not None else flow.send(answer)
+            except StopIteration as stop:
+                return stop.value
+            answer, error = None, None
+            try:
+                answer = self._answer(request, wake, lease)
+            except LockBackendError as exc:  # the flow decides: retry, or let it propagate
+                error = exc
+
+    def _answer(self, request: Any, wake: threading.Event | None, lease: Lease | None) -> Any:
+        if isinstance(request, Now):
+            return self.clock()
+        if isinstance(request, Call):
+            if lease is not None:
+                with lease._io:  # noqa: SLF001 - renewals of one lease never overlap
+                    return self._execute(request)
+            return self._execute(request)
+        if isinstance(request, Sleep):
+            if wake is None:
+                threading.Event().wait(request.seconds)
+                return False
+            woke = wake.wait(request.seconds)
+            if lease is None:  # a waiter's wake-up is used once; a heartbeat's stop stays set
+                wake.clear()
+            return woke
+        if isinstance(request, Renewed):
+            if lease is not None:
+                lease._renewed(request.grant)  # noqa: SLF001
+            return None
+        if isinstance(request, Current):
+            assert lease is not None  # noqa: S101 - only heartbeats ask
+            return lease._grant  # noqa: SLF001
+        raise TypeError(f"unknown request {request!r}")
+
+
+def _single(call: Call) -> Flow:
+    return (yield call)
+
+
+class Lease:
+    """A held lease. Renews itself in a background thread until released.
+
+    Use it as a context manager: leaving the block releases it and raises
+    :class:`LeaseLost` if the lease was lost while the block ran (an exception
+    from the block always propagates, with a note if the lease was lost too).
+    """
+
+    def __init__(self, lock: LeaseLock, grant: Grant, *, waited_ms: float) -> None:
+        self._lock = lock
+        self._grant = grant
+        self._io = threading.Lock()
+        self._state = threading.Lock()
+        self._lost_reason: str | None = None
+        self._released = False
+        self._stop = threading.Event()
+        self.waited_ms = waited_ms
+        self._thread = threading.Thread(
+            target=self._heartbeat, name=f"lease-heartbeat-{grant.key}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def key(self) -> str:
+        return self._grant.key
+
+    @property
+    def owner(self) -> str:
+        return self._grant.owner
+
+    @property
+    def token(self) -> int:
+        return self._grant.token
+
+    @property
+    def grant(self) -> Grant:
+        return self._grant
+
+    @property
+    def lost(self) -> bool:
+        ran_out = self._lock.clock() >= self._grant.trusted_until_ms
+        if self._lost_reason is None and not self._released and ran_out:
+            self._mark_lost("it ran out without a successful renewal")
+        return self._lost_reason is not None
+
+    def remaining(self) -> float:
+        """Seconds this holder may still trust the lease (0 once lost or released)."""
+        if self.lost or self._released:
+            return 0.0
+        return max(0.0, (self._grant.trusted_until_ms - self._lock.clock()) / 1000)
+
+    def ensure_held(self) -> None:
+        """Raise :class:`LeaseLost` unless the lease is still trusted."""
+        if self._released:
+            raise LockStateError(f"lease {self.key!r} was released")
+        if self.lost:
+            raise LeaseLost(self.key, self.token, self._lost_reason or "lost")
+
+    def renew(self) -> None:
+        """Renew now (the heartbeat also does this). Raises :class:`LeaseLost`."""
+        self.ensure_held()
+        try:
+            flow = renew_flow(self._lock.table_name, self._grant, self._lock.config)
+            self._lock._run(flow, None, self)  # noqa: SLF001
+        except LeaseLost as exc:
+            self._mark_lost(exc.reason)
+            raise
+
+    def release(self) -> None:
+        """Release the lease. Idempotent; never frees another holder's lease."""
+        with self._state:
+            if self._released:
+                return
+            self._released = True
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        flow = release_flow(self._lock.table_name, self._grant, self._lock.config)
+        if not self._lock._run(flow, None, self):  # noqa: SLF001
+            self._mark_lost("another holder took it over before release")
+        self._lock._queue.released(self.key)  # noqa: SLF001
+        log.info("lease_released", key=self.key, owner=self.owner, token=self.token)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lost_before = self.lost
+        try:
+            self.release()
+        except LockError as release_error:
+            if exc is None:
+                raise
+            exc.add_note(f"releasing lease {self.key!r} also failed: {release_error}")
+            return
+        if self._lost_reason is not None or lost_before:
+            lost = LeaseLost(self.key, self.token, self._lost_reason or "lost")
+            if exc is None:
+                raise lost
+            exc.add_note(f"the lease was lost while the block ran: {lost}")
+
+    # --- internals ---------------------------------------------------------
+
+    def _renewed(self, grant: Grant) -> None:
+        if grant.sent_at_ms >= self._grant.sent_at_ms:
+            self._grant = grant
+        log.debug("lease_renewed", key=grant.key, owner=grant.owner, token=grant.token)
+
+    def _mark_lost(self, reason: str) -> None:
+        if self._lost_reason is None:
+            self._lost_reason = reason
+            log.warning(
+                "lease_lost", key=self.key, owner=self.owner, token=self.token, reason=reason
+            )
+
+    def _heartbeat(self) -> None:
+        lock = self._lock
+        flow = heartbeat_flow(lock.table_name, self._grant, lock.config, lock._rng)  # noqa: SLF001
+        try:
+            lock._run(flow, self._stop, self)  # noqa: SLF001
+        except LeaseLost as exc:
+            if not self._released:
+                self._mark_lost(exc.reason)
+        except LockError as exc:  # pragma: no cover - the flow handles backend errors
+            self._mark_lost(str(exc))

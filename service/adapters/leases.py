@@ -1,0 +1,92 @@
+"""``LeaseProvider`` over ``locks.AsyncLeaseLock``; translates lock errors to push errors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from locks import AsyncLease, AsyncLeaseLock, LeaseUnavailable, LockBackendError, LockError
+from locks import LeaseLost as LockLeaseLost
+from service.domain.errors import BackendUnavailable, LeaseLost, LeaseTimeout, PushError
+from service.domain.models import Fence
+
+if TYPE_CHECKING:
+    from service.domain.ports import Lease
+
+
+def _translate(exc: LockError, key: str) -> PushError:
+    if isinstance(exc, LockLeaseLost):
+        return LeaseLost(key)
+    if isinstance(exc, LockBackendError):
+        return BackendUnavailable(f"The lease table failed: {exc}", cause_code=exc.code)
+    return BackendUnavailable(f"The lease library failed: {exc}")
+
+
+class LockLease:
+    """One held ``AsyncLease`` seen through the domain's ``Lease`` port."""
+
+    def __init__(self, lease: AsyncLease) -> None:
+        self._lease = lease
+
+    @property
+    def key(self) -> str:
+        return self._lease.key
+
+    @property
+    def owner(self) -> str:
+        return self._lease.owner
+
+    @property
+    def token(self) -> int:
+        return self._lease.token
+
+    @property
+    def waited_ms(self) -> float:
+        return self._lease.waited_ms
+
+    @property
+    def lost(self) -> bool:
+        return self._lease.lost
+
+    def remaining(self) -> float:
+        return self._lease.remaining()
+
+    def fence(self) -> Fence:
+        return Fence(key=self.key, owner=self.owner, token=self.token)
+
+    async def renew(self) -> None:
+        try:
+            await self._lease.renew()
+        except LockError as exc:
+            raise _translate(exc, self.key) from exc
+
+    async def release(self) -> None:
+        try:
+            await self._lease.release()
+        except LockError as exc:
+            raise _translate(exc, self.key) from exc
+
+
+class LockLeaseProvider:
+    """Acquires repo:tag leases; ``retry_after`` is what a ``lease_timeout`` answer advises."""
+
+    def __init__(self, lock: AsyncLeaseLock, *, retry_after: float) -> None:
+        self._lock = lock
+        self._retry_after = retry_after
+
+    @property
+    def lock(self) -> AsyncLeaseLock:
+        return self._lock
+
+    async def acquire(self, key: str, *, timeout: float) -> Lease:
+        try:
+            lease = await self._lock.acquire(key, timeout=timeout)
+        except LeaseUnavailable as exc:
+            raise LeaseTimeout(
+                key,
+                holder=exc.holder,
+                expires_at=exc.expires_at,
+                retry_after=self._retry_after,
+            ) from exc
+        except LockError as exc:
+            raise _translate(exc, key) from exc
+        return LockLease(lease)

@@ -1,0 +1,27 @@
+"""Create the service's three tables (``pushgate serve --local``, tests, first deploys)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from locks import AsyncLeaseLock
+from service.adapters.aws import create_table
+from service.adapters.history import HistoryItem
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+    from service.settings import Settings
+
+TAGS_SCHEMA: dict[str, Any] = {
+    "key_schema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+    "attribute_definitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+}
+
+
+async def ensure_tables(client: DynamoDBClient, settings: Settings) -> None:
+    """Create the lease, tags and history tables if missing; no-op when they exist."""
+    await AsyncLeaseLock(settings.lease_table, client=client).ensure_table()
+    await create_table(client, settings.tags_table, TAGS_SCHEMA)
+    schema = HistoryItem._get_schema()  # noqa: SLF001 - PynamoDB's schema builder
+    await create_table(client, settings.history_table, dict(schema))

@@ -1,0 +1,1 @@
+"""HTTP API: routes validate, call the use case, map results and errors."""

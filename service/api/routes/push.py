@@ -1,0 +1,67 @@
+"""``POST /v1/pushes``: validate every field, then run the use case."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Header, Request
+
+from service.api.deps import MetricsDep, PushDep, RequestIdDep, SettingsDep
+from service.api.schemas import ErrorResponse, PushBody, PushResponse
+from service.domain.errors import PushError
+from service.domain.models import PushRequest
+
+router = APIRouter(tags=["pushes"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "layers_not_found, referenced_images_not_found, digest_mismatch, quota_exceeded",
+        404: "repository_not_found",
+        409: "tag_immutable (with existing_digest)",
+        422: "invalid_request (with field and reason)",
+        502: "registry_error, registry_timeout, kms_error",
+        503: "lease_timeout, lease_lost, registry_throttled, backend_unavailable; Retry-After",
+    }.items()
+}
+
+
+@router.post("/v1/pushes", response_model=PushResponse, responses=_ERRORS)
+async def create_push(
+    body: PushBody,
+    request: Request,
+    push: PushDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    request_id: RequestIdDep,
+    x_pushgate_caller: Annotated[str | None, Header(max_length=256)] = None,
+) -> PushResponse:
+    """Put the manifest on repository:tag under the tag's lease.
+
+    Answers ``pushed``, ``unchanged`` or ``superseded``; a bad request never takes a lease.
+    """
+    try:
+        push_request = PushRequest.create(
+            repository=body.repository,
+            tag=body.tag,
+            manifest=body.manifest,
+            media_type=body.media_type,
+            sequence=body.sequence,
+            wait_seconds=None if body.wait_seconds is None else float(body.wait_seconds),
+            default_wait_seconds=settings.default_wait_seconds,
+            max_wait_seconds=settings.max_wait_seconds,
+        )
+        structlog.contextvars.bind_contextvars(
+            repo=push_request.ref.repository, tag=push_request.ref.tag
+        )
+        client = request.client.host if request.client else "unknown"
+        caller = body.caller or x_pushgate_caller or client
+        result = await push.push(push_request, caller=caller, request_id=request_id)
+    except PushError as exc:
+        metrics.pushes.labels(outcome=exc.code).inc()
+        raise
+    metrics.pushes.labels(outcome=result.outcome.value).inc()
+    if result.repaired:
+        metrics.repairs.inc()
+    return PushResponse.of(result)

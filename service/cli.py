@@ -1,0 +1,112 @@
+"""The ``pushgate`` command line.
+
+``pushgate serve [--local] [--host 127.0.0.1] [--port 8080]`` runs the API with uvicorn.
+The server imports (FastAPI, aioboto3, moto) happen inside ``serve`` so that client
+commands stay light.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+
+app = typer.Typer(help="pushgate: serialized ECR pushes.", no_args_is_help=True)
+
+
+@app.callback()
+def root() -> None:
+    """pushgate: a shared push backend for ECR."""
+
+
+LOCAL_REGION = "us-east-1"
+DEMO_REPOSITORY = "demo"
+
+
+def _example_push(url: str) -> str:
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": "sha256:" + "0" * 64,
+                "size": 2,
+            },
+            "layers": [],
+        },
+        separators=(",", ":"),
+    )
+    body = json.dumps(
+        {"repository": DEMO_REPOSITORY, "tag": "latest", "manifest": manifest, "sequence": 1}
+    )
+    return f"curl -sS -X POST {url}/v1/pushes -H 'content-type: application/json' -d '{body}'"
+
+
+async def _bootstrap_local(settings: Settings) -> None:
+    from service.adapters.aws import open_clients  # noqa: PLC0415 - server-only import
+    from service.adapters.tables import ensure_tables  # noqa: PLC0415
+
+    async with open_clients(settings) as clients:
+        await ensure_tables(clients.dynamodb, settings)
+        with contextlib.suppress(clients.ecr.exceptions.RepositoryAlreadyExistsException):
+            await clients.ecr.create_repository(repositoryName=DEMO_REPOSITORY)
+
+
+def _start_local_aws() -> str:
+    """An embedded moto server on 127.0.0.1 (a free port) standing in for DynamoDB and ECR."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only --local needs moto
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    # moto accepts any credentials; set dummy ones only where none are configured
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    return f"http://{host}:{port}"
+
+
+@app.command()
+def serve(
+    *,
+    local: Annotated[
+        bool, typer.Option("--local", help="Embedded moto server for DynamoDB and ECR.")
+    ] = False,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve the push API (OpenAPI at /docs)."""
+    import uvicorn  # noqa: PLC0415 - server-only import
+
+    from service.main import create_app  # noqa: PLC0415
+    from service.settings import Settings  # noqa: PLC0415
+
+    settings = Settings()
+    if local:
+        endpoint = _start_local_aws()
+        settings = settings.model_copy(
+            update={
+                "region": LOCAL_REGION,
+                "dynamodb_endpoint_url": endpoint,
+                "ecr_endpoint_url": endpoint,
+                "log_format": "console",
+            }
+        )
+        asyncio.run(_bootstrap_local(settings))
+        typer.echo(f"embedded moto (DynamoDB + ECR) at {endpoint}; repository '{DEMO_REPOSITORY}'")
+    url = f"http://{host}:{port}"
+    typer.echo(f"pushgate listening on {url}  (API docs: {url}/docs)")
+    typer.echo("example push:")
+    typer.echo(f"  {_example_push(url)}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def main() -> None:
+    app()

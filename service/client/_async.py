@@ -1,0 +1,122 @@
+"""The asyncio client: only I/O; everything else is in ``_base``. Parallel to ``_sync``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from service.client._base import BaseClient, Call, api_error, read_manifest
+from service.client.errors import PushgateError, ServiceUnreachable
+from service.client.models import HistoryPage, PushResult, TagStatus
+
+T = TypeVar("T")
+
+
+class AsyncPushClient(BaseClient):
+    """Push manifests through pushgate. ``PushClient()`` reads ``PUSHGATE_URL`` and
+    ``PUSHGATE_TOKEN``; use it as a context manager to close its connections."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(base_url, token, **options)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self._headers(), transport=transport
+        )
+
+    async def push(
+        self,
+        repository: str,
+        tag: str,
+        manifest: str,
+        *,
+        media_type: str | None = None,
+        sequence: int | None = None,
+        wait_seconds: float | None = None,
+    ) -> PushResult:
+        call = self._push_call(repository, tag, manifest, media_type, sequence, wait_seconds)
+        return await self._send(call, PushResult.from_json)
+
+    async def push_file(
+        self,
+        repository: str,
+        tag: str,
+        path: str | os.PathLike[str],
+        *,
+        media_type: str | None = None,
+        sequence: int | None = None,
+        wait_seconds: float | None = None,
+    ) -> PushResult:
+        """Push a manifest file as its exact bytes (never re-serialized)."""
+        manifest = read_manifest(path)
+        return await self.push(
+            repository,
+            tag,
+            manifest,
+            media_type=media_type,
+            sequence=sequence,
+            wait_seconds=wait_seconds,
+        )
+
+    async def tag(self, repository: str, tag: str) -> TagStatus:
+        return await self._send(self._tag_call(repository, tag), TagStatus.from_json)
+
+    async def history(
+        self, repository: str, tag: str, *, limit: int = 20, cursor: str | None = None
+    ) -> HistoryPage:
+        call = self._tag_call(repository, tag, history=True, limit=limit, cursor=cursor)
+        return await self._send(call, HistoryPage.from_json)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _send(self, call: Call, parse: Callable[[dict[str, Any]], T]) -> T:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    json=call.json,
+                    params=call.params,
+                    timeout=self._timeout(call),
+                )
+            except httpx.TransportError as exc:
+                error: PushgateError = ServiceUnreachable(
+                    f"pushgate at {self.base_url} did not answer: {exc}"
+                )
+                error.__cause__ = exc
+            else:
+                if not self._should_retry(response):
+                    return self._parse(response, parse)
+                error = api_error(response)
+            delay = self._next_delay(
+                attempt, error, self.retry.deadline - (time.monotonic() - started)
+            )
+            if delay is None:
+                raise error
+            await asyncio.sleep(delay)
+            attempt += 1

@@ -1,0 +1,192 @@
+"""What the sync and async clients share: building requests, reading answers,
+mapping errors and deciding retries. No I/O here (httpx's ``BaseClient`` split).
+
+A push is idempotent (the same manifest on the same tag answers ``unchanged``),
+so the clients retry connection failures and 502/503 answers, honouring
+``Retry-After``, until a total deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from service.client.errors import ApiError, Retryable, error_class
+
+T = TypeVar("T")
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, capped, within a total deadline (seconds)."""
+
+    deadline: float = 120.0
+    base: float = 0.2
+    cap: float = 10.0
+
+    def delay(
+        self, attempt: int, retry_after: float | None, remaining: float, jitter: float
+    ) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None to give up."""
+        backoff = min(self.cap, self.base * 2.0**attempt) * (0.5 + 0.5 * jitter)
+        wait = max(backoff, retry_after or 0.0)
+        if wait >= remaining:
+            return None
+        return wait
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    read_timeout: float | None = None
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date)."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    date = response.headers.get("date")
+    now = parsedate_to_datetime(date) if date else None
+    if now is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+def api_error(response: httpx.Response) -> ApiError:
+    """The error an error answer stands for."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        code = body["error"]
+        message = str(body.get("message") or code)
+        details = {k: v for k, v in body.items() if k not in {"error", "message"}}
+    else:
+        code = f"http_{response.status_code}"
+        message = f"pushgate answered HTTP {response.status_code}: {response.text[:200]}"
+        details = {}
+    cls = error_class(response.status_code, code)
+    return cls(response.status_code, code, message, details, retry_after_seconds(response))
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``REPOSITORY:TAG`` into its parts (the tag is after the last colon)."""
+    repository, sep, tag = ref.rpartition(":")
+    if not sep or not repository or not tag or "/" in tag:
+        raise ValueError(f"expected REPOSITORY:TAG, got {ref!r}")
+    return repository, tag
+
+
+def read_manifest(path: str | os.PathLike[str]) -> str:
+    """The manifest file's text, byte for byte: the digest is of these bytes."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: a manifest must be UTF-8 JSON text") from exc
+
+
+class BaseClient:
+    """Configuration and the pure half of both clients."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        caller: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get("PUSHGATE_URL") or DEFAULT_URL).rstrip("/")
+        self.token = token if token is not None else os.environ.get("PUSHGATE_TOKEN")
+        self.caller = caller
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._rng = rng or random.Random()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"accept": "application/json", "user-agent": "pushgate-client/0.1"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        if self.caller:
+            headers["x-pushgate-caller"] = self.caller
+        return headers
+
+    def _timeout(self, call: Call) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout, read=call.read_timeout or self.timeout)
+
+    def _push_call(
+        self,
+        repository: str,
+        tag: str,
+        manifest: str,
+        media_type: str | None,
+        sequence: int | None,
+        wait_seconds: float | None,
+    ) -> Call:
+        body: dict[str, Any] = {"repository": repository, "tag": tag, "manifest": manifest}
+        if media_type is not None:
+            body["media_type"] = media_type
+        if sequence is not None:
+            body["sequence"] = sequence
+        if wait_seconds is not None:
+            body["wait_seconds"] = wait_seconds
+        # the server may wait for the lease before it answers
+        read = self.timeout + (wait_seconds or 0.0)
+        return Call("POST", "/v1/pushes", json=body, read_timeout=read)
+
+    @staticmethod
+    def _tag_call(
+        repository: str,
+        tag: str,
+        *,
+        history: bool = False,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Call:
+        path = f"/v1/tags/{quote(repository, safe='/')}/{quote(tag, safe='')}"
+        if not history:
+            return Call("GET", path)
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return Call("GET", path + "/history", params=params)
+
+    @staticmethod
+    def _parse(response: httpx.Response, parse: Callable[[dict[str, Any]], T]) -> T:
+        if response.is_success:
+            return parse(response.json())
+        raise api_error(response)
+
+    def _should_retry(self, response: httpx.Response) -> bool:
+        return response.status_code in RETRY_STATUSES
+
+    def _next_delay(self, attempt: int, error: Exception, remaining: float) -> float | None:
+        retry_after = error.retry_after if isinstance(error, Retryable) else None
+        return self.retry.delay(attempt, retry_after, remaining, self._rng.random())

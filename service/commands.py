@@ -1,0 +1,215 @@
+"""Client commands of the ``pushgate`` CLI: push, status, history.
+
+They use :mod:`service.client` only (httpx), so a build agent needs neither FastAPI
+nor aioboto3. Errors print one sentence and exit with a documented code; ``--debug``
+shows the traceback instead.
+
+Exit codes: 0 pushed/unchanged/superseded (or the data asked for); 2 invalid input;
+3 conflict (immutable tag); 4 lease timeout, throttled or service busy; 5 service
+unreachable; 6 registry error; 7 not found; 8 not authorized; 1 anything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from service.client import PushClient, split_ref
+from service.client import errors as client_errors
+
+
+class Exit(IntEnum):
+    OK = 0
+    FAILED = 1
+    INVALID = 2
+    CONFLICT = 3
+    BUSY = 4
+    UNREACHABLE = 5
+    REGISTRY = 6
+    NOT_FOUND = 7
+    UNAUTHORIZED = 8
+
+
+EXIT_FOR: list[tuple[type[Exception], Exit]] = [
+    (client_errors.InvalidRequest, Exit.INVALID),
+    (client_errors.ManifestRejected, Exit.INVALID),
+    (client_errors.QuotaExceeded, Exit.REGISTRY),
+    (client_errors.TagImmutable, Exit.CONFLICT),
+    (client_errors.Retryable, Exit.BUSY),
+    (client_errors.ServiceUnreachable, Exit.UNREACHABLE),
+    (client_errors.RegistryError, Exit.REGISTRY),
+    (client_errors.NotFound, Exit.NOT_FOUND),
+    (client_errors.Unauthorized, Exit.UNAUTHORIZED),
+    (ValueError, Exit.INVALID),
+    (OSError, Exit.INVALID),
+]
+
+Url = Annotated[str | None, typer.Option("--url", envvar="PUSHGATE_URL", help="pushgate base URL.")]
+Token = Annotated[
+    str | None,
+    typer.Option("--token", envvar="PUSHGATE_TOKEN", help="Bearer token.", show_default=False),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+Ref = Annotated[str, typer.Argument(metavar="REPOSITORY:TAG", help="e.g. team/app:latest")]
+
+
+def exit_code(exc: BaseException) -> Exit:
+    for cls, code in EXIT_FOR:
+        if isinstance(exc, cls):
+            return code
+    return Exit.FAILED
+
+
+def fail(exc: BaseException, *, debug: bool, as_json: bool) -> NoReturn:
+    if debug:
+        raise exc
+    code = exit_code(exc)
+    if as_json:
+        payload: dict[str, Any] = {"error": getattr(exc, "code", type(exc).__name__)}
+        payload["message"] = str(exc)
+        payload.update(getattr(exc, "details", {}) or {})
+        typer.echo(json.dumps(payload), err=True)
+    else:
+        typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(int(code))
+
+
+def _client(url: str | None, token: str | None) -> PushClient:
+    return PushClient(url, token, caller=None)
+
+
+def push(
+    ref: Ref,
+    manifest_file: Annotated[
+        Path,
+        typer.Argument(metavar="MANIFEST_FILE", help="Manifest JSON file, sent byte for byte."),
+    ],
+    sequence: Annotated[
+        int | None,
+        typer.Option("--sequence", min=0, help="The build's position, e.g. CI build number."),
+    ] = None,
+    wait: Annotated[
+        float | None, typer.Option("--wait", min=0, help="Seconds to wait for the tag's lease.")
+    ] = None,
+    media_type: Annotated[
+        str | None, typer.Option("--media-type", help="Needed when the manifest has no mediaType.")
+    ] = None,
+    *,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+    debug: Debug = False,
+) -> None:
+    """Push MANIFEST_FILE to REPOSITORY:TAG through pushgate."""
+    try:
+        repository, tag = split_ref(ref)
+        with _client(url, token) as client:
+            result = client.push_file(
+                repository,
+                tag,
+                manifest_file,
+                media_type=media_type,
+                sequence=sequence,
+                wait_seconds=wait,
+            )
+    except (client_errors.PushgateError, ValueError, OSError) as exc:
+        fail(exc, debug=debug, as_json=as_json)
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(result)))
+        return
+    seq = "" if result.sequence is None else f" sequence {result.sequence}"
+    where = f"{result.repository}:{result.tag}"
+    line = f"{result.outcome}: {where} {result.digest}{seq}"
+    line += f" (token {result.token}, waited {result.waited_ms:.0f} ms)"
+    if result.outcome == "superseded" and result.current_digest:
+        line += f"; the tag stays at {result.current_digest} (sequence {result.current_sequence})"
+    typer.echo(line)
+
+
+def status(
+    ref: Ref, *, url: Url = None, token: Token = None, as_json: AsJson = False, debug: Debug = False
+) -> None:
+    """Show what REPOSITORY:TAG names now and who moved it last."""
+    from rich.console import Console  # noqa: PLC0415 - only for the table
+    from rich.table import Table  # noqa: PLC0415
+
+    try:
+        repository, tag = split_ref(ref)
+        with _client(url, token) as client:
+            record = client.tag(repository, tag)
+    except (client_errors.PushgateError, ValueError) as exc:
+        fail(exc, debug=debug, as_json=as_json)
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(record)))
+        return
+    table = Table(title=f"{record.repository}:{record.tag}", show_header=False)
+    for name, value in [
+        ("digest", record.digest),
+        ("sequence", record.sequence),
+        ("token", record.token),
+        ("moved by", record.caller),
+        ("moved at", record.updated_at),
+        ("request id", record.request_id),
+    ]:
+        table.add_row(name, "-" if value is None else str(value))
+    Console(file=sys.stdout, width=140).print(table)
+
+
+def history(
+    ref: Ref,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=100, help="Entries to show, newest first.")
+    ] = 20,
+    *,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+    debug: Debug = False,
+) -> None:
+    """Show the recorded pushes of REPOSITORY:TAG, newest first."""
+    from rich.console import Console  # noqa: PLC0415 - only for the table
+    from rich.table import Table  # noqa: PLC0415
+
+    try:
+        repository, tag = split_ref(ref)
+        with _client(url, token) as client:
+            page = client.history(repository, tag, limit=limit)
+    except (client_errors.PushgateError, ValueError) as exc:
+        fail(exc, debug=debug, as_json=as_json)
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(page)))
+        return
+    table = Table(title=f"{page.repository}:{page.tag} history (newest first)")
+    for column in ("finished", "outcome", "sequence", "digest", "previous", "token", "caller"):
+        table.add_column(column)
+    for item in page.items:
+        table.add_row(
+            item.finished_at,
+            item.outcome,
+            "-" if item.sequence is None else str(item.sequence),
+            _short(item.digest),
+            _short(item.previous_digest),
+            "-" if item.token is None else str(item.token),
+            item.caller,
+        )
+    Console(file=sys.stdout, width=160).print(table)
+
+
+def _short(digest: str | None) -> str:
+    if not digest:
+        return "-"
+    return digest[:19]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client commands to the ``pushgate`` app."""
+    app.command()(push)
+    app.command()(status)
+    app.command()(history)

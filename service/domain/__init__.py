@@ -1,0 +1,58 @@
+"""The push use case: pure logic over ports; imports neither FastAPI nor boto3."""
+
+from service.domain.errors import (
+    BackendUnavailable,
+    DigestMismatch,
+    InvalidRequest,
+    KmsFailure,
+    LayersNotFound,
+    LeaseLost,
+    LeaseTimeout,
+    PushError,
+    QuotaExceeded,
+    ReferencedImagesNotFound,
+    RegistryFault,
+    RegistryThrottled,
+    RegistryTimeout,
+    RepositoryNotFound,
+    TagImmutable,
+    TagNotFound,
+)
+from service.domain.models import (
+    HistoryEntry,
+    HistoryPage,
+    ImageRef,
+    Outcome,
+    PushRequest,
+    PushResult,
+    TagRecord,
+)
+from service.domain.push import PushPolicy, PushService
+
+__all__ = [
+    "BackendUnavailable",
+    "DigestMismatch",
+    "HistoryEntry",
+    "HistoryPage",
+    "ImageRef",
+    "InvalidRequest",
+    "KmsFailure",
+    "LayersNotFound",
+    "LeaseLost",
+    "LeaseTimeout",
+    "Outcome",
+    "PushError",
+    "PushPolicy",
+    "PushRequest",
+    "PushResult",
+    "PushService",
+    "QuotaExceeded",
+    "ReferencedImagesNotFound",
+    "RegistryFault",
+    "RegistryThrottled",
+    "RegistryTimeout",
+    "RepositoryNotFound",
+    "TagImmutable",
+    "TagNotFound",
+    "TagRecord",
+]

@@ -1,0 +1,88 @@
+"""Ports of the push use case. Adapters in ``service.adapters`` implement them over AWS;
+tests implement them with in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+from service.domain.models import Fence, HistoryEntry, HistoryPage, ImageRef, TagRecord
+
+
+class PutStatus(enum.Enum):
+    """What ECR said about a ``put_image`` that did not fail."""
+
+    PUSHED = "pushed"
+    #: ImageAlreadyExists or ImageTagAlreadyExists: the tag holds *some* image already;
+    #: the use case compares digests to tell "unchanged" from "tag_immutable".
+    ALREADY_EXISTS = "already_exists"
+
+
+class Lease(Protocol):
+    """A held repo:tag lease. ``renew`` raises ``LeaseLost`` when it was taken."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def token(self) -> int: ...
+    @property
+    def waited_ms(self) -> float: ...
+    @property
+    def lost(self) -> bool: ...
+    def remaining(self) -> float: ...
+    def fence(self) -> Fence: ...
+    async def renew(self) -> None: ...
+    async def release(self) -> None: ...
+
+
+class LeaseProvider(Protocol):
+    async def acquire(self, key: str, *, timeout: float) -> Lease:
+        """Wait up to ``timeout`` seconds; raise ``LeaseTimeout`` when it stays held."""
+        ...
+
+
+class Registry(Protocol):
+    """ECR, reduced to what a push needs. Errors are ``PushError`` subclasses."""
+
+    async def put_image(
+        self,
+        ref: ImageRef,
+        *,
+        manifest: str,
+        media_type: str | None,
+        digest: str,
+        timeout: float,
+    ) -> PutStatus: ...
+
+    async def tag_digest(self, ref: ImageRef) -> str | None:
+        """The digest the tag names now, or None when the tag does not exist."""
+        ...
+
+    async def manifest(self, repository: str, digest: str) -> tuple[str, str | None] | None:
+        """The manifest text and media type of an image in the repository, if present."""
+        ...
+
+    async def ping(self) -> None: ...
+
+
+class TagRecords(Protocol):
+    async def get(self, ref: ImageRef) -> TagRecord | None: ...
+
+    async def put(self, record: TagRecord, *, fence: Fence) -> None:
+        """Write the record if ``fence`` still holds the lease; else raise ``LeaseLost``."""
+        ...
+
+    async def ping(self) -> None: ...
+
+
+class History(Protocol):
+    async def append(self, entry: HistoryEntry) -> None: ...
+
+    async def page(self, ref: ImageRef, *, limit: int, cursor: str | None) -> HistoryPage:
+        """Entries newest first; ``cursor`` is the previous page's ``next_cursor``."""
+        ...
+
+    async def ping(self) -> None: ...

@@ -1,0 +1,400 @@
+"""The push use case: one lease per repo:tag around ``put_image``.
+
+Steps, all under the repo:tag lease:
+
+1. read the per-tag record (the source of truth: digest, sequence, token);
+2. the record already names this digest: ``unchanged``, ECR's PutImage quota is not spent;
+   a lower ``sequence`` than the record's: ``superseded``, ECR is not called;
+3. otherwise renew the lease and call ``put_image`` with a timeout well inside the
+   remaining lease; throttling and faults are retried here with jittered backoff (the
+   ECR client itself does not retry, see ``service.adapters.ecr``);
+4. renew again to confirm the lease outlived the call, then write the record
+   conditionally on the lease token, so a holder that lost its lease can never overwrite
+   a newer holder's record;
+5. verify the tag in ECR against the record; a tag that drifted (a stale holder's delayed
+   write landing late) is put back, logged and written to history;
+6. append the push to history, release the lease (always, also on failure).
+
+A lease lost anywhere in 3-5 ends in ``LeaseLost`` carrying the digest read back from
+ECR, so the caller knows what the tag really names.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from service.domain.errors import (
+    LeaseLost,
+    PushError,
+    RegistryError,
+    RegistryThrottled,
+    RegistryTimeout,
+    TagImmutable,
+)
+from service.domain.models import HistoryEntry, Outcome, PushRequest, PushResult, TagRecord
+from service.domain.ports import History, Lease, LeaseProvider, PutStatus, Registry, TagRecords
+
+log = structlog.get_logger("pushgate.push")
+
+
+@dataclass(frozen=True, slots=True)
+class PushPolicy:
+    """Timing of one push. Every ECR call must end ``lease_margin_seconds`` before the lease."""
+
+    ecr_timeout_seconds: float = 10.0
+    lease_margin_seconds: float = 2.0
+    min_call_seconds: float = 0.2
+    attempts: int = 4
+    backoff_base_seconds: float = 0.2
+    backoff_max_seconds: float = 5.0
+    throttle_retry_after_seconds: float = 2.0
+    lease_retry_after_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be >= 1")
+        if self.ecr_timeout_seconds <= 0 or self.min_call_seconds <= 0:
+            raise ValueError("timeouts must be positive")
+        if self.lease_margin_seconds < 0:
+            raise ValueError("lease_margin_seconds must be >= 0")
+
+
+@dataclass(slots=True)
+class _Attempt:
+    request: PushRequest
+    caller: str
+    request_id: str
+    started_at: float
+    previous_digest: str | None = None
+    token: int | None = None
+
+
+class PushService:
+    """Runs pushes over the four ports; knows nothing of HTTP or AWS."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        leases: LeaseProvider,
+        records: TagRecords,
+        history: History,
+        policy: PushPolicy,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._registry = registry
+        self._leases = leases
+        self._records = records
+        self._history = history
+        self._policy = policy
+        self._clock = clock
+        self._sleep = sleep
+        self._jitter = jitter
+
+    async def push(self, request: PushRequest, *, caller: str, request_id: str) -> PushResult:
+        attempt = _Attempt(request, caller, request_id, self._clock(), token=None)
+        try:
+            lease = await self._leases.acquire(request.ref.key, timeout=request.wait_seconds)
+        except PushError as exc:
+            await self._append_failure(attempt, exc)
+            raise
+        attempt.token = lease.token
+        log.info("lease_acquired", key=lease.key, token=lease.token, waited_ms=lease.waited_ms)
+        try:
+            result = await self._under_lease(attempt, lease)
+        except PushError as exc:
+            await self._append_failure(attempt, exc)
+            raise
+        finally:
+            await self._release(lease)
+        log.info(
+            "push_finished",
+            outcome=result.outcome.value,
+            digest=result.digest,
+            previous_digest=result.previous_digest,
+            sequence=result.sequence,
+            token=result.token,
+            repaired=result.repaired,
+        )
+        return result
+
+    async def _under_lease(self, attempt: _Attempt, lease: Lease) -> PushResult:
+        request = attempt.request
+        try:
+            record = await self._records.get(request.ref)
+            attempt.previous_digest = record.digest if record else None
+            if record is not None and record.digest == request.digest:
+                return await self._unchanged_by_record(attempt, lease, record)
+            if _superseded(request, record):
+                assert record is not None  # noqa: S101 - _superseded checked it
+                return await self._superseded(attempt, lease, record)
+            status = await self._put_with_retries(request, lease)
+            outcome = await self._outcome_of(request, status)
+            await lease.renew()  # confirms the lease outlived the ECR call
+            sequence = request.sequence
+            if sequence is None and record is not None:
+                sequence = record.sequence
+            new = self._record(attempt, lease, sequence)
+            await self._records.put(new, fence=lease.fence())
+            repaired = await self._verify(attempt, lease, new)
+            return await self._finish(attempt, lease, outcome, new, repaired=repaired)
+        except LeaseLost as exc:
+            observed = await self._readback(request)
+            log.warning(
+                "lease_lost_during_push",
+                key=request.ref.key,
+                digest=request.digest,
+                observed_digest=observed,
+            )
+            raise LeaseLost(
+                request.ref.key,
+                observed_digest=observed,
+                digest=request.digest,
+                retry_after=self._policy.lease_retry_after_seconds,
+            ) from exc
+
+    async def _unchanged_by_record(
+        self, attempt: _Attempt, lease: Lease, record: TagRecord
+    ) -> PushResult:
+        request = attempt.request
+        current = record
+        if request.sequence is not None and (
+            record.sequence is None or request.sequence > record.sequence
+        ):
+            current = self._record(attempt, lease, request.sequence)
+            await self._records.put(current, fence=lease.fence())
+        repaired = await self._verify(attempt, lease, current)
+        return await self._finish(attempt, lease, Outcome.UNCHANGED, current, repaired=repaired)
+
+    async def _superseded(self, attempt: _Attempt, lease: Lease, record: TagRecord) -> PushResult:
+        repaired = await self._verify(attempt, lease, record)
+        return await self._finish(attempt, lease, Outcome.SUPERSEDED, record, repaired=repaired)
+
+    def _record(self, attempt: _Attempt, lease: Lease, sequence: int | None) -> TagRecord:
+        return TagRecord(
+            ref=attempt.request.ref,
+            digest=attempt.request.digest,
+            sequence=sequence,
+            token=lease.token,
+            owner=lease.owner,
+            caller=attempt.caller,
+            request_id=attempt.request_id,
+            updated_at=self._clock(),
+        )
+
+    async def _finish(
+        self,
+        attempt: _Attempt,
+        lease: Lease,
+        outcome: Outcome,
+        current: TagRecord,
+        *,
+        repaired: bool,
+    ) -> PushResult:
+        request = attempt.request
+        result = PushResult(
+            outcome=outcome,
+            ref=request.ref,
+            digest=request.digest,
+            previous_digest=attempt.previous_digest,
+            sequence=request.sequence,
+            token=lease.token,
+            waited_ms=lease.waited_ms,
+            current_digest=current.digest,
+            current_sequence=current.sequence,
+            repaired=repaired,
+        )
+        await self._append(
+            HistoryEntry(
+                ref=request.ref,
+                outcome=outcome.value,
+                digest=request.digest,
+                previous_digest=attempt.previous_digest,
+                sequence=request.sequence,
+                token=lease.token,
+                caller=attempt.caller,
+                request_id=attempt.request_id,
+                started_at=attempt.started_at,
+                finished_at=self._clock(),
+            )
+        )
+        return result
+
+    async def _outcome_of(self, request: PushRequest, status: PutStatus) -> Outcome:
+        if status is PutStatus.PUSHED:
+            return Outcome.PUSHED
+        # ImageAlreadyExists / ImageTagAlreadyExists: which one ECR sends for an immutable
+        # tag is uncertain (shared/ECR.md), so both are settled by comparing digests.
+        existing = await self._registry.tag_digest(request.ref)
+        if existing == request.digest:
+            return Outcome.UNCHANGED
+        raise TagImmutable(request.ref.repository, request.ref.tag, existing_digest=existing)
+
+    async def _call_budget(self, lease: Lease) -> float:
+        """Renew, then give the next ECR call a timeout that ends well inside the lease."""
+        await lease.renew()
+        budget = lease.remaining() - self._policy.lease_margin_seconds
+        if budget < self._policy.min_call_seconds:
+            raise LeaseLost(lease.key)
+        return min(self._policy.ecr_timeout_seconds, budget)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(
+            self._policy.backoff_max_seconds, self._policy.backoff_base_seconds * 2.0**attempt
+        )
+        return ceiling * self._jitter()  # full jitter
+
+    async def _put_with_retries(self, request: PushRequest, lease: Lease) -> PutStatus:
+        last: RegistryError | None = None
+        for attempt in range(self._policy.attempts):
+            timeout = await self._call_budget(lease)
+            try:
+                return await self._registry.put_image(
+                    request.ref,
+                    manifest=request.manifest,
+                    media_type=request.media_type,
+                    digest=request.digest,
+                    timeout=timeout,
+                )
+            except RegistryTimeout as exc:
+                # The put may still have landed: ECR is asked, not guessed.
+                if await self._registry.tag_digest(request.ref) == request.digest:
+                    return PutStatus.PUSHED
+                last = exc
+            except RegistryError as exc:
+                if not exc.retryable:
+                    raise
+                last = exc
+            if attempt + 1 < self._policy.attempts:
+                delay = self._backoff(attempt)
+                log.warning(
+                    "registry_retry",
+                    attempt=attempt + 1,
+                    delay_s=round(delay, 3),
+                    error=last.code,
+                    cause=last.cause_code,
+                )
+                await self._sleep(delay)
+        assert last is not None  # noqa: S101 - the loop ran at least once
+        if isinstance(last, RegistryThrottled):
+            raise RegistryThrottled(
+                "The registry kept throttling PutImage; retry later.",
+                cause_code=last.cause_code,
+                retry_after=self._policy.throttle_retry_after_seconds,
+            ) from last
+        raise last
+
+    async def _verify(self, attempt: _Attempt, lease: Lease, record: TagRecord) -> bool:
+        """Put the tag back when ECR disagrees with the record; True when it was repaired."""
+        ref = record.ref
+        try:
+            observed = await self._registry.tag_digest(ref)
+            if observed == record.digest:
+                return False
+            log.warning(
+                "tag_drift_detected", key=ref.key, expected=record.digest, observed=observed
+            )
+            found = await self._registry.manifest(ref.repository, record.digest)
+            if found is None:
+                log.error("tag_repair_impossible", key=ref.key, digest=record.digest)
+                await self._append_repair(attempt, lease, record, observed, "repair_failed")
+                return False
+            manifest, media_type = found
+            await self._registry.put_image(
+                ref,
+                manifest=manifest,
+                media_type=media_type,
+                digest=record.digest,
+                timeout=await self._call_budget(lease),
+            )
+        except PushError as exc:
+            log.warning("tag_verify_failed", key=ref.key, error=exc.code, message=exc.message)
+            return False
+        log.warning("tag_repaired", key=ref.key, digest=record.digest, observed=observed)
+        await self._append_repair(attempt, lease, record, observed, "repaired")
+        return True
+
+    async def _append_repair(
+        self,
+        attempt: _Attempt,
+        lease: Lease,
+        record: TagRecord,
+        observed: str | None,
+        outcome: str,
+    ) -> None:
+        await self._append(
+            HistoryEntry(
+                ref=record.ref,
+                outcome=outcome,
+                digest=record.digest,
+                previous_digest=observed,
+                sequence=record.sequence,
+                token=lease.token,
+                caller=attempt.caller,
+                request_id=attempt.request_id,
+                started_at=attempt.started_at,
+                finished_at=self._clock(),
+                observed_digest=observed,
+                detail="tag did not match its record",
+            )
+        )
+
+    async def _readback(self, request: PushRequest) -> str | None:
+        try:
+            return await self._registry.tag_digest(request.ref)
+        except PushError as exc:
+            log.warning("readback_failed", key=request.ref.key, error=exc.code)
+            return None
+
+    async def _append_failure(self, attempt: _Attempt, exc: PushError) -> None:
+        request = attempt.request
+        observed = exc.observed_digest if isinstance(exc, LeaseLost) else None
+        if isinstance(exc, TagImmutable):
+            observed = exc.existing_digest
+        await self._append(
+            HistoryEntry(
+                ref=request.ref,
+                outcome="failed",
+                digest=request.digest,
+                previous_digest=attempt.previous_digest,
+                sequence=request.sequence,
+                token=attempt.token,
+                caller=attempt.caller,
+                request_id=attempt.request_id,
+                started_at=attempt.started_at,
+                finished_at=self._clock(),
+                observed_digest=observed,
+                error=exc.code,
+                detail=exc.message,
+            )
+        )
+
+    async def _append(self, entry: HistoryEntry) -> None:
+        """History is best effort: a failed append is logged, never fails the push."""
+        try:
+            await self._history.append(entry)
+        except PushError as exc:
+            log.exception("history_append_failed", key=entry.ref.key, error=exc.code)
+
+    async def _release(self, lease: Lease) -> None:
+        try:
+            await lease.release()
+        except PushError as exc:
+            log.warning("lease_release_failed", key=lease.key, error=exc.code)
+        else:
+            log.info("lease_released", key=lease.key, token=lease.token)
+
+
+def _superseded(request: PushRequest, record: TagRecord | None) -> bool:
+    return (
+        record is not None
+        and record.sequence is not None
+        and request.sequence is not None
+        and request.sequence < record.sequence
+    )

@@ -1,0 +1,112 @@
+"""``create_app(settings)``: builds the FastAPI app and wires the adapters.
+
+The lifespan opens one DynamoDB and one ECR aioboto3 client and builds the adapters over
+them; tests may pass ``services=`` (fakes) instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from locks import AsyncLeaseLock, LockConfig
+from service.adapters.aws import Clients, open_clients
+from service.adapters.ecr import EcrRegistry
+from service.adapters.history import DynamoHistory
+from service.adapters.leases import LockLeaseProvider
+from service.adapters.records import DynamoTagRecords
+from service.api import errors
+from service.api.deps import Services
+from service.api.middleware import RequestContextMiddleware
+from service.api.routes import health, push, tags
+from service.domain.push import PushPolicy, PushService
+from service.logging import configure_logging
+from service.metrics import Metrics
+from service.settings import Settings
+
+VERSION = "0.1.0"
+
+
+def push_policy(settings: Settings) -> PushPolicy:
+    return PushPolicy(
+        ecr_timeout_seconds=settings.ecr_timeout_seconds,
+        lease_margin_seconds=settings.lease_margin_seconds,
+        attempts=settings.ecr_attempts,
+        backoff_base_seconds=settings.ecr_backoff_base_seconds,
+        backoff_max_seconds=settings.ecr_backoff_max_seconds,
+        throttle_retry_after_seconds=settings.throttle_retry_after_seconds,
+    )
+
+
+def lock_config(settings: Settings) -> LockConfig:
+    return LockConfig(
+        lease_seconds=settings.lease_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        max_clock_skew_seconds=settings.max_clock_skew_seconds,
+    )
+
+
+def build_services(settings: Settings, clients: Clients) -> Services:
+    """The production wiring: adapters over the two clients, the use case over them."""
+    lock = AsyncLeaseLock(
+        settings.lease_table, client=clients.dynamodb, config=lock_config(settings)
+    )
+    registry = EcrRegistry(
+        clients.ecr,
+        registry_id=settings.registry_id,
+        read_timeout=settings.ecr_read_timeout_seconds,
+    )
+    records = DynamoTagRecords(
+        clients.dynamodb, table=settings.tags_table, lease_table=settings.lease_table
+    )
+    history = DynamoHistory(clients.dynamodb, table=settings.history_table)
+    service = PushService(
+        registry=registry,
+        leases=LockLeaseProvider(lock, retry_after=1.0),
+        records=records,
+        history=history,
+        policy=push_policy(settings),
+        clock=time.time,
+        sleep=asyncio.sleep,
+    )
+    return Services(
+        settings=settings,
+        push=service,
+        registry=registry,
+        records=records,
+        history=history,
+        metrics=Metrics(),
+    )
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """The pushgate app. ``services`` replaces the AWS wiring (tests with fakes)."""
+    settings = settings or Settings()
+    configure_logging(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+            yield
+            return
+        async with open_clients(settings) as clients:
+            app.state.services = build_services(settings, clients)
+            yield
+
+    app = FastAPI(
+        title="pushgate",
+        version=VERSION,
+        description="Serializes ECR PutImage per repo:tag with DynamoDB leases.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    errors.install(app)
+    app.include_router(push.router)
+    app.include_router(tags.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,177 @@
+"""In-memory fakes of the push use case's ports (no network, no clock)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from service.domain.errors import LeaseLost, LeaseTimeout, PushError
+from service.domain.models import Fence, HistoryEntry, HistoryPage, ImageRef, TagRecord
+from service.domain.ports import PutStatus
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class FakeLease:
+    leases: FakeLeases
+    key: str
+    owner: str
+    token: int
+    waited_ms: float = 0.0
+    seconds_left: float = 30.0
+    released: bool = False
+    renewals: int = 0
+
+    @property
+    def lost(self) -> bool:
+        return self.leases.holders.get(self.key) != (self.owner, self.token)
+
+    def remaining(self) -> float:
+        return 0.0 if self.lost else self.seconds_left
+
+    def fence(self) -> Fence:
+        return Fence(self.key, self.owner, self.token)
+
+    async def renew(self) -> None:
+        self.renewals += 1
+        if self.lost:
+            raise LeaseLost(self.key)
+
+    async def release(self) -> None:
+        if not self.released and not self.lost:
+            del self.leases.holders[self.key]
+        self.released = True
+
+
+class FakeLeases:
+    def __init__(self) -> None:
+        self.holders: dict[str, tuple[str, int]] = {}
+        self.tokens: dict[str, int] = {}
+        self.granted: list[FakeLease] = []
+        self.busy: set[str] = set()
+
+    async def acquire(self, key: str, *, timeout: float) -> FakeLease:
+        if key in self.busy or key in self.holders:
+            raise LeaseTimeout(key, holder="someone", expires_at=None, retry_after=1.0)
+        token = self.tokens.get(key, 100) + 1
+        self.tokens[key] = token
+        owner = f"owner-{token}"
+        self.holders[key] = (owner, token)
+        lease = FakeLease(self, key, owner, token, waited_ms=1.5)
+        self.granted.append(lease)
+        return lease
+
+    def steal(self, key: str) -> None:
+        """Another holder takes the key over (the lease ran out)."""
+        token = self.tokens.get(key, 100) + 1
+        self.tokens[key] = token
+        self.holders[key] = ("thief", token)
+
+    def held(self) -> list[str]:
+        return [key for key, lease in self.holders.items() if lease[0] != "thief"]
+
+
+@dataclass
+class PutCall:
+    ref: ImageRef
+    manifest: str
+    media_type: str | None
+    digest: str
+    timeout: float
+
+
+@dataclass
+class FakeRegistry:
+    tags: dict[ImageRef, str] = field(default_factory=dict)
+    images: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
+    immutable: set[str] = field(default_factory=set)
+    failures: list[PushError] = field(default_factory=list)
+    puts: list[PutCall] = field(default_factory=list)
+    during_put: Callable[[], None] | None = None
+    land_put: bool = True
+
+    async def put_image(
+        self,
+        ref: ImageRef,
+        *,
+        manifest: str,
+        media_type: str | None,
+        digest: str,
+        timeout: float,
+    ) -> PutStatus:
+        self.puts.append(PutCall(ref, manifest, media_type, digest, timeout))
+        if self.during_put is not None:
+            self.during_put()
+        if self.failures:
+            raise self.failures.pop(0)
+        if not self.land_put:
+            return PutStatus.PUSHED
+        current = self.tags.get(ref)
+        if current == digest:
+            return PutStatus.ALREADY_EXISTS
+        if current is not None and ref.repository in self.immutable:
+            return PutStatus.ALREADY_EXISTS
+        self.images[(ref.repository, digest)] = (manifest, media_type)
+        self.tags[ref] = digest
+        return PutStatus.PUSHED
+
+    async def tag_digest(self, ref: ImageRef) -> str | None:
+        return self.tags.get(ref)
+
+    async def manifest(self, repository: str, digest: str) -> tuple[str, str | None] | None:
+        return self.images.get((repository, digest))
+
+    async def ping(self) -> None:
+        return None
+
+
+class FakeRecords:
+    def __init__(self, leases: FakeLeases) -> None:
+        self.leases = leases
+        self.items: dict[str, TagRecord] = {}
+        self.writes = 0
+
+    async def get(self, ref: ImageRef) -> TagRecord | None:
+        return self.items.get(ref.key)
+
+    async def put(self, record: TagRecord, *, fence: Fence) -> None:
+        if self.leases.holders.get(fence.key) != (fence.owner, fence.token):
+            raise LeaseLost(fence.key)
+        current = self.items.get(record.ref.key)
+        if current is not None and current.token > fence.token:
+            raise LeaseLost(fence.key)
+        self.writes += 1
+        self.items[record.ref.key] = record
+
+    async def ping(self) -> None:
+        return None
+
+
+class FakeHistory:
+    def __init__(self) -> None:
+        self.entries: list[HistoryEntry] = []
+
+    async def append(self, entry: HistoryEntry) -> None:
+        self.entries.append(entry)
+
+    async def page(self, ref: ImageRef, *, limit: int, cursor: str | None) -> HistoryPage:
+        mine = [e for e in reversed(self.entries) if e.ref == ref]
+        start = int(cursor or 0)
+        items = mine[start : start + limit]
+        more = start + limit < len(mine)
+        return HistoryPage(items=items, next_cursor=str(start + limit) if more else None)
+
+    async def ping(self) -> None:
+        return None
