@@ -41,8 +41,9 @@ class LockConfig:
       that the lease stays safe under.
     - ``safety_margin_seconds``: the holder stops trusting its lease this long before
       its own expiry (default a tenth of the lease, at most 1 s).
-    - ``retry_base_seconds`` / ``retry_cap_seconds``: a waiter's backoff between
-      attempts on a lease held by another process (capped, jittered).
+    - ``retry_base_seconds`` / ``retry_cap_seconds``: the backoff of the waiter
+      next in line between attempts on a lease held by another process (capped,
+      jittered); waiters behind it poll at eight times the cap.
     - ``claim_seconds``: how long a waiter's claim to be next stays valid without
       being refreshed (default 4 x the cap + the skew).
     - ``cleanup_after_seconds``: how long after its last expiry DynamoDB TTL may
@@ -55,7 +56,7 @@ class LockConfig:
     max_clock_skew_seconds: float = 1.0
     safety_margin_seconds: float | None = None
     retry_base_seconds: float = 0.02
-    retry_cap_seconds: float = 0.25
+    retry_cap_seconds: float = 0.1
     claim_seconds: float | None = None
     cleanup_after_seconds: float = 86_400.0
 

@@ -290,24 +290,37 @@ def claim_is_live(holder: Holder, now: float, config: LockConfig) -> bool:
 def should_claim(
     holder: Holder, owner: str, now: float, config: LockConfig, since: float | None = None
 ) -> bool:
-    """Claim when the item exists and no live claim is older than our wait."""
+    """Claim when the item exists and no live claim is older than our wait;
+    refresh our own claim once half of it has run out."""
     if holder.token is None:  # no item: nothing to claim on
         return False
-    if holder.claimant == owner or not claim_is_live(holder, now, config):
+    if holder.claimant == owner:
+        expires = holder.claim_expires_at_ms
+        return expires is None or expires - now < config.claim * 500
+    if not claim_is_live(holder, now, config):
         return True
     return since is not None and holder.claim_since_ms is not None and holder.claim_since_ms > since
 
 
 def wait_seconds(
-    holder: Holder, now: float, config: LockConfig, attempt: int, jitter: float
+    holder: Holder,
+    now: float,
+    config: LockConfig,
+    attempt: int,
+    jitter: float,
+    *,
+    claimant: bool = True,
 ) -> float:
     """How long a waiter sleeps before its next attempt.
 
     Until the holder's expiry (plus skew) or a capped exponential backoff,
     whichever is sooner, scaled by ``jitter`` in [0, 1) to between half and all
     of it. A lease that is free but claimed by another waits for that claim.
+    Only the claimant, next in line, polls at ``retry_cap``; the others, who
+    cannot be granted before it, poll eight times slower to spare the table.
     """
-    backoff = min(config.retry_cap_seconds, config.retry_base_seconds * 2.0**attempt)
+    cap = config.retry_cap_seconds * (1 if claimant else 8)
+    backoff = min(cap, config.retry_base_seconds * 2.0**attempt)
     if is_live(holder, now, config):
         assert holder.expires_at_ms is not None  # noqa: S101 - is_live checked it
         until = (holder.expires_at_ms + config.skew_ms - now) / 1000
@@ -374,11 +387,12 @@ def acquire_flow(
             if claimed:
                 yield from _unclaim(table, key, owner)
             raise AcquireTimeout(key, holder.owner, holder.expires_at_ms, waited)
+        claimant = holder.claimant == owner
         if should_claim(holder, owner, now, config, since):
-            claimed = not isinstance(
-                (yield claim_request(table, key, owner, now, config, since)), ConditionFailed
-            )
-        delay = wait_seconds(holder, now, config, attempt, rng.random())
+            answer = yield claim_request(table, key, owner, now, config, since)
+            claimant = not isinstance(answer, ConditionFailed)
+            claimed = claimed or claimant
+        delay = wait_seconds(holder, now, config, attempt, rng.random(), claimant=claimant)
         if timeout is not None:
             delay = min(delay, max(0.0, timeout - waited / 1000))
         yield Sleep(delay)

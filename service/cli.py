@@ -1,8 +1,14 @@
 """The ``pushgate`` command line.
 
-``pushgate serve [--local] [--host 127.0.0.1] [--port 8080]`` runs the API with uvicorn.
-The server imports (FastAPI, aioboto3, moto) happen inside ``serve`` so that client
-commands stay light.
+- ``pushgate serve [--local] [--host 127.0.0.1] [--port 8080]`` runs the API with uvicorn;
+  ``--local`` first starts an embedded moto server (``service.localaws``) for DynamoDB
+  and ECR, creates the tables and a ``demo`` repository.
+- ``pushgate init [--repository NAME]...`` creates the three tables (and repositories)
+  wherever the settings and the AWS chain point: a first deploy, or compose's init job.
+- ``push``, ``status``, ``history``: the client commands (``service.commands``).
+
+The server imports (FastAPI, aioboto3, moto) happen inside the server commands so that
+client commands stay light.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from service.commands import register as register_client_commands
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -50,27 +58,44 @@ def _example_push(url: str) -> str:
     return f"curl -sS -X POST {url}/v1/pushes -H 'content-type: application/json' -d '{body}'"
 
 
-async def _bootstrap_local(settings: Settings) -> None:
+async def _bootstrap(settings: Settings, repositories: list[str]) -> None:
     from service.adapters.aws import open_clients  # noqa: PLC0415 - server-only import
     from service.adapters.tables import ensure_tables  # noqa: PLC0415
 
     async with open_clients(settings) as clients:
         await ensure_tables(clients.dynamodb, settings)
-        with contextlib.suppress(clients.ecr.exceptions.RepositoryAlreadyExistsException):
-            await clients.ecr.create_repository(repositoryName=DEMO_REPOSITORY)
+        for name in repositories:
+            with contextlib.suppress(clients.ecr.exceptions.RepositoryAlreadyExistsException):
+                await clients.ecr.create_repository(repositoryName=name)
 
 
 def _start_local_aws() -> str:
     """An embedded moto server on 127.0.0.1 (a free port) standing in for DynamoDB and ECR."""
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only --local needs moto
+    from service.localaws import LocalAWS  # noqa: PLC0415 - only --local needs moto
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = LocalAWS("127.0.0.1", 0)
     server.start()
-    host, port = server.get_host_and_port()
     # moto accepts any credentials; set dummy ones only where none are configured
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    return f"http://{host}:{port}"
+    return server.endpoint
+
+
+@app.command()
+def init(
+    repository: Annotated[
+        list[str] | None,
+        typer.Option("--repository", help="An ECR repository to create (repeatable)."),
+    ] = None,
+) -> None:
+    """Create the lease, tags and history tables (and repositories) if missing."""
+    from service.settings import Settings  # noqa: PLC0415 - server-only import
+
+    settings = Settings()
+    asyncio.run(_bootstrap(settings, list(repository or [])))
+    typer.echo(
+        f"tables ready: {settings.lease_table}, {settings.tags_table}, {settings.history_table}"
+    )
 
 
 @app.command()
@@ -99,13 +124,16 @@ def serve(
                 "log_format": "console",
             }
         )
-        asyncio.run(_bootstrap_local(settings))
+        asyncio.run(_bootstrap(settings, [DEMO_REPOSITORY]))
         typer.echo(f"embedded moto (DynamoDB + ECR) at {endpoint}; repository '{DEMO_REPOSITORY}'")
     url = f"http://{host}:{port}"
     typer.echo(f"pushgate listening on {url}  (API docs: {url}/docs)")
     typer.echo("example push:")
     typer.echo(f"  {_example_push(url)}")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+register_client_commands(app)
 
 
 def main() -> None:

@@ -61,3 +61,26 @@ class LocalAWS(ThreadedMotoServer):
     def endpoint(self) -> str:
         host, port = self.get_host_and_port()
         return f"http://{host}:{port}"
+
+
+def main() -> None:
+    """``python -m service.localaws [--host H] [--port P]``: serve until interrupted."""
+    import argparse  # noqa: PLC0415 - only the standalone server parses arguments
+    import time  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description="moto server whose AWS calls are atomic")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args()
+    server = LocalAWS(args.host, args.port)
+    server.start()
+    print(f"moto (atomic calls) listening on {server.endpoint}", flush=True)  # noqa: T201
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

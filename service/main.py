@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
+import aioboto3
 from fastapi import FastAPI
 
 from locks import AsyncLeaseLock, LockConfig
@@ -83,8 +84,15 @@ def build_services(settings: Settings, clients: Clients) -> Services:
     )
 
 
-def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
-    """The pushgate app. ``services`` replaces the AWS wiring (tests with fakes)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    session: aioboto3.Session | None = None,
+) -> FastAPI:
+    """The pushgate app. ``services`` replaces the AWS wiring (tests with fakes);
+    ``session`` is the aioboto3 session to open clients from (default: a new one, the
+    standard AWS chain)."""
     settings = settings or Settings()
     configure_logging(settings)
 
@@ -94,7 +102,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             app.state.services = services
             yield
             return
-        async with open_clients(settings) as clients:
+        async with open_clients(settings, session=session) as clients:
+            app.state.clients = clients
             app.state.services = build_services(settings, clients)
             yield
 

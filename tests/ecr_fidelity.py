@@ -20,22 +20,26 @@ non-JSON manifest -> plain exception (500)   InvalidParameterException (400)
 ``imageDigest`` not validated                ImageDigestDoesNotMatchException
 no lock on ECR state                         put_image is serialized by a lock
 no throttling, KMS, 5xx, missing layers      :meth:`EcrFidelity.inject` raises any ECR error
-                                             code for the next N calls on one repository;
-                                             :meth:`EcrFidelity.delay` makes them slow
+                                             code for the next N calls on one repository
+no slow calls                                :func:`slow_calls` delays a client's requests
 ============================================ =============================================
 
 Injection is keyed by repository name, so tests sharing one moto server stay isolated.
-A delayed ``put_image`` sleeps *before* it changes state: its write lands late, as a
-slow ECR call whose client gave up would.
+
+Slowness is injected on the *client* (an aiobotocore ``before-send`` hook that sleeps
+before the request leaves), not in the backend: the session's server
+(``service.localaws.LocalAWS``) applies one AWS call at a time, so a sleep inside the
+backend would stall every other test's calls. A delayed call still reaches ECR and lands
+after the delay, unless the caller gives up first (then it never lands).
 """
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hashlib
 import json
 import threading
-import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,13 +47,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moto.core.exceptions import ServiceException
-from werkzeug.exceptions import HTTPException
 from moto.ecr import models as ecr_models
 from moto.ecr.exceptions import (
     ImageAlreadyExistsException,
     InvalidParameterException,
     RepositoryNotFoundException,
 )
+from werkzeug.exceptions import HTTPException
 
 ECRBackend = ecr_models.ECRBackend
 Image = ecr_models.Image
@@ -82,7 +86,6 @@ class Fault:
     message: str = ""
     status: int = 400
     members: dict[str, Any] = field(default_factory=dict)
-    delay: float = 0.0
 
 
 def manifest_digest(manifest: str) -> str:
@@ -120,14 +123,6 @@ class EcrFidelity:
         with self._faults_lock:
             self._faults[(operation, repository)].extend(fault for _ in range(times))
 
-    def delay(
-        self, repository: str, seconds: float, *, times: int = 1, operation: str = "put_image"
-    ) -> None:
-        """The next ``times`` calls of ``operation`` on ``repository`` take ``seconds`` longer."""
-        with self._faults_lock:
-            for _ in range(times):
-                self._faults[(operation, repository)].append(Fault(delay=seconds))
-
     def count(self, repository: str, operation: str = "put_image") -> int:
         """How many calls of ``operation`` reached the backend for ``repository``."""
         return self.calls[(operation, repository)]
@@ -141,11 +136,7 @@ class EcrFidelity:
             self.calls[(operation, repository)] += 1
             queue = self._faults.get((operation, repository))
             fault = queue.popleft() if queue else None
-        if fault is None:
-            return
-        if fault.delay:
-            time.sleep(fault.delay)
-        if fault.code is not None:
+        if fault is not None and fault.code is not None:
             raise EcrFault(fault.code, fault.message, fault.status, **fault.members)
 
     # --- installation --------------------------------------------------------
@@ -250,8 +241,7 @@ def _put_image(
     if digest and digest != actual:
         raise EcrError(
             "ImageDigestDoesNotMatchException",
-            f"The image digest '{digest}' does not match the digest of the manifest "
-            f"'{actual}'.",
+            f"The image digest '{digest}' does not match the digest of the manifest '{actual}'.",
         )
     holder = next((i for i in repository.images if image_tag in i.image_tags), None)
     if holder is not None and holder.get_image_digest() == actual:
@@ -285,3 +275,42 @@ def _put_image(
     )
     repository.images.append(image)
     return image
+
+
+class SlowCalls:
+    """Delays the next ``times`` calls of ``operation`` naming ``repository`` on one
+    aiobotocore ECR client by ``seconds`` (asyncio sleep before the request is sent).
+    ``started`` is set when a delayed call begins waiting."""
+
+    def __init__(self, repository: str, seconds: float, *, times: int, operation: str) -> None:
+        self.repository = repository
+        self.seconds = seconds
+        self.left = times
+        self.operation = operation
+        self.started = asyncio.Event()
+
+    async def __call__(self, request: Any, **_: Any) -> None:
+        body = request.body
+        try:
+            params = json.loads(body.decode() if isinstance(body, bytes) else body or "{}")
+        except ValueError:
+            return
+        if self.left <= 0 or params.get("repositoryName") != self.repository:
+            return
+        self.left -= 1
+        self.started.set()
+        await asyncio.sleep(self.seconds)
+
+
+def slow_calls(
+    client: Any,
+    repository: str,
+    seconds: float,
+    *,
+    times: int = 1,
+    operation: str = "PutImage",
+) -> SlowCalls:
+    """Make ``client``'s next ``times`` ``operation`` calls on ``repository`` slow."""
+    hook = SlowCalls(repository, seconds, times=times, operation=operation)
+    client.meta.events.register(f"before-send.ecr.{operation}", hook)
+    return hook

@@ -59,20 +59,29 @@ def _endpoint(url: str | None) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
-    """Open one DynamoDB and one ECR client for the app's lifetime."""
-    session = aioboto3.Session(region_name=settings.region)
+async def open_clients(
+    settings: Settings, *, session: aioboto3.Session | None = None
+) -> AsyncIterator[Clients]:
+    """Open one DynamoDB and one ECR client for the app's lifetime.
+
+    ``session`` lets several apps in one process (tests) share loaded service models."""
+    session = session or aioboto3.Session()
+    region = {"region_name": settings.region} if settings.region else {}
     async with contextlib.AsyncExitStack() as stack:
         dynamodb = await stack.enter_async_context(
             session.client(
                 "dynamodb",
                 config=dynamodb_config(settings),
+                **region,
                 **_endpoint(settings.dynamodb_endpoint_url),
             )
         )
         ecr = await stack.enter_async_context(
             session.client(
-                "ecr", config=ecr_config(settings), **_endpoint(settings.ecr_endpoint_url)
+                "ecr",
+                config=ecr_config(settings),
+                **region,
+                **_endpoint(settings.ecr_endpoint_url),
             )
         )
         yield Clients(dynamodb=dynamodb, ecr=ecr)

@@ -1,4 +1,4 @@
-# ruff: noqa: N818 - names state the condition (style guide: TagImmutable, RepositoryNotFound)
+
 """Errors of the push use case. One root; codes here, HTTP statuses in ``service.api.errors``.
 
 ::

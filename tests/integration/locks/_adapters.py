@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,12 @@ from locks import (
 
 Kind = Literal["sync", "async"]
 REGION = "us-east-1"
+
+
+@functools.cache
+def _session() -> aioboto3.Session:
+    """One session for all async clients: each new session loads the service model again."""
+    return aioboto3.Session()
 
 
 def client_config(max_attempts: int = 4) -> Config:
@@ -96,7 +103,7 @@ def error_response(kind: Kind, status: int, code: str, message: str = "injected"
     return AWSResponse("http://injected", status, headers, _Body(body.encode()))
 
 
-@dataclass
+@dataclass(eq=False)
 class Injector:
     """Answers the next ``times`` calls of ``operation`` with an error, then lets calls through."""
 
@@ -289,7 +296,7 @@ class Driver:
             raw = LeaseLock(table, client=client, config=config, owner=owner, clock=clock)
         else:
             client = await self._stack.enter_async_context(
-                aioboto3.Session().client(
+                _session().client(
                     "dynamodb",
                     endpoint_url=self.endpoint,
                     region_name=REGION,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from locks._models import CLAIM_EXPIRES_AT, CLAIMANT, CLEANUP_AT, EXPIRES_AT, OWNER, PK, TOKEN
+from locks._models import CLAIM_EXPIRES_AT, CLAIM_SINCE, CLAIMANT, CLEANUP_AT, EXPIRES_AT, OWNER, PK, TOKEN
 from locks._protocol import Call, ConditionFailed
 
 TABLE = "leases"
@@ -44,6 +44,7 @@ def item(
     expires_at: float | None = None,
     claimant: str | None = None,
     claim_expires_at: float | None = None,
+    claim_since: float | None = None,
     cleanup_at: int | None = None,
     key: str = KEY,
 ) -> Item:
@@ -59,6 +60,8 @@ def item(
         result[CLAIMANT] = {"S": claimant}
     if claim_expires_at is not None:
         result[CLAIM_EXPIRES_AT] = {"N": str(int(claim_expires_at))}
+    if claim_since is not None:
+        result[CLAIM_SINCE] = {"N": str(int(claim_since))}
     if cleanup_at is not None:
         result[CLEANUP_AT] = {"N": str(cleanup_at)}
     return result

@@ -1,0 +1,585 @@
+"""The four ways a stress run pushes: ``raw``, ``lease``, ``pushgate`` and ``service``.
+
+- ``raw``: ``put_image`` straight from every worker, the documents' code path. The client
+  treats ``ImageAlreadyExistsException`` as success, as AWS advises (and as push tools do
+  so that re-pushes stop failing builds); with ``check_then_act`` it first reads the tag
+  and pushes only over an older build (what cdk-assets does).
+- ``lease``: the same ``put_image``, each wrapped in a ``locks.LeaseLock`` lease and
+  nothing else: writers serialize, but an older build that gets the lease last still
+  moves the tag back.
+- ``pushgate``: ``service.domain.push.PushService`` in-process (lease + per-tag record +
+  ECR), over two service instances (two lease owners) in one event loop; no HTTP.
+- ``service``: through the HTTP API of two ``pushgate serve`` processes
+  (``service.stress.processes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from locks import LeaseLock, LockConfig, LockError
+from service.stress.harness import (
+    MEDIA_TYPE,
+    REGION,
+    Counters,
+    Dispatcher,
+    Faults,
+    Jitter,
+    Observer,
+    PushSpec,
+    boto_client,
+    create_repository,
+    current_token,
+    current_worker,
+    final_state,
+    instrument_ecr,
+    instrument_ecr_async,
+    make_plan,
+    plan_sequences,
+    run_threads,
+    sequence_of,
+    tag_digest,
+)
+from service.stress.invariants import Verdict, check
+from service.stress.record import Attempt, History, Hold, Recorder
+
+if TYPE_CHECKING:
+    from service.adapters.aws import Clients
+    from service.domain.models import Fence
+    from service.domain.ports import Lease, LeaseProvider
+    from service.domain.push import PushService
+    from service.settings import Settings
+
+Mode = Literal["raw", "lease", "pushgate", "service"]
+MODES: tuple[Mode, ...] = ("raw", "lease", "pushgate", "service")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One stress run. Times in seconds unless named ``_ms``."""
+
+    mode: Mode = "raw"
+    workers: int = 10
+    tags: int = 2
+    pushes: int = 200
+    jitter_ms: float = 20.0
+    immutable: bool = False
+    seed: int = 1
+    check_then_act: bool = False
+    copies: int = 2
+    lease_seconds: float = 5.0
+    instances: int = 2
+    deadline_seconds: float = 600.0
+    request_deadline_seconds: float = 120.0
+    dynamodb_faults: float = 0.0
+    ecr_faults: float = 0.0
+    switch_interval: float | None = None
+    observe: bool = True
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        if self.workers < 1 or self.tags < 1 or self.pushes < 1 or self.instances < 1:
+            raise ValueError("workers, tags, pushes and instances must be >= 1")
+        if not (0 <= self.dynamodb_faults < 1 and 0 <= self.ecr_faults < 1):
+            raise ValueError("fault rates must be in [0, 1)")
+
+    @property
+    def repository(self) -> str:
+        return f"stress-{self.run_id}"
+
+    @property
+    def tag_names(self) -> list[str]:
+        return [f"t{i}" for i in range(self.tags)]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    config: RunConfig
+    history: History
+    verdict: Verdict
+    counters: Counters
+    elapsed: float
+    not_started: int
+
+
+@dataclass
+class Run:
+    """A run in progress: what the modes share."""
+
+    config: RunConfig
+    endpoint: str
+    plan: list[PushSpec]
+    dispatcher: Dispatcher
+    recorder: Recorder
+    counters: Counters
+    jitter: Jitter
+    faults: Faults
+
+    def start(self, spec: PushSpec, worker: str) -> Attempt:
+        return self.recorder.start(
+            request_id=spec.request_id,
+            worker=worker,
+            key=spec.key,
+            sequence=spec.sequence,
+            digest=spec.digest,
+            started=time.time(),
+        )
+
+
+def finish(attempt: Attempt, outcome: str, error: str | None = None) -> None:
+    attempt.ended = time.time()
+    if error is not None:
+        attempt.error = error
+    attempt.outcome = outcome  # last: an attempt is done once it has an outcome
+
+
+# --- raw and lease: put_image from threads ------------------------------------------------
+
+
+def raw_put(client: Any, spec: PushSpec, run: Run) -> tuple[str, str | None]:
+    """One push as the documents' clients do it; returns (outcome, error code)."""
+    if run.config.check_then_act:
+        sent = time.time()
+        answer = client.batch_get_image(
+            repositoryName=spec.repository, imageIds=[{"imageTag": spec.tag}]
+        )
+        images = answer.get("images") or []
+        from service.stress.record import Observation  # noqa: PLC0415
+
+        current = str(images[0]["imageId"]["imageDigest"]) if images else None
+        run.recorder.observe(Observation(spec.key, current, sent, time.time()))
+        if current == spec.digest:
+            return "unchanged", None
+        seen = sequence_of(images[0].get("imageManifest", "")) if images else None
+        if seen is not None and seen > spec.sequence:
+            return "superseded", None
+    try:
+        client.put_image(
+            repositoryName=spec.repository,
+            imageTag=spec.tag,
+            imageManifest=spec.manifest,
+            imageManifestMediaType=MEDIA_TYPE,
+            imageDigest=spec.digest,
+        )
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
+        if code == "ImageAlreadyExistsException":
+            return "unchanged", None  # AWS: "treat it as a non-error"
+        if code == "ImageTagAlreadyExistsException":
+            return "tag_immutable", None
+        return "error", code
+    except BotoCoreError as exc:
+        return "error", type(exc).__name__
+    return "pushed", None
+
+
+def _run_raw(run: Run) -> None:
+    def worker(index: int) -> None:
+        name = f"w{index}"
+        current_worker.set(name)
+        client = boto_client("ecr", run.endpoint)
+        instrument_ecr(client, jitter=run.jitter, recorder=run.recorder, counters=run.counters)
+        run.faults.install(ecr=client)
+        while (spec := run.dispatcher.next()) is not None:
+            attempt = run.start(spec, name)
+            attempt.tries = 1
+            try:
+                outcome, error = raw_put(client, spec, run)
+            except Exception as exc:  # noqa: BLE001 - every attempt ends in an outcome
+                outcome, error = "error", type(exc).__name__
+            finish(attempt, outcome, error)
+
+    run_threads(run.config.workers, worker, timeout=run.config.deadline_seconds + 60)
+
+
+def _run_lease(run: Run) -> None:
+    table = f"stress-leases-{run.config.run_id}"
+    config = LockConfig(lease_seconds=run.config.lease_seconds)
+    LeaseLock(table, client=boto_client("dynamodb", run.endpoint)).ensure_table(
+        poll_seconds=0.1
+    )
+
+    def worker(index: int) -> None:
+        name = f"w{index}"
+        current_worker.set(name)
+        client = boto_client("ecr", run.endpoint)
+        dynamodb = boto_client("dynamodb", run.endpoint)
+        instrument_ecr(client, jitter=run.jitter, recorder=run.recorder, counters=run.counters)
+        run.faults.install(ecr=client, dynamodb=dynamodb)
+        lock = LeaseLock(table, client=dynamodb, config=config, owner=name)
+        while (spec := run.dispatcher.next()) is not None:
+            attempt = run.start(spec, name)
+            attempt.tries = 1
+            outcome, error = "error", None
+            try:
+                lease = lock.acquire(spec.key, timeout=run.config.request_deadline_seconds)
+                start = time.time()
+                attempt.token, attempt.waited_ms = lease.token, lease.waited_ms
+                current_token.set(lease.token)
+                try:
+                    outcome, error = raw_put(client, spec, run)
+                finally:
+                    end = time.time()
+                    lost = lease.lost
+                    if lost:
+                        end = min(end, lease.grant.trusted_until_ms / 1000)
+                    run.recorder.hold(Hold(spec.key, lease.token, start, end, name, lost))
+                    with contextlib.suppress(LockError):
+                        lease.release()
+            except LockError as exc:
+                outcome, error = "error", type(exc).__name__
+            except Exception as exc:  # noqa: BLE001 - every attempt ends in an outcome
+                outcome, error = "error", type(exc).__name__
+            finish(attempt, outcome, error)
+
+    run_threads(run.config.workers, worker, timeout=run.config.deadline_seconds + 60)
+
+
+# --- pushgate: the use case in-process -----------------------------------------------------
+
+
+def stress_settings(config: RunConfig, endpoint: str | None) -> Settings:
+    """Service settings for a run: its own tables, short leases, quiet logs."""
+    from service.settings import Settings  # noqa: PLC0415 - pydantic only when needed
+
+    lease = config.lease_seconds
+    return Settings(
+        region=REGION,
+        lease_table=f"stress-{config.run_id}-leases",
+        tags_table=f"stress-{config.run_id}-tags",
+        history_table=f"stress-{config.run_id}-history",
+        lease_seconds=lease,
+        lease_margin_seconds=min(2.0, lease / 5),
+        ecr_timeout_seconds=min(10.0, lease / 2),
+        default_wait_seconds=min(120.0, config.request_deadline_seconds),
+        max_wait_seconds=120.0,
+        dynamodb_endpoint_url=endpoint,
+        ecr_endpoint_url=endpoint,
+        log_level="warning",
+    )
+
+
+class RecordingLease:
+    """A domain ``Lease`` that records its holding period as the holder saw it."""
+
+    def __init__(
+        self,
+        lease: Lease,
+        recorder: Recorder,
+        *,
+        on_event: Callable[[str, RecordingLease], None] | None = None,
+    ) -> None:
+        self._lease = lease
+        self._recorder = recorder
+        self._on_event = on_event
+        self.worker = current_worker.get()
+        self.start = time.time()
+        self.trusted_until = self.start + lease.remaining()
+        current_token.set(lease.token)
+
+    @property
+    def key(self) -> str:
+        return self._lease.key
+
+    @property
+    def owner(self) -> str:
+        return self._lease.owner
+
+    @property
+    def token(self) -> int:
+        return self._lease.token
+
+    @property
+    def waited_ms(self) -> float:
+        return self._lease.waited_ms
+
+    @property
+    def lost(self) -> bool:
+        return self._lease.lost
+
+    def remaining(self) -> float:
+        return self._lease.remaining()
+
+    def fence(self) -> Fence:
+        return self._lease.fence()
+
+    async def renew(self) -> None:
+        if self._on_event is not None:
+            self._on_event("renew", self)
+        await self._lease.renew()
+        self.trusted_until = time.time() + self._lease.remaining()
+
+    def hold(self) -> Hold:
+        end = time.time()
+        lost = self._lease.lost
+        if lost:
+            end = min(end, self.trusted_until)
+        return Hold(self.key, self.token, self.start, end, self.worker, lost)
+
+    async def release(self) -> None:
+        self._recorder.hold(self.hold())
+        if self._on_event is not None:
+            self._on_event("release", self)
+        await self._lease.release()
+
+
+class RecordingLeases:
+    """A ``LeaseProvider`` whose leases record themselves."""
+
+    def __init__(
+        self,
+        provider: LeaseProvider,
+        recorder: Recorder,
+        *,
+        on_event: Callable[[str, RecordingLease], None] | None = None,
+    ) -> None:
+        self._provider = provider
+        self._recorder = recorder
+        self._on_event = on_event
+
+    async def acquire(self, key: str, *, timeout: float) -> Lease:
+        lease = RecordingLease(
+            await self._provider.acquire(key, timeout=timeout),
+            self._recorder,
+            on_event=self._on_event,
+        )
+        if self._on_event is not None:
+            self._on_event("acquired", lease)
+        return lease
+
+
+def push_service(
+    settings: Settings,
+    clients: Clients,
+    recorder: Recorder,
+    *,
+    owner: str,
+    on_event: Callable[[str, RecordingLease], None] | None = None,
+) -> PushService:
+    """``service.main.build_services``'s wiring, with a recording lease provider."""
+    from locks import AsyncLeaseLock  # noqa: PLC0415
+    from service.adapters.ecr import EcrRegistry  # noqa: PLC0415
+    from service.adapters.history import DynamoHistory  # noqa: PLC0415
+    from service.adapters.leases import LockLeaseProvider  # noqa: PLC0415
+    from service.adapters.records import DynamoTagRecords  # noqa: PLC0415
+    from service.domain.push import PushService  # noqa: PLC0415
+    from service.main import lock_config, push_policy  # noqa: PLC0415
+
+    lock = AsyncLeaseLock(
+        settings.lease_table, client=clients.dynamodb, config=lock_config(settings), owner=owner
+    )
+    return PushService(
+        registry=EcrRegistry(
+            clients.ecr,
+            registry_id=settings.registry_id,
+            read_timeout=settings.ecr_read_timeout_seconds,
+        ),
+        leases=RecordingLeases(
+            LockLeaseProvider(lock, retry_after=1.0), recorder, on_event=on_event
+        ),
+        records=DynamoTagRecords(
+            clients.dynamodb, table=settings.tags_table, lease_table=settings.lease_table
+        ),
+        history=DynamoHistory(clients.dynamodb, table=settings.history_table),
+        policy=push_policy(settings),
+        clock=time.time,
+        sleep=asyncio.sleep,
+    )
+
+
+def client_backoff(tries: int, retry_after: float | None, rng: random.Random) -> float:
+    """What ``service.client.RetryPolicy`` waits: capped exponential, jittered."""
+    backoff = min(10.0, 0.2 * 2.0 ** (tries - 1)) * (0.5 + 0.5 * rng.random())
+    return max(backoff, retry_after or 0.0)
+
+
+async def push_once(
+    service: PushService,
+    spec: PushSpec,
+    attempt: Attempt,
+    settings: Settings,
+    *,
+    deadline: float,
+    rng: random.Random,
+) -> None:
+    """One request through the use case, retried like ``PushClient`` retries a 503."""
+    from service.domain.errors import PushError  # noqa: PLC0415
+    from service.domain.models import PushRequest  # noqa: PLC0415
+
+    request = PushRequest.create(
+        repository=spec.repository,
+        tag=spec.tag,
+        manifest=spec.manifest,
+        sequence=spec.sequence,
+        default_wait_seconds=settings.default_wait_seconds,
+        max_wait_seconds=settings.max_wait_seconds,
+    )
+    while True:
+        attempt.tries += 1
+        current_token.set(None)
+        try:
+            result = await service.push(
+                request,
+                caller=attempt.worker,
+                request_id=f"{spec.request_id}.{attempt.tries}",
+            )
+        except PushError as exc:
+            attempt.error = exc.code
+            delay = client_backoff(attempt.tries, exc.retry_after, rng)
+            if exc.retryable and time.time() + delay < deadline:
+                await asyncio.sleep(delay)
+                continue
+            outcome = "tag_immutable" if exc.code == "tag_immutable" else "error"
+            finish(attempt, outcome, exc.code)
+            return
+        attempt.token, attempt.waited_ms = result.token, result.waited_ms
+        finish(attempt, result.outcome.value)
+        return
+
+
+async def _pushgate_async(run: Run) -> None:
+    from service.adapters.aws import open_clients  # noqa: PLC0415
+    from service.adapters.tables import ensure_tables  # noqa: PLC0415
+
+    settings = stress_settings(run.config, run.endpoint)
+    rng = random.Random(run.config.seed)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(open_clients(settings))
+            for _ in range(run.config.instances)
+        ]
+        await ensure_tables(clients[0].dynamodb, settings)
+        services = []
+        for index, pair in enumerate(clients):
+            instrument_ecr_async(
+                pair.ecr, jitter=run.jitter, recorder=run.recorder, counters=run.counters
+            )
+            run.faults.install(dynamodb=pair.dynamodb, ecr=pair.ecr, aio=True)
+            services.append(
+                push_service(settings, pair, run.recorder, owner=f"pushgate-{index}")
+            )
+
+        async def worker(index: int) -> None:
+            name = f"w{index}"
+            current_worker.set(name)
+            service = services[index % len(services)]
+            while (spec := run.dispatcher.next()) is not None:
+                attempt = run.start(spec, name)
+                try:
+                    await push_once(
+                        service,
+                        spec,
+                        attempt,
+                        settings,
+                        deadline=time.time() + run.config.request_deadline_seconds,
+                        rng=rng,
+                    )
+                except Exception as exc:  # noqa: BLE001 - every attempt ends in an outcome
+                    finish(attempt, "error", type(exc).__name__)
+
+        await asyncio.gather(*(worker(i) for i in range(run.config.workers)))
+
+
+def _run_pushgate(run: Run) -> None:
+    asyncio.run(_pushgate_async(run))
+
+
+def _run_service(run: Run) -> None:
+    from service.stress.processes import run_service_mode  # noqa: PLC0415
+
+    run_service_mode(run)
+
+
+RUNNERS: dict[Mode, Callable[[Run], None]] = {
+    "raw": _run_raw,
+    "lease": _run_lease,
+    "pushgate": _run_pushgate,
+    "service": _run_service,
+}
+
+
+def prepare(config: RunConfig, endpoint: str) -> Run:
+    """Create the repository and the plan; nothing runs yet."""
+    plan = make_plan(
+        repository=config.repository,
+        tags=config.tags,
+        pushes=config.pushes,
+        seed=config.seed,
+        copies=config.copies,
+    )
+    create_repository(endpoint, config.repository, immutable=config.immutable)
+    counters = Counters()
+    return Run(
+        config=config,
+        endpoint=endpoint,
+        plan=plan,
+        dispatcher=Dispatcher(plan, deadline=time.time() + config.deadline_seconds),
+        recorder=Recorder(immutable=config.immutable, sequences=plan_sequences(plan)),
+        counters=counters,
+        jitter=Jitter(config.jitter_ms, config.seed),
+        faults=Faults(
+            dynamodb=config.dynamodb_faults,
+            ecr_put=config.ecr_faults,
+            seed=config.seed,
+            counters=counters,
+        ),
+    )
+
+
+def execute(run: Run, runner: Callable[[Run], None] | None = None) -> RunResult:
+    """Run ``run`` to the end, read ECR's final state and check the invariants."""
+    config = run.config
+    previous = sys.getswitchinterval()
+    if config.switch_interval is not None:
+        sys.setswitchinterval(config.switch_interval)
+    started = time.time()
+    try:
+        observer = (
+            Observer(run.endpoint, config.repository, config.tag_names, run.recorder)
+            if config.observe
+            else contextlib.nullcontext()
+        )
+        with observer:
+            (runner or RUNNERS[config.mode])(run)
+    finally:
+        sys.setswitchinterval(previous)
+    elapsed = time.time() - started
+    run.faults.enabled = False
+    run.recorder.set_final(final_state(run.endpoint, config.repository, config.tag_names))
+    history = run.recorder.history()
+    return RunResult(
+        config=config,
+        history=history,
+        verdict=check(history),
+        counters=run.counters,
+        elapsed=elapsed,
+        not_started=run.dispatcher.remaining,
+    )
+
+
+def run_stress(config: RunConfig, endpoint: str) -> RunResult:
+    return execute(prepare(config, endpoint))
+
+
+__all__ = [
+    "MODES",
+    "Mode",
+    "RunConfig",
+    "RunResult",
+    "execute",
+    "prepare",
+    "run_stress",
+    "tag_digest",
+]

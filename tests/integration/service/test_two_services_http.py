@@ -1,0 +1,68 @@
+"""Two pushgate servers (uvicorn, two ports, each with its own clients and lease owner)
+over the same tables serialize pushes of one tag."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import httpx
+import pytest
+
+from service.domain.models import manifest_digest
+from service.main import create_app
+from service.settings import Settings
+from tests.integration.service.helpers import manifest, tag_digest
+from tests.uvicorn_server import serve
+
+pytestmark = pytest.mark.integration
+
+PUSHES = 12
+
+
+async def test_two_servers_serialize_and_never_move_tag_backwards(
+    settings: Settings, repo: str, ecr: Any
+) -> None:
+    """Concurrent pushes of one tag with shuffled sequences, split over two servers: the tag
+    ends on the highest sequence, and history shows strictly increasing tokens with the
+    pushed sequences increasing."""
+    sequences = list(range(1, PUSHES + 1))
+    random.Random(7).shuffle(sequences)
+    with serve(create_app(settings)) as one, serve(create_app(settings)) as two:
+        async with httpx.AsyncClient(timeout=60) as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        f"{(one, two)[i % 2]}/v1/pushes",
+                        json={
+                            "repository": repo,
+                            "tag": "v1",
+                            "manifest": manifest(seq),
+                            "sequence": seq,
+                            "wait_seconds": 10,
+                        },
+                    )
+                    for i, seq in enumerate(sequences)
+                )
+            )
+            history: list[dict[str, Any]] = []
+            cursor = None
+            while True:
+                params = {"limit": 100} | ({"cursor": cursor} if cursor else {})
+                page = (await http.get(f"{one}/v1/tags/{repo}/v1/history", params=params)).json()
+                history += page["items"]
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
+            record = (await http.get(f"{two}/v1/tags/{repo}/v1")).json()
+    assert [200] * PUSHES == [a.status_code for a in answers]
+    assert {"pushed", "superseded"} >= {a.json()["outcome"] for a in answers}
+    assert (PUSHES, manifest_digest(manifest(PUSHES))) == (record["sequence"], record["digest"])
+    assert record["digest"] == tag_digest(ecr, repo, "v1")
+    oldest_first = list(reversed(history))
+    tokens = [item["token"] for item in oldest_first]
+    assert sorted(set(tokens)) == tokens
+    pushed = [item["sequence"] for item in oldest_first if item["outcome"] == "pushed"]
+    assert sorted(set(pushed)) == pushed
+    assert PUSHES == len(history)

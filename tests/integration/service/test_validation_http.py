@@ -1,0 +1,57 @@
+"""Bad input through HTTP: 4xx naming the field, and no lease ever taken."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from service.settings import Settings
+from tests.ecr_fidelity import EcrFidelity
+from tests.integration.service.helpers import OCI_MANIFEST, lease_items, manifest
+
+pytestmark = pytest.mark.integration
+
+BIG = json.dumps({"mediaType": OCI_MANIFEST, "pad": "x" * (4 * 1024 * 1024)})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"repository": "Team/App"}, "repository"),
+        ({"repository": "x"}, "repository"),
+        ({"tag": "bad tag"}, "tag"),
+        ({"tag": "t" * 129}, "tag"),
+        ({"manifest": BIG}, "manifest"),
+        ({"manifest": "this is not json"}, "manifest"),
+        ({"manifest": '["an", "array"]'}, "manifest"),
+        ({"manifest": '{"schemaVersion": 2}'}, "media_type"),
+        ({"media_type": "application/json"}, "media_type"),
+        ({"sequence": -1}, "sequence"),
+        ({"sequence": "12"}, "sequence"),
+        ({"wait_seconds": 11}, "wait_seconds"),
+        ({"surprise": True}, "surprise"),
+    ],
+)
+async def test_bad_field_is_4xx_without_lease(
+    client: httpx.AsyncClient,
+    repo: str,
+    dynamodb: Any,
+    settings: Settings,
+    fidelity: EcrFidelity,
+    overrides: dict[str, Any],
+    field: str,
+) -> None:
+    """Each bad field is 422 invalid_request naming it; no lease item exists afterwards and
+    ECR is never called."""
+    body = {"repository": repo, "tag": "v1", "manifest": manifest(1), **overrides}
+    answer = await client.post("/v1/pushes", json=body)
+    assert (422, "invalid_request", field) == (
+        answer.status_code,
+        answer.json()["error"],
+        answer.json()["field"],
+    )
+    assert [] == lease_items(dynamodb, settings, body["repository"])
+    assert 0 == fidelity.count(repo)

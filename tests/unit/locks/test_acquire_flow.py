@@ -1,0 +1,385 @@
+"""acquire_flow driven by hand: grants, refusals, claims, sleeps and timeouts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from locks._models import TOKEN, Grant, LockConfig
+from locks._protocol import (
+    Call,
+    ConditionFailed,
+    Now,
+    Sleep,
+    acquire_flow,
+    acquire_request,
+    claim_request,
+    read_request,
+    unclaim_request,
+    wait_seconds,
+)
+from locks._models import Holder
+from locks.exceptions import AcquireTimeout, LeaseUnavailable, LockBackendError
+from tests.unit.locks.fakes import KEY, ME, OTHER, T0, TABLE, FakeTable, finish, item, number
+
+CONFIG = LockConfig(lease_seconds=10, max_clock_skew_seconds=1)
+HELD = item(owner=OTHER, token=5, expires_at=T0 + 60_000)  # held by another for a minute
+BACKEND_ERROR = LockBackendError("DynamoDB update_item failed", code="InternalServerError", cause=None)
+
+
+class FixedRandom(random.Random):
+    """An rng whose ``random()`` is always ``value``."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def start(
+    timeout: float | None, *, now: float = T0, since: float | None = None, jitter: float = 0.0
+):
+    """Run the flow to its first write; returns the flow and that write."""
+    flow = acquire_flow(TABLE, KEY, ME, CONFIG, timeout, FixedRandom(jitter), since)
+    assert Now() == next(flow)
+    assert Now() == flow.send(now)
+    return flow, flow.send(now)
+
+
+def refused(current=HELD):
+    return ConditionFailed(current)
+
+
+# --- first attempt ----------------------------------------------------------------------
+
+
+def test_first_request_after_the_clock_is_the_acquire_write():
+    """No read before write: the first call is the conditional acquire, built at ``now``."""
+    _, call = start(None)
+
+    assert acquire_request(TABLE, KEY, ME, T0, CONFIG, T0) == call
+
+
+def test_uncontended_acquire_is_granted_on_the_first_write():
+    """A free key is granted by one write; the grant carries the written token and expiry."""
+    table = FakeTable()
+    flow, call = start(None)
+
+    grant, waited = finish(flow, table.execute(call))
+
+    expected = Grant(KEY, ME, int(T0) * 1000 + 1, T0, int(T0) + 10_000, T0 + 9_000)
+    assert (expected, 0.0) == (grant, waited)
+
+
+def test_grant_token_is_the_written_token():
+    """The grant's token is what DynamoDB returned, not a local guess."""
+    table = FakeTable()
+    table.put(item(owner=OTHER, token=41, expires_at=0))
+    flow, call = start(None)
+
+    grant, _ = finish(flow, table.execute(call))
+
+    assert (42, 42) == (grant.token, number(table.get(), TOKEN))
+
+
+def test_timeout_zero_raises_lease_unavailable_naming_the_holder():
+    """A single attempt on a held key raises LeaseUnavailable with holder and expiry."""
+    flow, _ = start(0)
+
+    with pytest.raises(LeaseUnavailable) as raised:
+        flow.send(refused())
+
+    assert (LeaseUnavailable, OTHER, int(T0) + 60_000) == (
+        type(raised.value),
+        raised.value.holder,
+        raised.value.expires_at,
+    )
+
+
+def test_timeout_zero_never_claims():
+    """try_acquire semantics leave no claim behind: the refusal raises straight away."""
+    table = FakeTable()
+    table.put(HELD)
+    flow, call = start(0)
+
+    with pytest.raises(LeaseUnavailable):
+        flow.send(table.execute(call))
+
+    assert HELD == table.get()
+
+
+def test_failure_without_old_item_reads_the_item():
+    """A backend that ignores ALL_OLD (dynalite) makes the flow read the holder."""
+    flow, _ = start(0)
+
+    assert read_request(TABLE, KEY) == flow.send(ConditionFailed(None))
+
+
+def test_holder_comes_from_the_read_when_the_write_returned_none():
+    """The holder named by LeaseUnavailable is the one the fallback read found."""
+    flow, _ = start(0)
+    flow.send(ConditionFailed(None))
+
+    with pytest.raises(LeaseUnavailable) as raised:
+        flow.send({"Item": HELD})
+
+    assert OTHER == raised.value.holder
+
+
+def test_read_finding_no_item_reports_no_holder():
+    """If the item vanished between write and read, the holder is unknown (None)."""
+    flow, _ = start(0)
+    flow.send(ConditionFailed(None))
+
+    with pytest.raises(LeaseUnavailable) as raised:
+        flow.send({})
+
+    assert (None, None) == (raised.value.holder, raised.value.expires_at)
+
+
+def test_backend_error_on_the_write_propagates():
+    """A DynamoDB error that is not a lost race is the caller's, not retried by the flow."""
+    flow, _ = start(None)
+
+    with pytest.raises(LockBackendError) as raised:
+        flow.throw(BACKEND_ERROR)
+
+    assert BACKEND_ERROR is raised.value
+
+
+# --- waiting: claims and sleeps -------------------------------------------------------
+
+
+def test_waiter_claims_a_held_unclaimed_lease():
+    """After a refusal, a waiter puts itself next in line, with the time it started waiting."""
+    flow, _ = start(None, since=T0 - 500)
+
+    assert claim_request(TABLE, KEY, ME, T0, CONFIG, T0 - 500) == flow.send(refused())
+
+
+def test_waiter_since_defaults_to_the_flow_start():
+    """Without ``since``, the place in line is the flow's first clock reading."""
+    flow = acquire_flow(TABLE, KEY, ME, CONFIG, None, FixedRandom(0.0))
+    next(flow)
+    flow.send(T0 - 300)  # start
+    flow.send(T0)  # first attempt
+
+    assert claim_request(TABLE, KEY, ME, T0, CONFIG, T0 - 300) == flow.send(refused())
+
+
+def test_waiter_does_not_claim_over_an_older_live_claim():
+    """Behind an older live claimant, a waiter just sleeps."""
+    current = item(expires_at=T0 + 60_000, claimant=OTHER, claim_expires_at=T0, claim_since=T0 - 9)
+    flow, _ = start(None)
+
+    assert Sleep == type(flow.send(refused(current)))
+
+
+def test_waiter_does_not_claim_when_there_is_no_item():
+    """With no item there is nothing to claim on (the refusal was a race): just retry."""
+    flow, _ = start(None)
+    flow.send(ConditionFailed(None))
+
+    assert Sleep == type(flow.send({}))
+
+
+def test_waiter_sleeps_the_computed_wait_after_claiming():
+    """After claiming, the waiter sleeps wait_seconds for the holder it saw."""
+    flow, _ = start(None, jitter=0.5)
+    flow.send(refused())
+
+    expected = Sleep(wait_seconds(Holder.from_item(HELD), T0, CONFIG, 0, 0.5))
+    assert expected == flow.send({"Attributes": {}})
+
+
+def test_waiter_tries_again_after_sleeping():
+    """After a sleep the waiter reads its clock and writes again."""
+    flow, _ = start(None)
+    flow.send(refused())
+    flow.send({"Attributes": {}})
+    assert Now() == flow.send(False)
+
+    assert acquire_request(TABLE, KEY, ME, T0 + 20, CONFIG, T0) == flow.send(T0 + 20)
+
+
+def test_waiter_woken_early_tries_again_at_once():
+    """A wake-up (a local release) leads straight to the next attempt."""
+    flow, _ = start(None)
+    flow.send(refused())
+    flow.send({"Attributes": {}})
+
+    assert Now() == flow.send(True)
+
+
+def test_waiter_backoff_doubles_up_to_the_cap():
+    """Successive sleeps on a long-held lease double from retry_base up to retry_cap."""
+    flow, _ = start(None, jitter=1.0 - 1e-12)
+    sleeps = []
+    for _ in range(6):
+        flow.send(refused())  # -> claim
+        sleeps.append(flow.send({"Attributes": {}}).seconds)
+        flow.send(False)  # -> Now
+        flow.send(T0)  # -> acquire
+
+    assert [0.02, 0.04, 0.08, 0.16, 0.25, 0.25] == [round(s, 9) for s in sleeps]
+
+
+def test_granted_after_waiting_reports_the_time_waited():
+    """waited_ms is the time from the flow's start to the granting write."""
+    table = FakeTable()
+    flow, _ = start(None)
+    flow.send(ConditionFailed(None))
+    flow.send({})  # -> Sleep
+    flow.send(False)  # -> Now
+    call = flow.send(T0 + 250)
+
+    _, waited = finish(flow, table.execute(call))
+
+    assert 250 == waited
+
+
+# --- timeouts ---------------------------------------------------------------------------
+
+
+def test_sleep_is_cut_to_the_remaining_timeout():
+    """A waiter never sleeps past its deadline."""
+    flow, _ = start(0.05, jitter=0.0)
+    flow.send(refused())  # -> claim
+    flow.send({"Attributes": {}})  # -> Sleep(0.01)
+    flow.send(False)
+    flow.send(T0 + 45)  # -> acquire, 45 of 50 ms gone
+    flow.send(refused())  # -> claim (refresh)
+
+    assert pytest.approx(0.005) == flow.send({"Attributes": {}}).seconds
+
+
+def test_timeout_raises_acquire_timeout_with_the_time_waited():
+    """Once the timeout has passed, the next refusal raises AcquireTimeout."""
+    flow, _ = start(0.05)
+    flow.send(ConditionFailed(None))
+    flow.send({})  # no item: no claim -> Sleep
+    flow.send(False)
+    flow.send(T0 + 50)
+
+    with pytest.raises(AcquireTimeout) as raised:
+        flow.send(refused())
+
+    assert (OTHER, 50) == (raised.value.holder, raised.value.waited_ms)
+
+
+def test_timeout_gives_up_a_held_claim():
+    """A waiter that timed out removes its claim before raising."""
+    flow, _ = start(0.05)
+    flow.send(refused())
+    flow.send({"Attributes": {}})  # claim granted
+    flow.send(False)
+    flow.send(T0 + 50)
+
+    assert unclaim_request(TABLE, KEY, ME) == flow.send(refused())
+
+
+def test_timeout_raises_after_the_unclaim():
+    """The unclaim's answer, whatever it is, is followed by AcquireTimeout."""
+    flow, _ = start(0.05)
+    flow.send(refused())
+    flow.send({"Attributes": {}})
+    flow.send(False)
+    flow.send(T0 + 50)
+    flow.send(refused())
+
+    with pytest.raises(AcquireTimeout):
+        flow.send(ConditionFailed(None))
+
+
+def test_unclaim_backend_error_is_swallowed():
+    """Unclaiming is best effort: a backend error still ends in AcquireTimeout."""
+    flow, _ = start(0.05)
+    flow.send(refused())
+    flow.send({"Attributes": {}})
+    flow.send(False)
+    flow.send(T0 + 50)
+    flow.send(refused())
+
+    with pytest.raises(AcquireTimeout):
+        flow.throw(BACKEND_ERROR)
+
+
+def test_timeout_without_a_claim_skips_the_unclaim():
+    """A waiter whose claim was refused has nothing to give up."""
+    flow, _ = start(0.05)
+    flow.send(refused())
+    flow.send(ConditionFailed(None))  # claim refused
+    flow.send(False)
+    flow.send(T0 + 50)
+
+    with pytest.raises(AcquireTimeout):
+        flow.send(refused())
+
+
+def test_timeout_unclaim_leaves_the_item_unclaimed():
+    """End to end against the fake table: a timed-out waiter leaves no claim behind."""
+    table = FakeTable()
+    table.put(HELD)
+    flow, call = start(0.05)
+    request = flow.send(table.execute(call))  # claim
+    flow.send(table.execute(request))  # -> Sleep
+    flow.send(False)
+    call = flow.send(T0 + 60)
+    request = flow.send(table.execute(call))  # unclaim
+
+    with pytest.raises(AcquireTimeout):
+        flow.send(table.execute(request))
+
+    assert HELD == table.get()
+
+
+@given(
+    timeout=st.floats(0.001, 1.0),
+    oversleeps=st.lists(st.integers(0, 40), min_size=60, max_size=60),
+    jitter=st.floats(0.0, 1.0, exclude_max=True),
+)
+def test_sleeps_never_exceed_the_remaining_timeout(timeout, oversleeps, jitter):
+    """However late each sleep returns, every sleep fits in what is left of the timeout."""
+    table = FakeTable()
+    table.put(HELD)
+    flow = acquire_flow(TABLE, KEY, ME, CONFIG, timeout, FixedRandom(jitter))
+    clock = T0
+    request = next(flow)
+    oversleep = iter(oversleeps)
+    with pytest.raises(AcquireTimeout):
+        for _ in range(10_000):
+            if isinstance(request, Now):
+                request = flow.send(clock)
+            elif isinstance(request, Call):
+                request = flow.send(table.execute(request))
+            else:
+                assert request.seconds <= max(0.0, timeout - (clock - T0) / 1000) + 1e-9
+                clock += request.seconds * 1000 + next(oversleep, 0)
+                request = flow.send(False)
+
+
+def test_sleep_accounts_for_time_spent_in_calls():
+    """Time spent in the refused write and the claim counts against the timeout.
+
+    With 30 ms calls and a 50 ms timeout, the claim returns 60 ms after the start:
+    the deadline has passed, so the waiter must not sleep any more.
+    """
+    table = FakeTable()
+    table.put(HELD)
+    clock = T0
+    flow = acquire_flow(TABLE, KEY, ME, CONFIG, 0.05, FixedRandom(1.0 - 1e-12))
+    request = next(flow)
+    while not isinstance(request, Sleep):
+        if isinstance(request, Now):
+            request = flow.send(clock)
+        else:
+            clock += 30  # each DynamoDB round trip takes 30 ms
+            request = flow.send(table.execute(request))
+    remaining = max(0.0, 0.05 - (clock - T0) / 1000)
+
+    assert request.seconds <= remaining

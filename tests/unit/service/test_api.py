@@ -1,0 +1,226 @@
+"""The HTTP API over fakes: shapes of answers and errors, statuses, headers."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import structlog
+from structlog.testing import LogCapture
+
+from service.api.errors import STATUS, status_of
+from service.domain import errors
+from service.domain.errors import RegistryThrottled, TagImmutable
+from tests.unit.service.fakes import World, manifest
+
+
+def body(n: int = 1, **extra: object) -> dict[str, object]:
+    return {"repository": "team/app", "tag": "v1", "manifest": manifest(n), **extra}
+
+
+async def test_push_answers_outcome_and_digest(api: httpx.AsyncClient) -> None:
+    """POST /v1/pushes answers 200 with the outcome, digest and token."""
+    answer = await api.post("/v1/pushes", json=body(sequence=3))
+    assert 200 == answer.status_code
+    data = answer.json()
+    assert ("pushed", "team/app", "v1", 3) == (
+        data["outcome"],
+        data["repository"],
+        data["tag"],
+        data["sequence"],
+    )
+    assert data["digest"].startswith("sha256:")
+
+
+async def test_pydantic_error_is_invalid_request_naming_field(api: httpx.AsyncClient) -> None:
+    """A wrongly typed field is a 422 invalid_request that names it."""
+    answer = await api.post("/v1/pushes", json=body(sequence="seven"))
+    assert 422 == answer.status_code
+    assert ("invalid_request", "sequence") == (answer.json()["error"], answer.json()["field"])
+
+
+async def test_missing_field_is_named(api: httpx.AsyncClient) -> None:
+    """A missing required field is named."""
+    answer = await api.post("/v1/pushes", json={"repository": "team/app", "tag": "v1"})
+    assert ("invalid_request", "manifest") == (answer.json()["error"], answer.json()["field"])
+
+
+async def test_unknown_field_is_refused(api: httpx.AsyncClient) -> None:
+    """A misspelt field is refused rather than ignored."""
+    answer = await api.post("/v1/pushes", json=body(sequnce=1))
+    assert (422, "sequnce") == (answer.status_code, answer.json()["field"])
+
+
+async def test_body_that_is_not_json_is_invalid_request(api: httpx.AsyncClient) -> None:
+    """A body that is not JSON at all is a 422 naming the body."""
+    answer = await api.post(
+        "/v1/pushes", content=b"{oops", headers={"content-type": "application/json"}
+    )
+    assert (422, "invalid_request", "body") == (
+        answer.status_code,
+        answer.json()["error"],
+        answer.json()["field"],
+    )
+
+
+async def test_domain_validation_is_invalid_request(api: httpx.AsyncClient, world: World) -> None:
+    """A manifest that is not JSON is refused with 422 before any lease."""
+    answer = await api.post("/v1/pushes", json=body() | {"manifest": "nope"})
+    assert (422, "manifest") == (answer.status_code, answer.json()["field"])
+    assert [] == world.leases.granted
+
+
+async def test_tag_immutable_is_409_with_existing_digest(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    """An immutable conflict is a 409 carrying the digest the tag holds."""
+    world.registry.failures = [TagImmutable("team/app", "v1", existing_digest="sha256:x")]
+    answer = await api.post("/v1/pushes", json=body())
+    assert (409, "tag_immutable", "sha256:x") == (
+        answer.status_code,
+        answer.json()["error"],
+        answer.json()["existing_digest"],
+    )
+
+
+async def test_throttled_is_503_with_retry_after(api: httpx.AsyncClient, world: World) -> None:
+    """Persistent throttling is a 503 registry_throttled with Retry-After."""
+    world.registry.failures = [RegistryThrottled("slow") for _ in range(4)]
+    answer = await api.post("/v1/pushes", json=body())
+    assert (503, "registry_throttled", "2") == (
+        answer.status_code,
+        answer.json()["error"],
+        answer.headers["retry-after"],
+    )
+
+
+async def test_lease_timeout_is_503_with_retry_after(api: httpx.AsyncClient, world: World) -> None:
+    """A busy lease is a 503 lease_timeout with Retry-After."""
+    world.leases.busy.add("team/app:v1")
+    answer = await api.post("/v1/pushes", json=body(wait_seconds=0))
+    assert (503, "lease_timeout") == (answer.status_code, answer.json()["error"])
+    assert "retry-after" in answer.headers
+
+
+async def test_request_id_is_echoed_and_recorded(api: httpx.AsyncClient, world: World) -> None:
+    """X-Request-ID is echoed and written to history."""
+    answer = await api.post("/v1/pushes", json=body(), headers={"x-request-id": "abc-123"})
+    assert "abc-123" == answer.headers["x-request-id"]
+    assert "abc-123" == world.history.entries[-1].request_id
+
+
+async def test_caller_header_is_recorded(api: httpx.AsyncClient, world: World) -> None:
+    """X-Pushgate-Caller names the caller in history."""
+    await api.post("/v1/pushes", json=body(), headers={"x-pushgate-caller": "ci-7"})
+    assert "ci-7" == world.history.entries[-1].caller
+
+
+async def test_push_logs_bind_request_context(api: httpx.AsyncClient) -> None:
+    """Log events of a push carry request_id, repo and tag."""
+    capture = LogCapture()
+    old = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        await api.post("/v1/pushes", json=body(), headers={"x-request-id": "rid-1"})
+    finally:
+        structlog.configure(**old)
+    finished = next(e for e in capture.entries if e["event"] == "push_finished")
+    assert ("rid-1", "team/app", "v1", "pushed") == (
+        finished["request_id"],
+        finished["repo"],
+        finished["tag"],
+        finished["outcome"],
+    )
+
+
+async def test_tag_record_by_path(api: httpx.AsyncClient) -> None:
+    """GET /v1/tags/{repository}/{tag} returns the record; slashes in the name work."""
+    pushed = (await api.post("/v1/pushes", json=body(sequence=4))).json()
+    answer = await api.get("/v1/tags/team/app/v1")
+    assert 200 == answer.status_code
+    assert (pushed["digest"], 4, pushed["token"]) == (
+        answer.json()["digest"],
+        answer.json()["sequence"],
+        answer.json()["token"],
+    )
+
+
+async def test_tag_record_by_query(api: httpx.AsyncClient) -> None:
+    """The query form finds the same record."""
+    await api.post("/v1/pushes", json=body())
+    answer = await api.get("/v1/tags", params={"repository": "team/app", "tag": "v1"})
+    assert 200 == answer.status_code
+
+
+async def test_unknown_tag_is_404(api: httpx.AsyncClient) -> None:
+    """A tag never pushed is 404 tag_not_found."""
+    answer = await api.get("/v1/tags/team/app/nope")
+    assert (404, "tag_not_found") == (answer.status_code, answer.json()["error"])
+
+
+async def test_history_is_newest_first_and_paginated(api: httpx.AsyncClient) -> None:
+    """History lists newest first and pages with a cursor."""
+    for n in range(3):
+        await api.post("/v1/pushes", json=body(n, sequence=n))
+    first = (await api.get("/v1/tags/team/app/v1/history", params={"limit": 2})).json()
+    assert [2, 1] == [item["sequence"] for item in first["items"]]
+    second = (
+        await api.get(
+            "/v1/tags/team/app/v1/history", params={"limit": 2, "cursor": first["next_cursor"]}
+        )
+    ).json()
+    assert ([0], None) == ([item["sequence"] for item in second["items"]], second["next_cursor"])
+
+
+async def test_healthz(api: httpx.AsyncClient) -> None:
+    """/healthz answers while the process is up."""
+    assert 200 == (await api.get("/healthz")).status_code
+
+
+async def test_readyz_with_healthy_ports(api: httpx.AsyncClient) -> None:
+    """/readyz is 200 when every probe answers."""
+    answer = await api.get("/readyz")
+    assert (200, "ready") == (answer.status_code, answer.json()["status"])
+
+
+async def test_metrics_count_outcomes(api: httpx.AsyncClient) -> None:
+    """/metrics counts pushes by outcome."""
+    await api.post("/v1/pushes", json=body())
+    text = (await api.get("/metrics")).text
+    assert 'pushgate_pushes_total{outcome="pushed"} 1.0' in text
+
+
+def _all_subclasses(cls: type) -> set[type]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _all_subclasses(sub)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("cls", "status"),
+    [
+        (errors.InvalidRequest, 422),
+        (errors.RepositoryNotFound, 404),
+        (errors.TagImmutable, 409),
+        (errors.LayersNotFound, 400),
+        (errors.ReferencedImagesNotFound, 400),
+        (errors.DigestMismatch, 400),
+        (errors.QuotaExceeded, 400),
+        (errors.LeaseTimeout, 503),
+        (errors.RegistryThrottled, 503),
+        (errors.RegistryFault, 502),
+        (errors.KmsFailure, 502),
+    ],
+)
+def test_status_of_error(cls: type[errors.PushError], status: int) -> None:
+    """Each error class answers with the status the issue names."""
+    assert status == status_of(cls.__new__(cls))
+
+
+def test_every_error_has_a_mapped_status() -> None:
+    """No PushError subclass falls through to the generic 500."""
+    unmapped = [
+        cls for cls in _all_subclasses(errors.PushError) if status_of(cls.__new__(cls)) == 500
+    ]
+    assert [] == unmapped
+    assert 500 == STATUS[errors.PushError]

@@ -1,0 +1,246 @@
+"""The push use case over in-memory fakes: outcomes, ordering, retries, leases, repair."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.domain.errors import (
+    LeaseLost,
+    LeaseTimeout,
+    QuotaExceeded,
+    RegistryFault,
+    RegistryThrottled,
+    RegistryTimeout,
+    RepositoryNotFound,
+    TagImmutable,
+)
+from service.domain.models import Outcome, TagRecord
+from service.domain.push import PushPolicy
+from tests.unit.service.fakes import World, request
+
+
+async def test_new_tag_is_pushed_recorded_and_released(world: World) -> None:
+    """A first push moves the tag, writes the record under the lease and releases it."""
+    req = request(1, sequence=1)
+    result = await world.push(req)
+    assert Outcome.PUSHED == result.outcome
+    assert req.digest == world.registry.tags[req.ref]
+    assert req.digest == world.records.items[req.ref.key].digest
+    assert result.token == world.records.items[req.ref.key].token
+    assert [] == world.leases.held()
+
+
+async def test_same_digest_as_record_is_unchanged_without_ecr_call(world: World) -> None:
+    """Re-pushing what the record already names answers unchanged and spends no PutImage."""
+    await world.push(request(1))
+    result = await world.push(request(1))
+    assert Outcome.UNCHANGED == result.outcome
+    assert 1 == len(world.registry.puts)
+
+
+async def test_lower_sequence_is_superseded_without_ecr_call(world: World) -> None:
+    """An older build arriving after a newer one does not move the tag."""
+    newer = request(2, sequence=10)
+    await world.push(newer)
+    result = await world.push(request(1, sequence=9))
+    assert Outcome.SUPERSEDED == result.outcome
+    assert newer.digest == world.registry.tags[newer.ref]
+    assert 10 == result.current_sequence
+    assert 1 == len(world.registry.puts)
+
+
+async def test_higher_sequence_moves_the_tag(world: World) -> None:
+    """A newer build replaces the recorded one and its sequence is recorded."""
+    await world.push(request(1, sequence=1))
+    newer = request(2, sequence=2)
+    result = await world.push(newer)
+    assert Outcome.PUSHED == result.outcome
+    assert 2 == world.records.items[newer.ref.key].sequence
+
+
+async def test_push_without_sequence_keeps_recorded_sequence(world: World) -> None:
+    """Unsequenced pushes apply in lease order and leave the recorded sequence in place."""
+    await world.push(request(1, sequence=5))
+    await world.push(request(2))
+    assert 5 == world.records.items[request(2).ref.key].sequence
+    assert Outcome.SUPERSEDED == (await world.push(request(3, sequence=4))).outcome
+
+
+async def test_higher_sequence_same_digest_updates_record_only(world: World) -> None:
+    """The same digest with a newer sequence is unchanged but raises the recorded sequence."""
+    await world.push(request(1, sequence=1))
+    result = await world.push(request(1, sequence=7))
+    assert Outcome.UNCHANGED == result.outcome
+    assert 7 == world.records.items[request(1).ref.key].sequence
+    assert 1 == len(world.registry.puts)
+
+
+async def test_already_exists_with_same_digest_is_unchanged(world: World) -> None:
+    """ECR's "already exists" for this very digest (no record yet) is success."""
+    req = request(1)
+    world.registry.tags[req.ref] = req.digest
+    result = await world.push(req)
+    assert Outcome.UNCHANGED == result.outcome
+    assert req.digest == world.records.items[req.ref.key].digest
+
+
+async def test_immutable_tag_with_other_digest_is_tag_immutable(world: World) -> None:
+    """An immutable tag holding another image answers tag_immutable with that digest."""
+    req = request(1)
+    world.registry.immutable.add(req.ref.repository)
+    world.registry.tags[req.ref] = "sha256:" + "e" * 64
+    with pytest.raises(TagImmutable) as caught:
+        await world.push(req)
+    assert "sha256:" + "e" * 64 == caught.value.existing_digest
+    assert [] == world.leases.held()
+    assert "tag_immutable" == world.history.entries[-1].error
+
+
+async def test_throttling_is_retried_with_jittered_backoff(world: World) -> None:
+    """Throttling is retried after full-jitter sleeps that grow per attempt."""
+    world.registry.failures = [RegistryThrottled("slow down"), RegistryThrottled("slow down")]
+    result = await world.push(request(1))
+    assert Outcome.PUSHED == result.outcome
+    assert [0.1, 0.2] == world.clock.sleeps  # ceilings 0.2, 0.4 times jitter 0.5
+
+
+async def test_persistent_throttling_ends_in_registry_throttled(world: World) -> None:
+    """After the last attempt, throttling is answered with a Retry-After hint."""
+    world.registry.failures = [RegistryThrottled("slow down") for _ in range(4)]
+    with pytest.raises(RegistryThrottled) as caught:
+        await world.push(request(1))
+    assert world.policy.throttle_retry_after_seconds == caught.value.retry_after
+    assert 4 == len(world.registry.puts)
+    assert [] == world.leases.held()
+
+
+async def test_quota_exceeded_is_not_retried(world: World) -> None:
+    """LimitExceeded (a quota) fails at once: waiting does not raise a quota."""
+    world.registry.failures = [QuotaExceeded("too many images")]
+    with pytest.raises(QuotaExceeded):
+        await world.push(request(1))
+    assert 1 == len(world.registry.puts)
+
+
+async def test_server_fault_is_retried(world: World) -> None:
+    """A 5xx fault is retried and the push then succeeds."""
+    world.registry.failures = [RegistryFault("boom")]
+    assert Outcome.PUSHED == (await world.push(request(1))).outcome
+    assert 2 == len(world.registry.puts)
+
+
+async def test_repository_not_found_is_not_retried(world: World) -> None:
+    """A missing repository fails at once and leaves no lease behind."""
+    world.registry.failures = [RepositoryNotFound("team/app")]
+    with pytest.raises(RepositoryNotFound):
+        await world.push(request(1))
+    assert (1, []) == (len(world.registry.puts), world.leases.held())
+
+
+async def test_timed_out_put_that_landed_counts_as_pushed(world: World) -> None:
+    """A put that timed out but is found on the tag afterwards is a success."""
+    req = request(1)
+
+    def land() -> None:
+        world.registry.tags[req.ref] = req.digest
+
+    world.registry.during_put = land
+    world.registry.failures = [RegistryTimeout("late")]
+    assert Outcome.PUSHED == (await world.push(req)).outcome
+    assert 1 == len(world.registry.puts)
+
+
+async def test_ecr_timeout_ends_inside_the_lease() -> None:
+    """The ECR call's timeout is the configured one, cut to the lease minus the margin."""
+    short = World(PushPolicy(ecr_timeout_seconds=10.0, lease_margin_seconds=2.0))
+    original = short.leases.acquire
+
+    async def acquire(key: str, *, timeout: float):
+        lease = await original(key, timeout=timeout)
+        lease.seconds_left = 5.0
+        return lease
+
+    short.leases.acquire = acquire  # type: ignore[method-assign]
+    await short.push(request(1))
+    assert 3.0 == short.registry.puts[0].timeout
+
+
+async def test_lease_is_renewed_before_and_after_the_call(world: World) -> None:
+    """The lease is renewed before the ECR call and confirmed after it."""
+    await world.push(request(1))
+    assert 2 == world.leases.granted[0].renewals
+
+
+async def test_lease_lost_during_call_reports_what_ecr_holds(world: World) -> None:
+    """A lease taken over during the ECR call ends in lease_lost with the tag read back,
+    and the stale holder does not write the record."""
+    req = request(1)
+    world.registry.during_put = lambda: world.leases.steal(req.ref.key)
+    with pytest.raises(LeaseLost) as caught:
+        await world.push(req)
+    assert req.digest == caught.value.observed_digest
+    assert req.ref.key not in world.records.items
+    assert "lease_lost" == world.history.entries[-1].error
+    assert world.leases.granted[0].released
+
+
+async def test_lease_timeout_never_calls_ecr(world: World) -> None:
+    """A busy lease ends in lease_timeout; ECR is never called and history says so."""
+    req = request(1)
+    world.leases.busy.add(req.ref.key)
+    with pytest.raises(LeaseTimeout):
+        await world.push(req)
+    assert [] == world.registry.puts
+    assert ("failed", "lease_timeout") == (
+        world.history.entries[-1].outcome,
+        world.history.entries[-1].error,
+    )
+
+
+async def test_drifted_tag_is_repaired_and_recorded(world: World) -> None:
+    """A tag that no longer matches its record (a late stale write) is put back."""
+    first = request(1, sequence=5)
+    await world.push(first)
+    world.registry.tags[first.ref] = "sha256:" + "b" * 64  # a stale holder's late write
+    result = await world.push(request(2, sequence=1))
+    assert (Outcome.SUPERSEDED, True) == (result.outcome, result.repaired)
+    assert first.digest == world.registry.tags[first.ref]
+    assert ["pushed", "repaired", "superseded"] == [e.outcome for e in world.history.entries]
+
+
+async def test_repair_without_the_image_is_recorded_as_failed(world: World) -> None:
+    """When the recorded image is gone from ECR, the repair failure is written to history."""
+    first = request(1, sequence=5)
+    await world.push(first)
+    world.registry.images.clear()
+    world.registry.tags[first.ref] = "sha256:" + "b" * 64
+    result = await world.push(request(2, sequence=1))
+    assert not result.repaired
+    assert "repair_failed" == world.history.entries[-2].outcome
+
+
+async def test_every_push_is_appended_to_history(world: World) -> None:
+    """History holds one entry per push with digest, previous digest, token and caller."""
+    one, two = request(1, sequence=1), request(2, sequence=2)
+    await world.push(one)
+    await world.push(two)
+    last = world.history.entries[-1]
+    assert (two.digest, one.digest, 2, "ci", "req-1") == (
+        last.digest,
+        last.previous_digest,
+        last.sequence,
+        last.caller,
+        last.request_id,
+    )
+    assert world.history.entries[0].token < last.token
+
+
+async def test_stale_record_is_never_overwritten() -> None:
+    """A record carrying a newer token refuses a write fenced by an older one."""
+    world = World()
+    req = request(1)
+    world.records.items[req.ref.key] = TagRecord(
+        req.ref, "sha256:" + "c" * 64, None, 10**9, "other", "x", "r", 0.0
+    )
+    with pytest.raises(LeaseLost):
+        await world.push(req)
