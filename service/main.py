@@ -113,7 +113,7 @@ def create_app(
         description="Serializes ECR PutImage per repo:tag with DynamoDB leases.",
         lifespan=lifespan,
     )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     errors.install(app)
     app.include_router(push.router)
     app.include_router(tags.router)

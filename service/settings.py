@@ -5,32 +5,33 @@ AWS itself is configured the AWS way: the standard credential chain, ``AWS_REGIO
 ``AWS_DEFAULT_REGION``, and endpoint overrides ``AWS_ENDPOINT_URL_DYNAMODB`` /
 ``AWS_ENDPOINT_URL_ECR`` (or ``AWS_ENDPOINT_URL``), which botocore reads itself.
 
-================================== ====================== ==========================================
-variable                           default                meaning
-================================== ====================== ==========================================
-``PUSHGATE_REGION``                (AWS chain)            region for DynamoDB and ECR
-``PUSHGATE_LEASE_TABLE``           ``pushgate-leases``    lease table (``locks``)
-``PUSHGATE_TAGS_TABLE``            ``pushgate-tags``      per-tag records (digest, sequence, token)
-``PUSHGATE_HISTORY_TABLE``         ``pushgate-history``   history of every push
-``PUSHGATE_LEASE_SECONDS``         ``30``                 lease length
-``PUSHGATE_HEARTBEAT_SECONDS``     (lease / 3)            lease renewal period
-``PUSHGATE_MAX_CLOCK_SKEW_SECONDS`` ``1``                 clock skew the leases stay safe under
-``PUSHGATE_LEASE_MARGIN_SECONDS``  ``2``                  an ECR call ends this long before expiry
-``PUSHGATE_ECR_TIMEOUT_SECONDS``   ``10``                 longest single PutImage call
-``PUSHGATE_ECR_READ_TIMEOUT_SECONDS`` ``5``               BatchGetImage / DescribeRepositories
-``PUSHGATE_ECR_ATTEMPTS``          ``4``                  PutImage attempts on throttling / 5xx
-``PUSHGATE_ECR_BACKOFF_BASE_SECONDS`` ``0.2``             first backoff ceiling (full jitter)
-``PUSHGATE_ECR_BACKOFF_MAX_SECONDS`` ``5``                largest backoff ceiling
-``PUSHGATE_THROTTLE_RETRY_AFTER_SECONDS`` ``2``           ``Retry-After`` of ``registry_throttled``
-``PUSHGATE_DEFAULT_WAIT_SECONDS``  ``30``                 lease wait when a push names none
-``PUSHGATE_MAX_WAIT_SECONDS``      ``120``                largest ``wait_seconds`` accepted
-``PUSHGATE_READY_TIMEOUT_SECONDS`` ``3``                  budget of each ``/readyz`` probe
-``PUSHGATE_REGISTRY_ID``           (caller's account)     ECR registry (12 digits)
-``PUSHGATE_DYNAMODB_ENDPOINT_URL`` (botocore's)           explicit endpoint; normally leave unset
-``PUSHGATE_ECR_ENDPOINT_URL``      (botocore's)           explicit endpoint; normally leave unset
-``PUSHGATE_LOG_FORMAT``            ``json``               ``json`` (production) or ``console``
-``PUSHGATE_LOG_LEVEL``             ``info``               structlog level
-================================== ====================== ==========================================
+===================================== ================== ==========================================
+variable                              default            meaning
+===================================== ================== ==========================================
+PUSHGATE_REGION                       (AWS chain)        region for DynamoDB and ECR
+PUSHGATE_LEASE_TABLE                  pushgate-leases    lease table (locks)
+PUSHGATE_TAGS_TABLE                   pushgate-tags      per-tag records (digest, sequence, token)
+PUSHGATE_HISTORY_TABLE                pushgate-history   history of every push
+PUSHGATE_LEASE_SECONDS                30                 lease length
+PUSHGATE_HEARTBEAT_SECONDS            (lease / 3)        lease renewal period
+PUSHGATE_MAX_CLOCK_SKEW_SECONDS       1                  clock skew the leases stay safe under
+PUSHGATE_LEASE_MARGIN_SECONDS         2                  an ECR call ends this long before expiry
+PUSHGATE_ECR_TIMEOUT_SECONDS          10                 longest single PutImage call
+PUSHGATE_ECR_READ_TIMEOUT_SECONDS     5                  BatchGetImage / DescribeRepositories
+PUSHGATE_ECR_ATTEMPTS                 4                  PutImage attempts on throttling / 5xx
+PUSHGATE_ECR_BACKOFF_BASE_SECONDS     0.2                first backoff ceiling (full jitter)
+PUSHGATE_ECR_BACKOFF_MAX_SECONDS      5                  largest backoff ceiling
+PUSHGATE_THROTTLE_RETRY_AFTER_SECONDS 2                  Retry-After of registry_throttled
+PUSHGATE_DEFAULT_WAIT_SECONDS         30                 lease wait when a push names none
+PUSHGATE_MAX_WAIT_SECONDS             120                largest wait_seconds accepted
+PUSHGATE_READY_TIMEOUT_SECONDS        3                  budget of each /readyz probe
+PUSHGATE_MAX_BODY_BYTES               33554432 (32 MiB)  larger request bodies get 413
+PUSHGATE_REGISTRY_ID                  (caller's account) ECR registry (12 digits)
+PUSHGATE_DYNAMODB_ENDPOINT_URL        (botocore's)       explicit endpoint; normally leave unset
+PUSHGATE_ECR_ENDPOINT_URL             (botocore's)       explicit endpoint; normally leave unset
+PUSHGATE_LOG_FORMAT                   json               json (production) or console
+PUSHGATE_LOG_LEVEL                    info               structlog level
+===================================== ================== ==========================================
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
     default_wait_seconds: float = Field(default=30.0, ge=0)
     max_wait_seconds: float = Field(default=120.0, ge=0)
     ready_timeout_seconds: float = Field(default=3.0, gt=0)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
     registry_id: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
     dynamodb_endpoint_url: str | None = None

@@ -113,13 +113,13 @@ class EcrFidelity:
         times: int = 1,
         status: int | None = None,
         operation: str = "put_image",
-        **members: Any,
+        members: dict[str, Any] | None = None,
     ) -> None:
         """The next ``times`` calls of ``operation`` on ``repository`` fail with ``code``
         (HTTP ``status``: 500 for ``ServerException``, else 400 unless given)."""
         if status is None:
             status = 500 if code == "ServerException" else 400
-        fault = Fault(code, message, status, members)
+        fault = Fault(code, message, status, dict(members or {}))
         with self._faults_lock:
             self._faults[(operation, repository)].extend(fault for _ in range(times))
 
@@ -178,8 +178,8 @@ class EcrFidelity:
             with fidelity._state:
                 return original_batch_get(backend, repository_name, registry_id, image_ids)
 
-        ECRBackend.put_image = put_image  # type: ignore[method-assign]
-        ECRBackend.batch_get_image = batch_get_image  # type: ignore[method-assign]
+        ECRBackend.put_image = put_image  # type: ignore[method-assign,assignment]
+        ECRBackend.batch_get_image = batch_get_image  # type: ignore[method-assign,assignment]
 
     def uninstall(self) -> None:
         for name, original in self._originals.items():

@@ -86,6 +86,16 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
     return JSONResponse(body, status_code=422)
 
 
+async def internal_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """A bug, not a push error: logged with its traceback, answered in the same shape."""
+    log.error("request_crashed", exc_info=exc)
+    return JSONResponse(
+        {"error": "internal_error", "message": "The service failed unexpectedly."},
+        status_code=500,
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(PushError, push_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, internal_error_handler)

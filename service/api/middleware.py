@@ -1,8 +1,10 @@
 """Binds ``request_id`` (from ``X-Request-ID`` or a new one) into structlog's context
-and echoes it on the answer."""
+and echoes it on the answer; refuses bodies declared larger than ``max_body_bytes``
+with 413 ``payload_too_large`` before reading them."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import TYPE_CHECKING
@@ -16,14 +18,16 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        headers = dict(scope.get("headers", []))
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
 
@@ -39,6 +43,32 @@ class RequestContextMiddleware:
             request_id=request_id, method=scope.get("method"), path=scope.get("path")
         )
         try:
+            if self._too_large(headers.get(b"content-length", b"")):
+                await self._refuse(send_with_id)
+                return
             await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.clear_contextvars()
+
+    def _too_large(self, declared: bytes) -> bool:
+        return declared.isdigit() and int(declared) > self.max_body_bytes
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "error": "payload_too_large",
+                "message": f"The request body exceeds {self.max_body_bytes} bytes.",
+                "max_body_bytes": self.max_body_bytes,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,3 @@
-
 """Errors of the push use case. One root; codes here, HTTP statuses in ``service.api.errors``.
 
 ::

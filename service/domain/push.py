@@ -104,8 +104,7 @@ class PushService:
         except PushError as exc:
             await self._append_failure(attempt, exc)
             raise
-        attempt.token = lease.token
-        log.info("lease_acquired", key=lease.key, token=lease.token, waited_ms=lease.waited_ms)
+        attempt.token = lease.token  # the lease library logs lease_acquired / lease_released
         try:
             result = await self._under_lease(attempt, lease)
         except PushError as exc:
@@ -387,8 +386,6 @@ class PushService:
             await lease.release()
         except PushError as exc:
             log.warning("lease_release_failed", key=lease.key, error=exc.code)
-        else:
-            log.info("lease_released", key=lease.key, token=lease.token)
 
 
 def _superseded(request: PushRequest, record: TagRecord | None) -> bool:

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from service.stress.record import SUCCESS, TAG_IMMUTABLE, WINNING, Attempt, History
 
 INVARIANTS: dict[int, str] = {
-    1: "tag names one image: the newest build's",
-    2: "tag sequence never decreases",
-    3: "lease holds never overlap; tokens grow",
-    4: "identical re-push never fails",
-    5: "immutable tag: at most one winner",
+    1: "ends on newest build",
+    2: "never moves back",
+    3: "leases exclusive",
+    4: "re-push never fails",
+    5: "one immutable winner",
     6: "no request lost",
 }
 

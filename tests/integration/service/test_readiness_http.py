@@ -37,7 +37,10 @@ async def test_ready_when_tables_and_ecr_answer(client: httpx.AsyncClient) -> No
 async def test_not_ready_when_dynamodb_is_down(settings: Settings, aws_session: Any) -> None:
     """With DynamoDB unreachable, /readyz is 503 and names DynamoDB; ECR is still ok."""
     answer = await ready(
-        settings.model_copy(update={"dynamodb_endpoint_url": closed_port_url()}), aws_session
+        settings.model_copy(
+            update={"dynamodb_endpoint_url": closed_port_url(), "ready_timeout_seconds": 1.0}
+        ),
+        aws_session,
     )
     checks = answer.json()["checks"]
     assert (503, "unavailable", "ok") == (

@@ -47,7 +47,7 @@ async def test_non_retryable_error_is_answered_after_one_call(
 ) -> None:
     """Each non-retryable ECR code maps to its answer after exactly one PutImage, with the
     lease released."""
-    fidelity.inject(repo, code, "injected failure", **members)
+    fidelity.inject(repo, code, "injected failure", members=members)
     answer = await push(client, repo)
     assert (status, error) == (answer.status_code, answer.json()["error"])
     assert 1 == fidelity.count(repo)
@@ -68,7 +68,9 @@ async def test_kms_error_carries_kms_text(
     client: httpx.AsyncClient, repo: str, fidelity: EcrFidelity
 ) -> None:
     """A KMS failure is 502 with the KMS error code and text."""
-    fidelity.inject(repo, "KmsException", "The key is disabled", kmsError="KMSDisabledException")
+    fidelity.inject(
+        repo, "KmsException", "The key is disabled", members={"kmsError": "KMSDisabledException"}
+    )
     answer = (await push(client, repo)).json()
     assert ("KMSDisabledException", "The key is disabled") == (
         answer["kms_error"],

@@ -29,7 +29,8 @@ async def test_two_servers_serialize_and_never_move_tag_backwards(
     pushed sequences increasing."""
     sequences = list(range(1, PUSHES + 1))
     random.Random(7).shuffle(sequences)
-    with serve(create_app(settings)) as one, serve(create_app(settings)) as two:
+    patient = settings.model_copy(update={"max_wait_seconds": 60.0})
+    with serve(create_app(patient)) as one, serve(create_app(patient)) as two:
         async with httpx.AsyncClient(timeout=60) as http:
             answers = await asyncio.gather(
                 *(
@@ -40,7 +41,7 @@ async def test_two_servers_serialize_and_never_move_tag_backwards(
                             "tag": "v1",
                             "manifest": manifest(seq),
                             "sequence": seq,
-                            "wait_seconds": 10,
+                            "wait_seconds": 60,
                         },
                     )
                     for i, seq in enumerate(sequences)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -13,7 +15,7 @@ def world() -> World:
 
 
 @pytest.fixture
-async def api(world: World):
+async def api(world: World) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client on the app wired to the fakes (lifespan run by hand)."""
     app = create_app(SETTINGS, services=services_of(world))
     async with (

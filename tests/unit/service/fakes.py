@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 
 from service.api.deps import Services
 from service.domain.errors import LeaseLost, LeaseTimeout, PushError
-from service.domain.models import Fence, HistoryEntry, HistoryPage, ImageRef, PushRequest, TagRecord
+from service.domain.models import (
+    Fence,
+    HistoryEntry,
+    HistoryPage,
+    ImageRef,
+    PushRequest,
+    PushResult,
+    TagRecord,
+)
 from service.domain.ports import PutStatus
 from service.domain.push import PushPolicy, PushService
 from service.metrics import Metrics
@@ -233,7 +241,7 @@ class World:
             jitter=lambda: 0.5,
         )
 
-    async def push(self, req: PushRequest):
+    async def push(self, req: PushRequest) -> PushResult:
         return await self.service.push(req, caller="ci", request_id="req-1")
 
 

@@ -10,7 +10,8 @@ from structlog.testing import LogCapture
 from service.api.errors import STATUS, status_of
 from service.domain import errors
 from service.domain.errors import RegistryThrottled, TagImmutable
-from tests.unit.service.fakes import World, manifest
+from service.main import create_app
+from tests.unit.service.fakes import SETTINGS, World, manifest, services_of
 
 
 def body(n: int = 1, **extra: object) -> dict[str, object]:
@@ -190,7 +191,7 @@ async def test_metrics_count_outcomes(api: httpx.AsyncClient) -> None:
 
 
 def _all_subclasses(cls: type) -> set[type]:
-    found = set(cls.__subclasses__())
+    found: set[type] = set(cls.__subclasses__())
     for sub in list(found):
         found |= _all_subclasses(sub)
     return found
@@ -214,13 +215,56 @@ def _all_subclasses(cls: type) -> set[type]:
 )
 def test_status_of_error(cls: type[errors.PushError], status: int) -> None:
     """Each error class answers with the status the issue names."""
-    assert status == status_of(cls.__new__(cls))
+    assert status == status_of(errors.PushError.__new__(cls))
 
 
 def test_every_error_has_a_mapped_status() -> None:
     """No PushError subclass falls through to the generic 500."""
     unmapped = [
-        cls for cls in _all_subclasses(errors.PushError) if status_of(cls.__new__(cls)) == 500
+        cls
+        for cls in _all_subclasses(errors.PushError)
+        if status_of(errors.PushError.__new__(cls)) == 500
     ]
     assert [] == unmapped
     assert 500 == STATUS[errors.PushError]
+
+
+async def test_oversized_body_is_413_before_reading(api: httpx.AsyncClient, world: World) -> None:
+    """A body declared larger than max_body_bytes is refused with 413, no lease taken."""
+    answer = await api.post(
+        "/v1/pushes",
+        content=b"x",
+        headers={"content-type": "application/json", "content-length": str(64 * 1024 * 1024)},
+    )
+    assert (413, "payload_too_large") == (answer.status_code, answer.json()["error"])
+    assert [] == world.leases.granted
+
+
+async def test_openapi_document_is_served(api: httpx.AsyncClient) -> None:
+    """/openapi.json builds and lists the push, tag, history and health routes."""
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    assert {
+        "/v1/pushes",
+        "/v1/tags/{repository}/{tag}",
+        "/v1/tags/{repository}/{tag}/history",
+        "/healthz",
+        "/readyz",
+    } <= set(paths)
+
+
+async def test_unexpected_error_is_500_json(world: World) -> None:
+    """A bug inside a route is answered 500 internal_error in the usual JSON shape."""
+
+    async def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug")
+
+    world.registry.put_image = crash  # type: ignore[method-assign,assignment]
+    app = create_app(SETTINGS, services=services_of(world))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://pushgate") as http,
+    ):
+        answer = await http.post("/v1/pushes", json=body())
+    assert (500, "internal_error") == (answer.status_code, answer.json()["error"])
+    assert [] == world.leases.held()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from structlog.testing import capture_logs
 
 from service.domain.errors import (
+    BackendUnavailable,
     LeaseLost,
     LeaseTimeout,
     QuotaExceeded,
@@ -16,7 +18,7 @@ from service.domain.errors import (
 )
 from service.domain.models import Outcome, TagRecord
 from service.domain.push import PushPolicy
-from tests.unit.service.fakes import World, request
+from tests.unit.service.fakes import FakeLease, World, request
 
 
 async def test_new_tag_is_pushed_recorded_and_released(world: World) -> None:
@@ -155,7 +157,7 @@ async def test_ecr_timeout_ends_inside_the_lease() -> None:
     short = World(PushPolicy(ecr_timeout_seconds=10.0, lease_margin_seconds=2.0))
     original = short.leases.acquire
 
-    async def acquire(key: str, *, timeout: float):
+    async def acquire(key: str, *, timeout: float) -> FakeLease:
         lease = await original(key, timeout=timeout)
         lease.seconds_left = 5.0
         return lease
@@ -232,7 +234,10 @@ async def test_every_push_is_appended_to_history(world: World) -> None:
         last.caller,
         last.request_id,
     )
-    assert world.history.entries[0].token < last.token
+    first_token, last_token = world.history.entries[0].token, last.token
+    assert first_token is not None
+    assert last_token is not None
+    assert first_token < last_token
 
 
 async def test_stale_record_is_never_overwritten() -> None:
@@ -244,3 +249,28 @@ async def test_stale_record_is_never_overwritten() -> None:
     )
     with pytest.raises(LeaseLost):
         await world.push(req)
+
+
+async def test_repair_is_logged(world: World) -> None:
+    """A repair emits tag_drift_detected and tag_repaired with the digests."""
+    first = request(1, sequence=5)
+    await world.push(first)
+    world.registry.tags[first.ref] = "sha256:" + "b" * 64
+    with capture_logs() as logs:
+        await world.push(request(2, sequence=1))
+    repaired = next(e for e in logs if e["event"] == "tag_repaired")
+    assert (first.digest, "sha256:" + "b" * 64) == (repaired["digest"], repaired["observed"])
+    assert "tag_drift_detected" in [e["event"] for e in logs]
+
+
+async def test_history_failure_does_not_fail_the_push(world: World) -> None:
+    """A history table outage is logged; the push itself still succeeds."""
+
+    async def broken(entry: object) -> None:
+        raise BackendUnavailable("history table down")
+
+    world.history.append = broken  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        result = await world.push(request(1))
+    assert Outcome.PUSHED == result.outcome
+    assert "history_append_failed" in [e["event"] for e in logs]

@@ -1,0 +1,48 @@
+"""Settings: environment variables, and the documented table staying true."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from pydantic import ValidationError
+
+import service.settings
+from service.settings import Settings
+
+
+def documented() -> dict[str, str]:
+    doc = service.settings.__doc__ or ""
+    return dict(re.findall(r"^PUSHGATE_(\w+)\s+(\S+)", doc, flags=re.MULTILINE))
+
+
+def test_every_setting_is_documented() -> None:
+    """The module docstring's table names every field, and no field that does not exist."""
+    assert {name.upper() for name in Settings.model_fields} == set(documented())
+
+
+def test_documented_defaults_are_the_defaults() -> None:
+    """Each concrete default in the table is the field's default."""
+    for name, default in documented().items():
+        if default.startswith("("):
+            assert Settings.model_fields[name.lower()].default is None, name
+        else:
+            actual = Settings.model_fields[name.lower()].default
+            if isinstance(actual, (int, float)):
+                assert float(default) == actual, name
+            else:
+                assert default == actual, name
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PUSHGATE_* variables configure the service."""
+    monkeypatch.setenv("PUSHGATE_TAGS_TABLE", "custom-tags")
+    monkeypatch.setenv("PUSHGATE_LEASE_SECONDS", "12.5")
+    settings = Settings()
+    assert ("custom-tags", 12.5) == (settings.tags_table, settings.lease_seconds)
+
+
+def test_margin_must_fit_in_the_lease() -> None:
+    """An ECR margin as long as the lease is refused at start-up."""
+    with pytest.raises(ValidationError):
+        Settings(lease_seconds=2.0, lease_margin_seconds=2.0)
