@@ -126,11 +126,29 @@ def serve(
         )
         asyncio.run(_bootstrap(settings, [DEMO_REPOSITORY]))
         typer.echo(f"embedded moto (DynamoDB + ECR) at {endpoint}; repository '{DEMO_REPOSITORY}'")
+    if not (settings.auth_tokens or settings.auth_tokens_file):
+        typer.echo("auth: open (no bearer tokens configured; see PUSHGATE_AUTH_TOKENS_FILE)")
     url = f"http://{host}:{port}"
     typer.echo(f"pushgate listening on {url}  (API docs: {url}/docs)")
     typer.echo("example push:")
     typer.echo(f"  {_example_push(url)}")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def token(
+    name: Annotated[str, typer.Argument(help="Who uses it, e.g. team-a-ci (goes into history).")],
+    scope: Annotated[
+        list[str], typer.Option("--scope", help="Repository glob, e.g. 'team-a/*'; repeatable.")
+    ],
+) -> None:
+    """Make a bearer token: prints the token once and the entry for the tokens file."""
+    from service.auth import hash_token, new_token  # noqa: PLC0415
+
+    secret = new_token()
+    entry = {"name": name, "sha256": hash_token(secret), "scopes": scope}
+    typer.echo(f"token (give it to the client, it is not stored): {secret}")
+    typer.echo(f"entry (add it to PUSHGATE_AUTH_TOKENS_FILE's list): {json.dumps(entry)}")
 
 
 register_client_commands(app)

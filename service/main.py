@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 
 import aioboto3
+import structlog
 from fastapi import FastAPI
 
 from locks import AsyncLeaseLock, LockConfig
@@ -24,6 +25,7 @@ from service.api import errors
 from service.api.deps import Services
 from service.api.middleware import RequestContextMiddleware
 from service.api.routes import health, push, tags
+from service.auth import Authenticator
 from service.domain.push import PushPolicy, PushService
 from service.logging import configure_logging
 from service.metrics import Metrics
@@ -95,6 +97,11 @@ def create_app(
     standard AWS chain)."""
     settings = settings or Settings()
     configure_logging(settings)
+    auth = Authenticator.from_settings(settings.auth_tokens_file, settings.auth_tokens)
+    if not auth.enabled:
+        structlog.get_logger("pushgate").warning(
+            "auth_disabled", reason="no bearer tokens configured: the API is open"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,6 +120,7 @@ def create_app(
         description="Serializes ECR PutImage per repo:tag with DynamoDB leases.",
         lifespan=lifespan,
     )
+    app.state.auth = auth
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     errors.install(app)
     app.include_router(push.router)

@@ -31,6 +31,8 @@ PUSHGATE_DYNAMODB_ENDPOINT_URL        (botocore's)       explicit endpoint; norm
 PUSHGATE_ECR_ENDPOINT_URL             (botocore's)       explicit endpoint; normally leave unset
 PUSHGATE_LOG_FORMAT                   json               json (production) or console
 PUSHGATE_LOG_LEVEL                    info               structlog level
+PUSHGATE_AUTH_TOKENS_FILE             (none)             JSON file: hashed bearer tokens, scopes
+PUSHGATE_AUTH_TOKENS                  (none)             the same JSON inline; no tokens: open
 ===================================== ================== ==========================================
 """
 
@@ -73,6 +75,10 @@ class Settings(BaseSettings):
 
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # bearer tokens (service.auth); none configured means the API is open
+    auth_tokens_file: str | None = None
+    auth_tokens: str | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from service.domain.errors import (
 )
 from service.domain.models import DIGEST_RE, MANIFEST_MEDIA_TYPES, ImageRef
 from service.domain.ports import PutStatus
+from service.metrics import record_call
 
 if TYPE_CHECKING:
     from types_aiobotocore_ecr import ECRClient
@@ -160,6 +162,8 @@ class EcrRegistry:
         extra: dict[str, Any] = self._registry()
         if media_type:
             extra["imageManifestMediaType"] = media_type
+        started = time.perf_counter()
+        throttled = False
         try:
             async with asyncio.timeout(timeout):
                 await self._client.put_image(
@@ -177,14 +181,18 @@ class EcrRegistry:
             answer = translate(exc, repository=ref.repository, digest=digest)
             if isinstance(answer, PutStatus):
                 return answer
+            throttled = isinstance(answer, RegistryThrottled)
             raise answer from exc
         except BotoCoreError as exc:
             raise RegistryFault(
                 f"The registry is unreachable: {exc}", cause_code=type(exc).__name__
             ) from exc
+        finally:
+            record_call("PutImage", time.perf_counter() - started, throttled=throttled)
         return PutStatus.PUSHED
 
     async def _batch_get(self, repository: str, image_id: dict[str, str]) -> dict[str, Any] | None:
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._read_timeout):
                 answer = await self._client.batch_get_image(
@@ -201,6 +209,8 @@ class EcrRegistry:
             raise RegistryFault(
                 f"The registry is unreachable: {exc}", cause_code=type(exc).__name__
             ) from exc
+        finally:
+            record_call("BatchGetImage", time.perf_counter() - started)
         images = answer.get("images", [])
         return dict(images[0]) if images else None
 

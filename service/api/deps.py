@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.auth import Authenticator, Identity
 from service.domain.ports import History, Registry, TagRecords
 from service.domain.push import PushService
 from service.metrics import Metrics
@@ -54,6 +55,12 @@ def get_metrics(request: Request) -> Metrics:
     return get_services(request).metrics
 
 
+def get_identity(request: Request) -> Identity:
+    """The caller, from the bearer token (401 when auth is on and it is missing or bad)."""
+    auth: Authenticator = request.app.state.auth
+    return auth.identify(request.headers.get("authorization"))
+
+
 def get_request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or "-")
 
@@ -66,3 +73,4 @@ HistoryDep = Annotated[History, Depends(get_history)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
+IdentityDep = Annotated[Identity, Depends(get_identity)]

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from service.auth import AuthError
 from service.domain.errors import (
     BackendUnavailable,
     InvalidRequest,
@@ -95,7 +96,17 @@ async def internal_error_handler(_request: Request, exc: Exception) -> JSONRespo
     )
 
 
+async def auth_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthError)  # noqa: S101 - registered for AuthError only
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}  # noqa: PLR2004
+    log.info("request_refused", status=exc.status, error=exc.code)
+    return JSONResponse(
+        {"error": exc.code, "message": exc.message}, status_code=exc.status, headers=headers
+    )
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(AuthError, auth_error_handler)
     app.add_exception_handler(PushError, push_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)

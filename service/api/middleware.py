@@ -1,6 +1,7 @@
 """Binds ``request_id`` (from ``X-Request-ID`` or a new one) into structlog's context
-and echoes it on the answer; refuses bodies declared larger than ``max_body_bytes``
-with 413 ``payload_too_large`` before reading them."""
+and echoes it on the answer; refuses bodies larger than ``max_body_bytes`` with 413
+``payload_too_large``: at once when Content-Length declares it, and as soon as a
+streamed (chunked) body passes the cap, before the app parses it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class _BodyTooLarge(BaseException):
+    """Raised from ``receive`` when a body without Content-Length grows past the cap.
+
+    A BaseException so the app's catch-all 500 handler lets it through to us."""
 
 
 class RequestContextMiddleware:
@@ -46,7 +53,21 @@ class RequestContextMiddleware:
             if self._too_large(headers.get(b"content-length", b"")):
                 await self._refuse(send_with_id)
                 return
-            await self.app(scope, receive, send_with_id)
+            received = 0
+
+            async def capped_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body_bytes:
+                        raise _BodyTooLarge
+                return message
+
+            try:
+                await self.app(scope, capped_receive, send_with_id)
+            except _BodyTooLarge:
+                await self._refuse(send_with_id)
         finally:
             structlog.contextvars.clear_contextvars()
 

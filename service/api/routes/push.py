@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Header, Request
 
-from service.api.deps import MetricsDep, PushDep, RequestIdDep, SettingsDep
+from service.api.deps import IdentityDep, MetricsDep, PushDep, RequestIdDep, SettingsDep
 from service.api.schemas import ErrorResponse, PushBody, PushResponse
 from service.domain.errors import PushError
 from service.domain.models import PushRequest
+from service.metrics import CALL_STATS, CallStats
+
+log = structlog.get_logger("pushgate.api")
 
 router = APIRouter(tags=["pushes"])
 
@@ -35,12 +39,18 @@ async def create_push(
     settings: SettingsDep,
     metrics: MetricsDep,
     request_id: RequestIdDep,
+    identity: IdentityDep,
     x_pushgate_caller: Annotated[str | None, Header(max_length=256)] = None,
 ) -> PushResponse:
     """Put the manifest on repository:tag under the tag's lease.
 
     Answers ``pushed``, ``unchanged`` or ``superseded``; a bad request never takes a lease.
     """
+    identity.check(body.repository)  # 403 before anything else is looked at
+    stats = CallStats()
+    CALL_STATS.set(stats)
+    started = time.perf_counter()
+    metrics.in_flight.inc()
     try:
         push_request = PushRequest.create(
             repository=body.repository,
@@ -57,11 +67,32 @@ async def create_push(
         )
         client = request.client.host if request.client else "unknown"
         caller = body.caller or x_pushgate_caller or client
+        if identity.entry is not None:  # with auth on, the token names the caller
+            caller = identity.name if caller == client else f"{identity.name} ({caller})"
         result = await push.push(push_request, caller=caller, request_id=request_id)
     except PushError as exc:
         metrics.pushes.labels(outcome=exc.code).inc()
+        if exc.code == "lease_lost":
+            metrics.leases_lost.inc()
+        metrics.observe_push(stats, time.perf_counter() - started, None)
+        log.info("push", outcome=exc.code, ecr_ms=round(stats.ecr_seconds * 1000, 1))
         raise
+    finally:
+        metrics.in_flight.dec()
     metrics.pushes.labels(outcome=result.outcome.value).inc()
     if result.repaired:
         metrics.repairs.inc()
+    metrics.observe_push(stats, time.perf_counter() - started, result.waited_ms)
+    log.info(
+        "push",
+        outcome=result.outcome.value,
+        digest=result.digest,
+        previous_digest=result.previous_digest,
+        sequence=result.sequence,
+        token=result.token,
+        waited_ms=round(result.waited_ms, 1),
+        ecr_ms=round(stats.ecr_seconds * 1000, 1),
+        put_image_calls=stats.put_image_calls,
+        caller=caller,
+    )
     return PushResponse.of(result)

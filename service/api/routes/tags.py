@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import HistoryDep, RecordsDep
+from service.api.deps import HistoryDep, IdentityDep, RecordsDep
 from service.api.schemas import ErrorResponse, HistoryItemOut, HistoryResponse, TagResponse
 from service.domain.errors import TagNotFound
 from service.domain.models import ImageRef
@@ -28,7 +28,10 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Entries per page.")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of a page.")]
 
 
-async def _tag(records: RecordsDep, repository: str, tag: str) -> TagResponse:
+async def _tag(
+    records: RecordsDep, repository: str, tag: str, identity: IdentityDep
+) -> TagResponse:
+    identity.check(repository)
     ref = ImageRef(repository, tag)
     record = await records.get(ref)
     if record is None:
@@ -37,8 +40,14 @@ async def _tag(records: RecordsDep, repository: str, tag: str) -> TagResponse:
 
 
 async def _history(
-    history: HistoryDep, repository: str, tag: str, limit: int, cursor: str | None
+    history: HistoryDep,
+    repository: str,
+    tag: str,
+    limit: int,
+    cursor: str | None,
+    identity: IdentityDep,
 ) -> HistoryResponse:
+    identity.check(repository)
     ref = ImageRef(repository, tag)
     page = await history.page(ref, limit=limit, cursor=cursor)
     return HistoryResponse(
@@ -52,23 +61,25 @@ async def _history(
 @router.get("/v1/tags/history", response_model=HistoryResponse, responses=_NOT_FOUND)
 async def history_by_query(
     history: HistoryDep,
+    identity: IdentityDep,
     repository: Annotated[str, Query()],
     tag: Annotated[str, Query()],
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> HistoryResponse:
     """The tag's recorded pushes, newest first."""
-    return await _history(history, repository, tag, limit, cursor)
+    return await _history(history, repository, tag, limit, cursor, identity)
 
 
 @router.get("/v1/tags", response_model=TagResponse, responses=_NOT_FOUND)
 async def tag_by_query(
     records: RecordsDep,
+    identity: IdentityDep,
     repository: Annotated[str, Query()],
     tag: Annotated[str, Query()],
 ) -> TagResponse:
     """The tag's record: digest, sequence, token, who and when last moved it."""
-    return await _tag(records, repository, tag)
+    return await _tag(records, repository, tag, identity)
 
 
 @router.get(
@@ -78,16 +89,19 @@ async def tag_by_query(
 )
 async def history_by_path(
     history: HistoryDep,
+    identity: IdentityDep,
     repository: str,
     tag: str,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> HistoryResponse:
     """The tag's recorded pushes, newest first."""
-    return await _history(history, repository, tag, limit, cursor)
+    return await _history(history, repository, tag, limit, cursor, identity)
 
 
 @router.get("/v1/tags/{repository:path}/{tag}", response_model=TagResponse, responses=_NOT_FOUND)
-async def tag_by_path(records: RecordsDep, repository: str, tag: str) -> TagResponse:
+async def tag_by_path(
+    records: RecordsDep, identity: IdentityDep, repository: str, tag: str
+) -> TagResponse:
     """The tag's record: digest, sequence, token, who and when last moved it."""
-    return await _tag(records, repository, tag)
+    return await _tag(records, repository, tag, identity)

@@ -1,0 +1,124 @@
+"""Bearer tokens with per-repository glob scopes.
+
+Tokens are configured hashed (``sha256`` hex of the token) with a name and scopes,
+from ``PUSHGATE_AUTH_TOKENS_FILE`` (a JSON file) and/or ``PUSHGATE_AUTH_TOKENS``
+(the same JSON inline)::
+
+    [{"name": "team-a-ci", "sha256": "<hex>", "scopes": ["team-a/*"]}]
+
+A scope is an ``fnmatch`` glob on the repository name (``*`` matches ``/`` too, so
+``team-a/*`` covers ``team-a/app`` and ``team-a/x/y``). The token itself is never
+stored nor logged; comparison is constant-time. With no tokens configured the service
+is open and says so at start-up. ``pushgate token new`` prints a token and its entry.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class AuthError(Exception):
+    """Authentication or authorization failed; ``status`` is 401 or 403."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    name: str
+    sha256: str
+    scopes: tuple[str, ...]
+
+    def allows(self, repository: str) -> bool:
+        return any(fnmatch.fnmatchcase(repository, scope) for scope in self.scopes)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who called: the token's name (or ``anonymous`` when auth is off)."""
+
+    name: str
+    entry: TokenEntry | None
+
+    def check(self, repository: str) -> None:
+        """Raise 403 unless this identity may act on ``repository``."""
+        if self.entry is not None and not self.entry.allows(repository):
+            raise AuthError(
+                403, "forbidden", f"Token {self.name!r} has no scope for repository {repository!r}."
+            )
+
+
+ANONYMOUS = Identity("anonymous", None)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "pg_" + secrets.token_urlsafe(32)
+
+
+def parse_entries(data: Any, *, source: str) -> list[TokenEntry]:
+    if not isinstance(data, list):
+        raise ValueError(f"{source}: expected a JSON list of token entries")
+    entries = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise ValueError(f"{source}[{index}]: expected an object")
+        name, digest, scopes = item.get("name"), item.get("sha256"), item.get("scopes")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{source}[{index}]: 'name' must be a non-empty string")
+        if not isinstance(digest, str) or len(digest) != 64:  # noqa: PLR2004 - sha256 hex
+            raise ValueError(f"{source}[{index}]: 'sha256' must be 64 hex characters")
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise ValueError(f"{source}[{index}]: 'scopes' must be a list of globs")
+        entries.append(TokenEntry(name, digest.lower(), tuple(scopes)))
+    return entries
+
+
+class Authenticator:
+    """Turns an ``Authorization`` header into an :class:`Identity`."""
+
+    def __init__(self, entries: list[TokenEntry]) -> None:
+        self._entries = entries
+
+    @classmethod
+    def from_settings(cls, tokens_file: str | None, tokens_json: str | None) -> Authenticator:
+        entries: list[TokenEntry] = []
+        if tokens_file:
+            path = Path(tokens_file)
+            entries += parse_entries(json.loads(path.read_text()), source=str(path))
+        if tokens_json:
+            entries += parse_entries(json.loads(tokens_json), source="PUSHGATE_AUTH_TOKENS")
+        return cls(entries)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._entries)
+
+    def identify(self, authorization: str | None) -> Identity:
+        if not self.enabled:
+            return ANONYMOUS
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError(401, "unauthorized", "A bearer token is required.")
+        digest = hash_token(token.strip())
+        found = None
+        for entry in self._entries:  # every entry is compared: no early exit timing
+            if hmac.compare_digest(digest, entry.sha256):
+                found = entry
+        if found is None:
+            raise AuthError(401, "unauthorized", "The bearer token is not valid.")
+        return Identity(found.name, found)
