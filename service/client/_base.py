@@ -8,6 +8,7 @@ so the clients retry connection failures and 502/503 answers, honouring
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Callable
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import httpx
 
@@ -25,6 +25,9 @@ T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 RETRY_STATUSES = frozenset({502, 503, 504})
+#: The longest lease wait a pushgate accepts by default (PUSHGATE_MAX_WAIT_SECONDS): a
+#: push naming no wait_seconds waits the server's default, which is at most this.
+SERVER_MAX_WAIT_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,21 @@ class RetryPolicy:
         if wait >= remaining:
             return None
         return wait
+
+
+def default_retry() -> RetryPolicy:
+    """The default policy; ``PUSHGATE_DEADLINE_SECONDS`` overrides its total deadline
+    (e.g. a CI job that would rather fail fast than wait 120 s for a busy tag)."""
+    value = os.environ.get("PUSHGATE_DEADLINE_SECONDS", "").strip()
+    if not value:
+        return RetryPolicy()
+    try:
+        deadline = float(value)
+    except ValueError:
+        deadline = math.nan
+    if not math.isfinite(deadline) or deadline < 0:
+        raise ValueError(f"PUSHGATE_DEADLINE_SECONDS must be a number of seconds, got {value!r}")
+    return RetryPolicy(deadline=deadline)
 
 
 @dataclass(frozen=True)
@@ -127,7 +145,7 @@ class BaseClient:
         self.token = token if token is not None else os.environ.get("PUSHGATE_TOKEN")
         self.caller = caller
         self.timeout = timeout
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or default_retry()
         self._rng = rng or random.Random()
 
     def _headers(self) -> dict[str, str]:
@@ -138,8 +156,11 @@ class BaseClient:
             headers["x-pushgate-caller"] = self.caller
         return headers
 
-    def _timeout(self, call: Call) -> httpx.Timeout:
-        return httpx.Timeout(self.timeout, read=call.read_timeout or self.timeout)
+    def _timeout(self, call: Call, remaining: float) -> httpx.Timeout:
+        """Connecting never outlasts the deadline; reading may, since a push waits for
+        its lease on the server and the answer is worth more than the deadline."""
+        connect = max(0.05, min(self.timeout, remaining))
+        return httpx.Timeout(self.timeout, connect=connect, read=call.read_timeout or self.timeout)
 
     def _push_call(
         self,
@@ -157,8 +178,10 @@ class BaseClient:
             body["sequence"] = sequence
         if wait_seconds is not None:
             body["wait_seconds"] = wait_seconds
-        # the server may wait for the lease before it answers
-        read = self.timeout + (wait_seconds or 0.0)
+        # the server may wait for the lease before it answers: wait_seconds, or its own
+        # default (unknown here) when none is given, which its max bounds
+        wait = SERVER_MAX_WAIT_SECONDS if wait_seconds is None else wait_seconds
+        read = self.timeout + wait
         return Call("POST", "/v1/pushes", json=body, read_timeout=read)
 
     @staticmethod
@@ -170,19 +193,28 @@ class BaseClient:
         limit: int = 20,
         cursor: str | None = None,
     ) -> Call:
-        path = f"/v1/tags/{quote(repository, safe='/')}/{quote(tag, safe='')}"
+        # The query form: in the path form ``/v1/tags/{repository...}/{tag}`` a tag named
+        # ``history`` of ``team/app`` reads as the history of ``team:app``.
+        params: dict[str, Any] = {"repository": repository, "tag": tag}
         if not history:
-            return Call("GET", path)
-        params: dict[str, Any] = {"limit": limit}
+            return Call("GET", "/v1/tags", params=params)
+        params["limit"] = limit
         if cursor:
             params["cursor"] = cursor
-        return Call("GET", path + "/history", params=params)
+        return Call("GET", "/v1/tags/history", params=params)
 
     @staticmethod
     def _parse(response: httpx.Response, parse: Callable[[dict[str, Any]], T]) -> T:
-        if response.is_success:
+        if not response.is_success:
+            raise api_error(response)
+        try:
             return parse(response.json())
-        raise api_error(response)
+        except (ValueError, KeyError, TypeError) as exc:  # not pushgate's answer
+            message = (
+                f"{response.request.url} answered HTTP {response.status_code} with a body "
+                f"that is not pushgate's ({type(exc).__name__}: {exc}); is PUSHGATE_URL right?"
+            )
+            raise ApiError(response.status_code, "unexpected_answer", message) from exc
 
     def _should_retry(self, response: httpx.Response) -> bool:
         return response.status_code in RETRY_STATUSES

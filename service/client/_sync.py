@@ -101,7 +101,7 @@ class PushClient(BaseClient):
                     call.path,
                     json=call.json,
                     params=call.params,
-                    timeout=self._timeout(call),
+                    timeout=self._timeout(call, self.retry.deadline - (time.monotonic() - started)),
                 )
             except httpx.TransportError as exc:
                 error: PushgateError = ServiceUnreachable(
