@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import random
 from collections import deque
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -34,7 +35,9 @@ from locks._protocol import (
     Renewed,
     Sleep,
     acquire_flow,
+    handoff_flow,
     heartbeat_flow,
+    may_hand_off,
     read_request,
     release_flow,
     renew_flow,
@@ -55,6 +58,21 @@ if TYPE_CHECKING:
 class _Ticket:
     def __init__(self) -> None:
         self.wake = asyncio.Event()
+        self.grant: Grant | None = None  # set by a local holder handing the lease over
+
+    async def sleep(self, seconds: float) -> bool | Grant:
+        """Wait for a local release or hand-off; the handed-over grant if any."""
+        if self.grant is None:
+            try:
+                async with asyncio.timeout(seconds):
+                    await self.wake.wait()
+                woke = True
+            except TimeoutError:
+                woke = False
+            self.wake.clear()
+            if self.grant is None:
+                return woke
+        return self.grant
 
 
 class _LocalQueue:
@@ -70,6 +88,8 @@ class _LocalQueue:
         return ticket
 
     async def wait_turn(self, key: str, ticket: _Ticket, timeout: float | None) -> bool:
+        if self._queues[key][0] is ticket:  # wait_for(..., 0) would cancel before checking
+            return True
         async with self._cond:
             try:
                 await asyncio.wait_for(
@@ -79,13 +99,27 @@ class _LocalQueue:
                 return False
             return True
 
-    async def leave(self, key: str, ticket: _Ticket) -> None:
+    async def leave(self, key: str, ticket: _Ticket) -> Grant | None:
+        """Leave the queue; a grant handed over meanwhile is the caller's to keep."""
         queue = self._queues[key]
         queue.remove(ticket)
         if not queue:
             del self._queues[key]
         async with self._cond:
             self._cond.notify_all()
+        return ticket.grant
+
+    def head(self, key: str) -> _Ticket | None:
+        queue = self._queues.get(key)
+        return queue[0] if queue else None
+
+    def deliver(self, key: str, ticket: _Ticket, grant: Grant) -> bool:
+        """Hand ``grant`` to ``ticket`` if it is still waiting."""
+        if ticket not in self._queues.get(key, ()):
+            return False
+        ticket.grant = grant
+        ticket.wake.set()
+        return True
 
     def released(self, key: str) -> None:
         """A local holder released: wake the head waiter at once."""
@@ -122,6 +156,8 @@ class AsyncLeaseLock:
         self.clock = clock or wall_clock_ms
         self._rng = rng or random.Random()
         self._queue = _LocalQueue()
+        self._holding: dict[str, int] = {}  # leases held in this process, per key
+        self._streaks: dict[str, int] = {}  # local hand-offs in a row, per key
 
     @property
     def client(self) -> DynamoDBClient:
@@ -155,23 +191,35 @@ class AsyncLeaseLock:
         ticket = self._queue.join(key)
         try:
             if not await self._queue.wait_turn(key, ticket, timeout):
-                waited = self.clock() - started
-                if timeout == 0:
-                    raise LeaseUnavailable(key, "a waiter in this process", None)
-                raise AcquireTimeout(key, "a waiter in this process", None, waited)
+                _queued_out(key, timeout, self.clock() - started)
             queued_s = (self.clock() - started) / 1000
             remaining = None if timeout is None else max(0.0, timeout - queued_s)
             if timeout == 0:
                 remaining = 0
             flow = acquire_flow(
-                self.table_name, key, self.owner, self.config, remaining, self._rng, started
+                self.table_name,
+                key,
+                self.owner,
+                self.config,
+                remaining,
+                self._rng,
+                started,
+                local_holder=self._holding.get(key, 0) > 0,
             )
-            try:
-                grant, _ = await self._run(flow, ticket.wake)
-            except LeaseUnavailable as exc:
+            grant, _ = await self._run(flow, ticket.sleep)
+        except LeaseUnavailable as exc:
+            handed = await self._queue.leave(key, ticket)
+            if handed is None:
                 log.debug("lease_unavailable", key=key, owner=self.owner, holder=exc.holder)
                 raise
-        finally:
+            grant = handed  # a hand-off crossed our timeout: the lease is ours
+        except BaseException:
+            orphan = await self._queue.leave(key, ticket)
+            if orphan is not None:  # cancelled after a hand-off reached us: free it
+                await self._run(release_flow(self.table_name, orphan, self.config), None)
+                self._queue.released(key)
+            raise
+        else:
             await self._queue.leave(key, ticket)
         lease = AsyncLease(self, grant, waited_ms=self.clock() - started)
         log.info(
@@ -248,6 +296,17 @@ class AsyncLeaseLock:
 
     # --- driver ------------------------------------------------------------
 
+    def _hold(self, key: str, delta: int) -> None:
+        self._holding[key] = self._holding.get(key, 0) + delta
+        if self._holding[key] <= 0:
+            del self._holding[key]
+
+    def _streak(self, key: str, *, handed_off: bool) -> None:
+        if handed_off:
+            self._streaks[key] = self._streaks.get(key, 0) + 1
+        else:
+            self._streaks.pop(key, None)
+
     async def _execute(self, call: Call) -> Any:
         method = getattr(self.client, call.op)
         try:
@@ -261,7 +320,7 @@ class AsyncLeaseLock:
     async def _run(
         self,
         flow: Flow,
-        wake: asyncio.Event | None,
+        sleep: Callable[[float], Awaitable[bool | Grant]] | None,
         lease: AsyncLease | None = None,
     ) -> Any:
         answer: Any = None
@@ -273,12 +332,15 @@ class AsyncLeaseLock:
                 return stop.value
             answer, error = None, None
             try:
-                answer = await self._answer(request, wake, lease)
+                answer = await self._answer(request, sleep, lease)
             except LockBackendError as exc:  # the flow decides: retry, or let it propagate
                 error = exc
 
     async def _answer(
-        self, request: Any, wake: asyncio.Event | None, lease: AsyncLease | None
+        self,
+        request: Any,
+        sleep: Callable[[float], Awaitable[bool | Grant]] | None,
+        lease: AsyncLease | None,
     ) -> Any:
         if isinstance(request, Now):
             return self.clock()
@@ -288,17 +350,10 @@ class AsyncLeaseLock:
                     return await self._execute(request)
             return await self._execute(request)
         if isinstance(request, Sleep):
-            if wake is None:
+            if sleep is None:
                 await asyncio.sleep(request.seconds)
                 return False
-            try:
-                await asyncio.wait_for(wake.wait(), request.seconds)
-                woke = True
-            except TimeoutError:
-                woke = False
-            if lease is None:  # a waiter's wake-up is used once; a heartbeat's stop stays set
-                wake.clear()
-            return woke
+            return await sleep(request.seconds)
         if isinstance(request, Renewed):
             if lease is not None:
                 lease._renewed(request.grant)  # noqa: SLF001
@@ -307,6 +362,13 @@ class AsyncLeaseLock:
             assert lease is not None  # noqa: S101 - only heartbeats ask
             return lease._grant  # noqa: SLF001
         raise TypeError(f"unknown request {request!r}")
+
+
+def _queued_out(key: str, timeout: float | None, waited: float) -> None:
+    """Raise for a waiter whose time ran out behind others of this process."""
+    if timeout == 0:
+        raise LeaseUnavailable(key, "a waiter in this process", None)
+    raise AcquireTimeout(key, "a waiter in this process", None, waited)
 
 
 def _single(call: Call) -> Flow:
@@ -329,6 +391,7 @@ class AsyncLease:
         self._released = False
         self._stop = asyncio.Event()
         self.waited_ms = waited_ms
+        lock._hold(grant.key, 1)  # noqa: SLF001
         self._task = asyncio.create_task(self._heartbeat(), name=f"lease-heartbeat-{grant.key}")
 
     @property
@@ -385,11 +448,37 @@ class AsyncLease:
         self._stop.set()
         if asyncio.current_task() is not self._task:
             await asyncio.gather(self._task, return_exceptions=True)
-        flow = release_flow(self._lock.table_name, self._grant, self._lock.config)
-        if not await self._lock._run(flow, None, self):  # noqa: SLF001
+        lock = self._lock
+        lock._hold(self.key, -1)  # noqa: SLF001
+        if not self.lost and await self._hand_off():
+            return
+        flow = release_flow(lock.table_name, self._grant, lock.config)
+        if not await lock._run(flow, None, self):  # noqa: SLF001
             self._mark_lost("another holder took it over before release")
-        self._lock._queue.released(self.key)  # noqa: SLF001
+        lock._streak(self.key, handed_off=False)  # noqa: SLF001
+        lock._queue.released(self.key)  # noqa: SLF001
         log.info("lease_released", key=self.key, owner=self.owner, token=self.token)
+
+    async def _hand_off(self) -> bool:
+        """Pass the lease to the next waiter of this process in one write, if allowed."""
+        lock = self._lock
+        ticket = lock._queue.head(self.key)  # noqa: SLF001
+        streak = lock._streaks.get(self.key, 0)  # noqa: SLF001
+        if ticket is None or not may_hand_off(self._grant, lock.clock(), lock.config, streak):
+            return False
+        new = await lock._run(handoff_flow(lock.table_name, self._grant, lock.config), None, self)  # noqa: SLF001
+        if new is None:
+            self._mark_lost("another holder took it over before release")
+            return True
+        lock._streak(self.key, handed_off=True)  # noqa: SLF001
+        if not lock._queue.deliver(self.key, ticket, new):  # noqa: SLF001
+            # the waiter gave up meanwhile: free the grant made for it
+            await lock._run(release_flow(lock.table_name, new, lock.config), None, None)  # noqa: SLF001
+            lock._queue.released(self.key)  # noqa: SLF001
+        log.info(
+            "lease_handed_off", key=self.key, owner=self.owner, token=self.token, to_token=new.token
+        )
+        return True
 
     async def __aenter__(self) -> Self:
         return self
@@ -428,11 +517,19 @@ class AsyncLease:
                 "lease_lost", key=self.key, owner=self.owner, token=self.token, reason=reason
             )
 
+    async def _stop_sleep(self, seconds: float) -> bool:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def _heartbeat(self) -> None:
         lock = self._lock
         flow = heartbeat_flow(lock.table_name, self._grant, lock.config, lock._rng)  # noqa: SLF001
         try:
-            await lock._run(flow, self._stop, self)  # noqa: SLF001
+            await lock._run(flow, self._stop_sleep, self)  # noqa: SLF001
         except LeaseLost as exc:
             if not self._released:
                 self._mark_lost(exc.reason)

@@ -43,9 +43,13 @@ class LockConfig:
       its own expiry (default a tenth of the lease, at most 1 s).
     - ``retry_base_seconds`` / ``retry_cap_seconds``: the backoff of the waiter
       next in line between attempts on a lease held by another process (capped,
-      jittered); waiters behind it poll at eight times the cap.
+      jittered); waiters behind it poll at twice the cap.
     - ``claim_seconds``: how long a waiter's claim to be next stays valid without
       being refreshed (default 4 x the cap + the skew).
+    - ``local_handoffs``: how many times in a row a releasing holder may hand the
+      lease straight to a waiter of its own process (one write, new token) while a
+      waiter elsewhere has claimed it; 0 turns hand-off off. Without a remote claim
+      hand-off has no limit.
     - ``cleanup_after_seconds``: how long after its last expiry DynamoDB TTL may
       delete an item. Must exceed ``lease + 2 x skew`` for fencing tokens to keep
       increasing across cleanup.
@@ -59,6 +63,7 @@ class LockConfig:
     retry_cap_seconds: float = 0.1
     claim_seconds: float | None = None
     cleanup_after_seconds: float = 86_400.0
+    local_handoffs: int = 4
 
     def __post_init__(self) -> None:
         def positive(name: str, value: float) -> None:
@@ -85,6 +90,8 @@ class LockConfig:
             )
         if self.claim_seconds is not None:
             positive("claim_seconds", self.claim_seconds)
+        if self.local_handoffs < 0:
+            raise ValueError("local_handoffs must be >= 0")
         if self.cleanup_after_seconds <= self.lease_seconds + 2 * self.max_clock_skew_seconds:
             raise ValueError("cleanup_after_seconds must exceed lease_seconds + 2 x max skew")
 
@@ -131,6 +138,9 @@ class Grant:
     sent_at_ms: float
     expires_at_ms: int
     trusted_until_ms: float
+    # the claim on the item when this grant was written: a waiter in another process
+    claimant: str | None = None
+    claim_expires_at_ms: int | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -33,7 +34,9 @@ from locks._protocol import (
     Renewed,
     Sleep,
     acquire_flow,
+    handoff_flow,
     heartbeat_flow,
+    may_hand_off,
     read_request,
     release_flow,
     renew_flow,
@@ -54,6 +57,16 @@ if TYPE_CHECKING:
 class _Ticket:
     def __init__(self) -> None:
         self.wake = threading.Event()
+        self.grant: Grant | None = None  # set by a local holder handing the lease over
+
+    def sleep(self, seconds: float) -> bool | Grant:
+        """Wait for a local release or hand-off; the handed-over grant if any."""
+        if self.grant is None:
+            woke = self.wake.wait(seconds)
+            self.wake.clear()
+            if self.grant is None:
+                return woke
+        return self.grant
 
 
 class _LocalQueue:
@@ -73,13 +86,29 @@ class _LocalQueue:
         with self._cond:
             return self._cond.wait_for(lambda: self._queues[key][0] is ticket, timeout)
 
-    def leave(self, key: str, ticket: _Ticket) -> None:
+    def leave(self, key: str, ticket: _Ticket) -> Grant | None:
+        """Leave the queue; a grant handed over meanwhile is the caller's to keep."""
         with self._cond:
             queue = self._queues[key]
             queue.remove(ticket)
             if not queue:
                 del self._queues[key]
             self._cond.notify_all()
+            return ticket.grant
+
+    def head(self, key: str) -> _Ticket | None:
+        with self._cond:
+            queue = self._queues.get(key)
+            return queue[0] if queue else None
+
+    def deliver(self, key: str, ticket: _Ticket, grant: Grant) -> bool:
+        """Hand ``grant`` to ``ticket`` if it is still waiting."""
+        with self._cond:
+            if ticket not in self._queues.get(key, ()):
+                return False
+            ticket.grant = grant
+            ticket.wake.set()
+            return True
 
     def released(self, key: str) -> None:
         """A local holder released: wake the head waiter at once."""
@@ -116,6 +145,9 @@ class LeaseLock:
         self.clock = clock or wall_clock_ms
         self._rng = rng or random.Random()
         self._queue = _LocalQueue()
+        self._mutex = threading.Lock()
+        self._holding: dict[str, int] = {}  # leases held in this process, per key
+        self._streaks: dict[str, int] = {}  # local hand-offs in a row, per key
 
     def acquire(self, key: str, timeout: float | None = None) -> Lease:
         """Block until ``key`` is granted; ``timeout`` in seconds (None: forever).
@@ -128,23 +160,29 @@ class LeaseLock:
         ticket = self._queue.join(key)
         try:
             if not self._queue.wait_turn(key, ticket, timeout):
-                waited = self.clock() - started
-                if timeout == 0:
-                    raise LeaseUnavailable(key, "a waiter in this process", None)
-                raise AcquireTimeout(key, "a waiter in this process", None, waited)
+                _queued_out(key, timeout, self.clock() - started)
             queued_s = (self.clock() - started) / 1000
             remaining = None if timeout is None else max(0.0, timeout - queued_s)
             if timeout == 0:
                 remaining = 0
             flow = acquire_flow(
-                self.table_name, key, self.owner, self.config, remaining, self._rng, started
+                self.table_name,
+                key,
+                self.owner,
+                self.config,
+                remaining,
+                self._rng,
+                started,
+                local_holder=self._holding.get(key, 0) > 0,
             )
-            try:
-                grant, _ = self._run(flow, ticket.wake)
-            except LeaseUnavailable as exc:
+            grant, _ = self._run(flow, ticket.sleep)
+        except LeaseUnavailable as exc:
+            handed = self._queue.leave(key, ticket)
+            if handed is None:
                 log.debug("lease_unavailable", key=key, owner=self.owner, holder=exc.holder)
                 raise
-        finally:
+            grant = handed  # a hand-off crossed our timeout: the lease is ours
+        else:
             self._queue.leave(key, ticket)
         lease = Lease(self, grant, waited_ms=self.clock() - started)
         log.info(
@@ -220,6 +258,19 @@ class LeaseLock:
 
     # --- driver ------------------------------------------------------------
 
+    def _hold(self, key: str, delta: int) -> None:
+        with self._mutex:
+            self._holding[key] = self._holding.get(key, 0) + delta
+            if self._holding[key] <= 0:
+                del self._holding[key]
+
+    def _streak(self, key: str, *, handed_off: bool) -> None:
+        with self._mutex:
+            if handed_off:
+                self._streaks[key] = self._streaks.get(key, 0) + 1
+            else:
+                self._streaks.pop(key, None)
+
     def _execute(self, call: Call) -> Any:
         method = getattr(self.client, call.op)
         try:
@@ -233,7 +284,7 @@ class LeaseLock:
     def _run(
         self,
         flow: Flow,
-        wake: threading.Event | None,
+        sleep: Callable[[float], bool | Grant] | None,
         lease: Lease | None = None,
     ) -> Any:
         answer: Any = None
@@ -245,11 +296,13 @@ class LeaseLock:
                 return stop.value
             answer, error = None, None
             try:
-                answer = self._answer(request, wake, lease)
+                answer = self._answer(request, sleep, lease)
             except LockBackendError as exc:  # the flow decides: retry, or let it propagate
                 error = exc
 
-    def _answer(self, request: Any, wake: threading.Event | None, lease: Lease | None) -> Any:
+    def _answer(
+        self, request: Any, sleep: Callable[[float], bool | Grant] | None, lease: Lease | None
+    ) -> Any:
         if isinstance(request, Now):
             return self.clock()
         if isinstance(request, Call):
@@ -258,13 +311,10 @@ class LeaseLock:
                     return self._execute(request)
             return self._execute(request)
         if isinstance(request, Sleep):
-            if wake is None:
+            if sleep is None:
                 threading.Event().wait(request.seconds)
                 return False
-            woke = wake.wait(request.seconds)
-            if lease is None:  # a waiter's wake-up is used once; a heartbeat's stop stays set
-                wake.clear()
-            return woke
+            return sleep(request.seconds)
         if isinstance(request, Renewed):
             if lease is not None:
                 lease._renewed(request.grant)  # noqa: SLF001
@@ -273,6 +323,13 @@ class LeaseLock:
             assert lease is not None  # noqa: S101 - only heartbeats ask
             return lease._grant  # noqa: SLF001
         raise TypeError(f"unknown request {request!r}")
+
+
+def _queued_out(key: str, timeout: float | None, waited: float) -> None:
+    """Raise for a waiter whose time ran out behind others of this process."""
+    if timeout == 0:
+        raise LeaseUnavailable(key, "a waiter in this process", None)
+    raise AcquireTimeout(key, "a waiter in this process", None, waited)
 
 
 def _single(call: Call) -> Flow:
@@ -296,6 +353,7 @@ class Lease:
         self._released = False
         self._stop = threading.Event()
         self.waited_ms = waited_ms
+        lock._hold(grant.key, 1)  # noqa: SLF001
         self._thread = threading.Thread(
             target=self._heartbeat, name=f"lease-heartbeat-{grant.key}", daemon=True
         )
@@ -356,11 +414,37 @@ class Lease:
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join()
-        flow = release_flow(self._lock.table_name, self._grant, self._lock.config)
-        if not self._lock._run(flow, None, self):  # noqa: SLF001
+        lock = self._lock
+        lock._hold(self.key, -1)  # noqa: SLF001
+        if not self.lost and self._hand_off():
+            return
+        flow = release_flow(lock.table_name, self._grant, lock.config)
+        if not lock._run(flow, None, self):  # noqa: SLF001
             self._mark_lost("another holder took it over before release")
-        self._lock._queue.released(self.key)  # noqa: SLF001
+        lock._streak(self.key, handed_off=False)  # noqa: SLF001
+        lock._queue.released(self.key)  # noqa: SLF001
         log.info("lease_released", key=self.key, owner=self.owner, token=self.token)
+
+    def _hand_off(self) -> bool:
+        """Pass the lease to the next waiter of this process in one write, if allowed."""
+        lock = self._lock
+        ticket = lock._queue.head(self.key)  # noqa: SLF001
+        streak = lock._streaks.get(self.key, 0)  # noqa: SLF001
+        if ticket is None or not may_hand_off(self._grant, lock.clock(), lock.config, streak):
+            return False
+        new = lock._run(handoff_flow(lock.table_name, self._grant, lock.config), None, self)  # noqa: SLF001
+        if new is None:
+            self._mark_lost("another holder took it over before release")
+            return True
+        lock._streak(self.key, handed_off=True)  # noqa: SLF001
+        if not lock._queue.deliver(self.key, ticket, new):  # noqa: SLF001
+            # the waiter gave up meanwhile: free the grant made for it
+            lock._run(release_flow(lock.table_name, new, lock.config), None, None)  # noqa: SLF001
+            lock._queue.released(self.key)  # noqa: SLF001
+        log.info(
+            "lease_handed_off", key=self.key, owner=self.owner, token=self.token, to_token=new.token
+        )
+        return True
 
     def __enter__(self) -> Self:
         return self
@@ -403,7 +487,7 @@ class Lease:
         lock = self._lock
         flow = heartbeat_flow(lock.table_name, self._grant, lock.config, lock._rng)  # noqa: SLF001
         try:
-            lock._run(flow, self._stop, self)  # noqa: SLF001
+            lock._run(flow, self._stop.wait, self)  # noqa: SLF001
         except LeaseLost as exc:
             if not self._released:
                 self._mark_lost(exc.reason)

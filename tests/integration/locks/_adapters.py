@@ -13,11 +13,12 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any, Literal, Self
 
 import aioboto3
 import boto3
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 
 from locks import (
@@ -95,9 +96,11 @@ class _Body:
 
 def error_response(kind: Kind, status: int, code: str, message: str = "injected") -> AWSResponse:
     body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message})
-    headers = {"x-amzn-RequestId": "injected", "Content-Type": "application/x-amz-json-1.0"}
+    headers = HTTPHeaders()
+    headers["x-amzn-RequestId"] = "injected"
+    headers["Content-Type"] = "application/x-amz-json-1.0"
     if kind == "async":
-        from aiobotocore.awsrequest import AioAWSResponse  # noqa: PLC0415
+        from aiobotocore.awsrequest import AioAWSResponse
 
         return AioAWSResponse("http://injected", status, headers, _Body(body.encode()))
     return AWSResponse("http://injected", status, headers, _Body(body.encode()))
@@ -178,13 +181,19 @@ class Held:
         else:
             await asyncio.wait_for(asyncio.shield(self.raw._task), 5)
 
-    async def __aenter__(self) -> Held:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if isinstance(self.raw, Lease):
-            return await asyncio.to_thread(self.raw.__exit__, *exc_info)
-        return await self.raw.__aexit__(*exc_info)
+            await asyncio.to_thread(self.raw.__exit__, exc_type, exc, tb)
+        else:
+            await self.raw.__aexit__(exc_type, exc, tb)
 
 
 @dataclass
@@ -249,7 +258,8 @@ class Locker:
         return self._wrap(await self._call("try_acquire", key))
 
     async def describe(self, key: str) -> LeaseInfo | None:
-        return await self._call("describe", key)
+        info: LeaseInfo | None = await self._call("describe", key)
+        return info
 
 
 class Driver:
@@ -288,6 +298,7 @@ class Driver:
         table = table_name or self.table_name
         botocore_config = client_config(max_attempts)
         raw: LeaseLock | AsyncLeaseLock
+        client: Any
         if self.kind == "sync":
             client = boto3.client(
                 "dynamodb", endpoint_url=self.endpoint, region_name=REGION, config=botocore_config

@@ -12,6 +12,7 @@ from locks import LockConfig, TableNotFound
 from tests.integration.locks._adapters import Driver
 
 pytestmark = pytest.mark.integration
+FRESH_TABLE = True  # these tests create the table themselves
 
 LONG = LockConfig(lease_seconds=30)
 

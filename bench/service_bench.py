@@ -1,0 +1,566 @@
+"""pushgate under a simulated ECR: overhead of one push, one hot tag, and the account's
+PutImage quota, measured in one run against one embedded moto server.
+
+    .venv/bin/python bench/service_bench.py [--seconds 30] [--quick]
+
+``--seconds`` is the length of each load phase (default 30); ``--quick`` runs 5 s phases
+and fewer single pushes. Everything listens on 127.0.0.1 only.
+
+Set-up
+------
+
+- AWS: ``service.localaws`` (moto, one AWS call at a time) in a child process, with the
+  ECR fidelity layer of the tests installed (``tests/ecr_fidelity.py``: digests of the
+  exact manifest bytes, old images kept untagged, ...), so pushgate sees ECR's behaviour.
+- **Simulated ECR** (``SimulatedEcr``, below): an aiobotocore ``before-send.ecr`` hook on
+  each ECR client the bench measures (pushgate's own client and the direct one). Every
+  ECR call waits ``--latency-ms`` (default 100) client-side: half before it "reaches ECR",
+  half for the answer. PutImage is admitted by a token bucket (``--quota`` 10/s, burst 10,
+  shared by every client, as ECR's account-wide quota); beyond it the call fails with a
+  ``ClientError`` code ``ThrottlingException`` ("Rate exceeded") and never reaches moto.
+  The latency is added on the client, never inside LocalAWS, which applies one call at a
+  time and would stall every other call.
+- pushgate: ``service.main.create_app`` under uvicorn in a thread of this process
+  (``tests/uvicorn_server.serve``), with its default settings except the endpoints, fresh
+  tables and quiet logs; its PutImage budget runs at its defaults (10/s x 0.95 share).
+- clients: ``service.client.AsyncPushClient`` with retries disabled (``NoRetry``), so each
+  503 (``registry_throttled``, ``lease_timeout``) counts as surfaced to a client.
+
+Phases
+------
+
+1. one push at a time, alternately through pushgate and as a direct ``put_image`` of a
+   fresh tag: the ratio of medians (goal <= 1.3x);
+2. 32 clients pushing one tag with increasing sequences for ``--seconds``, without and
+   with coalescing: PutImage calls, pushes answered, p50/p99 latency;
+3. 64 clients over 64 tags for ``--seconds``: PutImage calls per second as a share of the
+   quota, over the phase after its first second (goal >= 90%), ECR throttles, and
+   throttles surfaced to clients (goal 0); also without the budget, for contrast.
+
+Every loop is bounded by a deadline and a count.
+
+What bounds the figures
+-----------------------
+
+A pushgate push makes about ten AWS calls (the run prints them: five lease/budget
+``UpdateItem``, one ``GetItem``, one ``TransactWriteItems``, one history ``PutItem``, then
+``PutImage`` and the verifying ``BatchGetImage``), and LocalAWS applies one call at a
+time. The run prints moto's median call time: at ~5 ms (an idle machine) moto serves
+~200 calls/s, about 20 pushes/s, more than the 10/s quota; at ~20 ms (a loaded machine)
+it serves ~4 pushes/s and phase 3 measures moto, not the budget. ``--quota 3`` (which
+also sets pushgate's ``putimage_rate_per_second``) keeps the quota below what moto can
+feed, so phase 3 then measures how much of the quota the budget uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import boto3
+from botocore.exceptions import ClientError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from service.adapters.aws import open_clients
+from service.adapters.tables import ensure_tables
+from service.client import AsyncPushClient
+from service.client._base import RetryPolicy
+from service.client.errors import ApiError, PushgateError
+from service.main import create_app
+from service.settings import Settings
+from tests.servers import free_port, wait_for_port
+from tests.uvicorn_server import serve
+
+REGION = "us-east-1"
+OCI = "application/vnd.oci.image.manifest.v1+json"
+MAX_PUSHES_PER_CLIENT = 100_000  # a bound on every client loop besides its deadline
+
+# The child process: moto (LocalAWS) with the ECR fidelity layer installed.
+AWS_CHILD = """
+import sys
+sys.path.insert(0, {root!r})
+from tests.ecr_fidelity import EcrFidelity
+EcrFidelity().install()
+from service.localaws import LocalAWS
+import time
+server = LocalAWS("127.0.0.1", {port})
+server.start()
+print("ready", flush=True)
+sys.stdin.read()  # until the bench closes our stdin
+server.stop()
+"""
+
+
+class SimulatedEcr:
+    """ECR's latency and its 10/s PutImage quota, as a ``before-send.ecr`` hook.
+
+    Token bucket: ``quota`` tokens per second, at most ``burst`` stored (AWS throttles
+    with token buckets; a burst equal to the rate is an assumption). Thread-safe: the
+    hook runs in pushgate's uvicorn loop and in the bench's loop."""
+
+    def __init__(self, *, latency: float, quota: float, burst: float) -> None:
+        self.latency = latency
+        self.quota = quota
+        self.burst = burst
+        self._tokens = burst
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+        self.admitted: list[float] = []  # monotonic times of PutImage calls let through
+        self.throttled = 0
+
+    def _admit(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.quota)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                self.admitted.append(now)
+                return True
+            self.throttled += 1
+            return False
+
+    async def hook(self, event_name: str = "", **_: Any) -> None:
+        await asyncio.sleep(self.latency / 2)  # the request travels to ECR
+        admitted = not event_name.endswith(".PutImage") or self._admit()
+        await asyncio.sleep(self.latency / 2)  # the answer travels back
+        if not admitted:
+            response: dict[str, Any] = {
+                "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+            raise ClientError(response, "PutImage")  # type: ignore[arg-type]
+
+    def install(self, client: Any) -> None:
+        client.meta.events.register("before-send.ecr", self.hook)
+
+    def admitted_since(self, start: float) -> list[float]:
+        with self._lock:
+            return [t for t in self.admitted if t >= start]
+
+
+def manifest(n: int, salt: str) -> str:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": f"sha256:{n:064x}",
+                "size": n,
+            },
+            "layers": [],
+            "annotations": {"salt": salt},
+        }
+    )
+
+
+@contextlib.contextmanager
+def local_aws() -> Iterator[str]:
+    """LocalAWS + the ECR fidelity layer in a child process, away from our GIL."""
+    port = free_port()
+    root = str(Path(__file__).resolve().parent.parent)
+    child = subprocess.Popen(
+        [sys.executable, "-c", AWS_CHILD.format(root=root, port=port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if child.stdin:
+            child.stdin.close()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def settings_for(endpoint: str, suffix: str, **overrides: Any) -> Settings:
+    return Settings(
+        region=REGION,
+        dynamodb_endpoint_url=endpoint,
+        ecr_endpoint_url=endpoint,
+        lease_table=f"bench-leases-{suffix}",
+        tags_table=f"bench-tags-{suffix}",
+        history_table=f"bench-history-{suffix}",
+        budget_table=f"bench-budget-{suffix}",
+        default_wait_seconds=60.0,
+        max_wait_seconds=120.0,
+        log_format="console",
+        log_level="error",
+        **overrides,
+    )
+
+
+class CallCounter:
+    """Counts the AWS calls a client sends, by operation (a ``before-send`` hook)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def hook(self, event_name: str = "", **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        with self._lock:
+            self.calls[operation] = self.calls.get(operation, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.calls)
+
+
+@contextlib.contextmanager
+def pushgate(
+    settings: Settings, ecr: SimulatedEcr, counter: CallCounter | None = None
+) -> Iterator[str]:
+    """pushgate under uvicorn on 127.0.0.1, its ECR client behind the simulated ECR."""
+    app = create_app(settings, session=aioboto3.Session())
+    with serve(app) as url:
+        ecr.install(app.state.clients.ecr)
+        if counter is not None:
+            app.state.clients.ecr.meta.events.register("before-send.ecr", counter.hook)
+            app.state.clients.dynamodb.meta.events.register("before-send.dynamodb", counter.hook)
+        yield url
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def note(self, outcome: str, seconds: float | None = None) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if seconds is not None:
+            self.latencies.append(seconds)
+
+    @property
+    def answered(self) -> int:
+        return sum(self.outcomes.get(o, 0) for o in ("pushed", "unchanged", "superseded"))
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+async def push_loop(
+    client: AsyncPushClient,
+    tally: Tally,
+    *,
+    repository: str,
+    tag: str,
+    deadline: float,
+    sequences: Iterator[int],
+    salt: str,
+) -> None:
+    """Push until the deadline (or MAX_PUSHES_PER_CLIENT), noting every answer."""
+    for _ in range(MAX_PUSHES_PER_CLIENT):
+        if time.monotonic() >= deadline:
+            return
+        seq = next(sequences)
+        started = time.monotonic()
+        try:
+            result = await client.push(
+                repository, tag, manifest(seq, salt), sequence=seq, wait_seconds=60
+            )
+        except ApiError as exc:
+            tally.note(exc.code)
+            await asyncio.sleep(0.05)
+            continue
+        except PushgateError as exc:
+            tally.note(type(exc).__name__)
+            await asyncio.sleep(0.05)
+            continue
+        tally.note(result.outcome, time.monotonic() - started)
+
+
+class NoRetry(RetryPolicy):
+    """Never retry, so every 503 counts as surfaced; the deadline only bounds connecting
+    (the client caps its connect timeout by what is left of it)."""
+
+    def delay(
+        self,
+        attempt: int,  # noqa: ARG002 - RetryPolicy's signature
+        retry_after: float | None,  # noqa: ARG002
+        remaining: float,  # noqa: ARG002
+        jitter: float,  # noqa: ARG002
+    ) -> float | None:
+        return None
+
+
+def client(url: str) -> AsyncPushClient:
+    return AsyncPushClient(url, retry=NoRetry(deadline=120.0), timeout=30.0)
+
+
+# --- phases -----------------------------------------------------------------------------
+
+
+async def single_push(
+    endpoint: str, url: str, ecr: SimulatedEcr, repo: str, count: int, counter: CallCounter
+) -> dict[str, Any]:
+    """Alternate one pushgate push and one direct put_image, each of a fresh tag."""
+    through: list[float] = []
+    direct: list[float] = []
+    session = aioboto3.Session()
+    async with (
+        session.client("ecr", endpoint_url=endpoint, region_name=REGION) as ecr_client,
+        client(url) as pg,
+    ):
+        ecr.install(ecr_client)
+        for i in range(count + 1):  # the first round warms connections and is dropped
+            started = time.monotonic()
+            await pg.push(repo, f"pg-{i}", manifest(i, "pg"), sequence=1)
+            pg_seconds = time.monotonic() - started
+            body = manifest(i, "direct")
+            started = time.monotonic()
+            await ecr_client.put_image(
+                repositoryName=repo, imageManifest=body, imageTag=f"direct-{i}"
+            )
+            direct_seconds = time.monotonic() - started
+            if i:
+                through.append(pg_seconds)
+                direct.append(direct_seconds)
+            else:
+                warm = counter.snapshot()
+            await asyncio.sleep(2 / ecr.quota)  # two PutImage a round: stay under the quota
+    calls = counter.snapshot()
+    per_push = {op: (n - warm.get(op, 0)) / count for op, n in sorted(calls.items())}
+    return {
+        "calls_per_push": per_push,
+        "pushgate_p50": statistics.median(through),
+        "direct_p50": statistics.median(direct),
+        "ratio": statistics.median(through) / statistics.median(direct),
+    }
+
+
+async def hot_tag(
+    url: str, ecr: SimulatedEcr, repo: str, clients: int, seconds: float
+) -> dict[str, Any]:
+    """``clients`` clients push one tag with globally increasing sequences."""
+    tally = Tally()
+    sequences = itertools.count(1)
+    before = len(ecr.admitted)
+    started = time.monotonic()
+    async with client(url) as pg:
+        await asyncio.gather(
+            *(
+                push_loop(
+                    pg,
+                    tally,
+                    repository=repo,
+                    tag="latest",
+                    deadline=started + seconds,
+                    sequences=sequences,
+                    salt=repo,
+                )
+                for _ in range(clients)
+            )
+        )
+    elapsed = time.monotonic() - started
+    return {
+        "put_image": len(ecr.admitted) - before,
+        "answered": tally.answered,
+        "per_s": tally.answered / elapsed,
+        "p50": pct(tally.latencies, 0.5),
+        "p99": pct(tally.latencies, 0.99),
+        "outcomes": dict(sorted(tally.outcomes.items())),
+    }
+
+
+async def many_tags(
+    url: str, ecr: SimulatedEcr, repo: str, clients: int, seconds: float
+) -> dict[str, Any]:
+    """``clients`` clients, each pushing its own tag, for ``seconds``."""
+    tally = Tally()
+    throttled_before = ecr.throttled
+    started = time.monotonic()
+    async with client(url) as pg:
+        await asyncio.gather(
+            *(
+                push_loop(
+                    pg,
+                    tally,
+                    repository=repo,
+                    tag=f"t{i}",
+                    deadline=started + seconds,
+                    sequences=itertools.count(1),
+                    salt=f"{repo}-{i}",
+                )
+                for i in range(clients)
+            )
+        )
+    # the PutImage rate from the phase's first to its last PutImage: 64 clients keep more
+    # pushes waiting than the quota serves, until the backlog drains after the deadline
+    times = ecr.admitted_since(started)
+    span = times[-1] - times[0] if len(times) > 1 else float("inf")
+    rate = (len(times) - 1) / span
+    return {
+        "put_image_per_s": rate,
+        "share": rate / ecr.quota,
+        "ecr_throttles": ecr.throttled - throttled_before,
+        "client_throttles": tally.outcomes.get("registry_throttled", 0),
+        "answered": tally.answered,
+        "p50": pct(tally.latencies, 0.5),
+        "p99": pct(tally.latencies, 0.99),
+        "outcomes": dict(sorted(tally.outcomes.items())),
+    }
+
+
+def dynamodb_latency(endpoint: str, table: str, calls: int = 20) -> float:
+    """Median seconds of one GetItem on the AWS stand-in: what each of the ~8 DynamoDB
+    calls of a push costs in this run (moto serves one call at a time)."""
+    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
+    times = []
+    for _ in range(calls):
+        started = time.monotonic()
+        dynamodb.get_item(TableName=table, Key={"pk": {"S": "probe"}})
+        times.append(time.monotonic() - started)
+    return statistics.median(times)
+
+
+def create_repositories(endpoint: str, names: list[str]) -> None:
+    ecr = boto3.client("ecr", endpoint_url=endpoint, region_name=REGION)
+    for name in names:
+        ecr.create_repository(repositoryName=name)
+
+
+async def create_tables(settings: Settings) -> None:
+    async with open_clients(settings) as clients:
+        await ensure_tables(clients.dynamodb, settings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each load phase")
+    parser.add_argument("--quick", action="store_true", help="5 s phases, 10 single pushes")
+    parser.add_argument("--singles", type=int, default=30, help="single pushes in phase 1")
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--quota",
+        type=float,
+        default=10.0,
+        help="PutImage/s of the simulated account, also pushgate's putimage_rate_per_second",
+    )
+    parser.add_argument("--hot-clients", type=int, default=32)
+    parser.add_argument("--tag-clients", type=int, default=64)
+    args = parser.parse_args()
+    seconds = 5.0 if args.quick else args.seconds
+    singles = 10 if args.quick else args.singles
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "testing")
+    ecr = SimulatedEcr(latency=args.latency_ms / 1000, quota=args.quota, burst=args.quota)
+    suffix = uuid.uuid4().hex[:8]
+    rows: list[tuple[str, str, str]] = []
+    with local_aws() as endpoint:
+        base = settings_for(endpoint, suffix, putimage_rate_per_second=args.quota)
+        asyncio.run(create_tables(base))
+        repos = {
+            k: f"bench/{k}-{suffix}"
+            for k in ("single", "hot-off", "hot-on", "tags", "tags-nobudget")
+        }
+        create_repositories(endpoint, list(repos.values()))
+        moto_ms = dynamodb_latency(endpoint, base.tags_table) * 1000
+        print(
+            f"simulated ECR: {args.latency_ms:.0f} ms per call, PutImage quota {args.quota:.0f}/s "
+            f"(burst {args.quota:.0f}); phases of {seconds:.0f} s; moto DynamoDB call p50 "
+            f"{moto_ms:.1f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n",
+            flush=True,
+        )
+        counter = CallCounter()
+        with pushgate(base, ecr, counter) as url:
+            single = asyncio.run(single_push(endpoint, url, ecr, repos["single"], singles, counter))
+        rows.append(
+            (
+                "1 one push: pushgate / direct put_image",
+                f"{single['ratio']:.2f}x (goal <= 1.3x)",
+                f"p50 {single['pushgate_p50'] * 1000:.0f} ms vs {single['direct_p50'] * 1000:.0f} ms, {singles} each",
+            )
+        )
+        print(f"phase 1 done: {rows[-1]}", flush=True)
+        per_push = ", ".join(f"{op} {n:.1f}" for op, n in single["calls_per_push"].items())
+        rows.append(("1 AWS calls per pushgate push", per_push, ""))
+        hot: dict[bool, dict[str, Any]] = {}
+        for coalesce in (False, True):
+            with pushgate(base.model_copy(update={"coalesce": coalesce}), ecr) as url:
+                key = "hot-on" if coalesce else "hot-off"
+                hot[coalesce] = asyncio.run(
+                    hot_tag(url, ecr, repos[key], args.hot_clients, seconds)
+                )
+            r = hot[coalesce]
+            rows.append(
+                (
+                    f"2 {args.hot_clients} clients, one tag, coalescing {'on' if coalesce else 'off'}",
+                    f"{r['put_image']} PutImage, {r['answered']} answered ({r['per_s']:.1f}/s)",
+                    f"p50 {r['p50']:.2f} s, p99 {r['p99']:.2f} s; {r['outcomes']}",
+                )
+            )
+            print(f"phase 2 done: {rows[-1]}", flush=True)
+        with pushgate(base, ecr) as url:
+            tags = asyncio.run(many_tags(url, ecr, repos["tags"], args.tag_clients, seconds))
+        rows.append(
+            (
+                f"3 {args.tag_clients} clients over {args.tag_clients} tags, budget on",
+                f"{tags['share'] * 100:.0f}% of quota (goal >= 90%), {tags['client_throttles']} throttles to clients (goal 0)",
+                (
+                    f"{tags['put_image_per_s']:.2f} PutImage/s, {tags['ecr_throttles']} ECR throttles, "
+                    f"p50 {tags['p50']:.2f} s, p99 {tags['p99']:.2f} s; {tags['outcomes']}"
+                ),
+            )
+        )
+        print(f"phase 3 done: {rows[-1]}", flush=True)
+        with pushgate(base.model_copy(update={"putimage_budget": False}), ecr) as url:
+            loose = asyncio.run(
+                many_tags(url, ecr, repos["tags-nobudget"], args.tag_clients, seconds)
+            )
+        rows.append(
+            (
+                f"3 {args.tag_clients} clients over {args.tag_clients} tags, budget off",
+                f"{loose['share'] * 100:.0f}% of quota, {loose['client_throttles']} throttles to clients",
+                (
+                    f"{loose['put_image_per_s']:.2f} PutImage/s, {loose['ecr_throttles']} ECR throttles, "
+                    f"p50 {loose['p50']:.2f} s, p99 {loose['p99']:.2f} s; {loose['outcomes']}"
+                ),
+            )
+        )
+    off, on = hot[False], hot[True]
+    rows.append(
+        (
+            "2 coalescing on / off",
+            f"{on['answered'] / max(1, off['answered']):.1f}x pushes answered",
+            (
+                f"{on['put_image'] / max(1, on['answered']):.3f} vs {off['put_image'] / max(1, off['answered']):.3f} "
+                f"PutImage per push; p50 {off['p50'] / on['p50']:.1f}x shorter"
+            ),
+        )
+    )
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure':{width}}  result")
+    print(f"{'-' * width}  {'-' * 60}")
+    for name, result, detail in rows:
+        print(f"{name:{width}}  {result}")
+        if detail:
+            print(f"{'':{width}}    {detail}")
+
+
+if __name__ == "__main__":
+    main()
