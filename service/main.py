@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from locks import AsyncLeaseLock, LockConfig
 from service.adapters.aws import Clients, open_clients
+from service.adapters.budget import BudgetedRegistry, DynamoPutImageBudget, budget_scope
 from service.adapters.ecr import EcrRegistry
 from service.adapters.history import DynamoHistory
 from service.adapters.leases import LockLeaseProvider
@@ -26,7 +27,9 @@ from service.api.deps import Services
 from service.api.middleware import RequestContextMiddleware
 from service.api.routes import health, push, tags
 from service.auth import Authenticator
-from service.domain.push import PushPolicy, PushService
+from service.domain.coalesce import CoalescingPushService
+from service.domain.ports import Registry
+from service.domain.push import PushPolicy
 from service.logging import configure_logging
 from service.metrics import Metrics
 from service.settings import Settings
@@ -67,14 +70,33 @@ def build_services(settings: Settings, clients: Clients) -> Services:
         clients.dynamodb, table=settings.tags_table, lease_table=settings.lease_table
     )
     history = DynamoHistory(clients.dynamodb, table=settings.history_table)
-    service = PushService(
-        registry=registry,
+    metrics = Metrics()
+    budgeted: Registry = registry
+    if settings.putimage_budget:
+        budget = DynamoPutImageBudget(
+            clients.dynamodb,
+            table=settings.budget_table,
+            scope=budget_scope(settings.registry_id, clients.ecr.meta.region_name),
+            rate_per_second=settings.putimage_rate_per_second,
+            share=settings.putimage_budget_share,
+        )
+        budgeted = BudgetedRegistry(
+            registry,
+            budget,
+            max_wait_seconds=settings.budget_max_wait_seconds,
+            call_reserve_seconds=min(1.0, settings.ecr_timeout_seconds / 2),
+            on_wait=metrics.budget_wait.observe,
+        )
+    service = CoalescingPushService(
+        registry=budgeted,
         leases=LockLeaseProvider(lock, retry_after=1.0),
         records=records,
         history=history,
         policy=push_policy(settings),
         clock=time.time,
         sleep=asyncio.sleep,
+        enabled=settings.coalesce,
+        on_coalesced=lambda outcome: metrics.coalesced.labels(outcome=outcome.value).inc(),
     )
     return Services(
         settings=settings,
@@ -82,7 +104,7 @@ def build_services(settings: Settings, clients: Clients) -> Services:
         registry=registry,
         records=records,
         history=history,
-        metrics=Metrics(),
+        metrics=metrics,
     )
 
 

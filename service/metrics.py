@@ -87,6 +87,20 @@ class Metrics:
             registry=self.registry,
         )
 
+        # budget and coalescing
+        self.budget_wait = Histogram(
+            "pushgate_putimage_budget_wait_seconds",
+            "Time a PutImage waited for its slot in the account-wide budget.",
+            registry=self.registry,
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.coalesced = Counter(
+            "pushgate_coalesced_pushes",
+            "Pushes answered from a newer push of the same tag, without a PutImage.",
+            ["outcome"],
+            registry=self.registry,
+        )
+
     def observe_push(self, stats: CallStats, seconds: float, waited_ms: float | None) -> None:
         self.push_seconds.observe(seconds)
         if waited_ms is not None:

@@ -33,6 +33,12 @@ PUSHGATE_LOG_FORMAT                   json               json (production) or co
 PUSHGATE_LOG_LEVEL                    info               structlog level
 PUSHGATE_AUTH_TOKENS_FILE             (none)             JSON file: hashed bearer tokens, scopes
 PUSHGATE_AUTH_TOKENS                  (none)             the same JSON inline; no tokens: open
+PUSHGATE_PUTIMAGE_BUDGET              1                  1: PutImage waits for the shared budget
+PUSHGATE_PUTIMAGE_RATE_PER_SECOND     10                 the account's PutImage quota (per Region)
+PUSHGATE_PUTIMAGE_BUDGET_SHARE        0.95               share of the quota pushgate schedules
+PUSHGATE_BUDGET_TABLE                 pushgate-budget    the budget's schedule (one item per scope)
+PUSHGATE_BUDGET_MAX_WAIT_SECONDS      30                 longest wait for a PutImage slot
+PUSHGATE_COALESCE                     0                  1: waiting pushes of a tag are coalesced
 ===================================== ================== ==========================================
 """
 
@@ -79,6 +85,14 @@ class Settings(BaseSettings):
     # bearer tokens (service.auth); none configured means the API is open
     auth_tokens_file: str | None = None
     auth_tokens: str | None = None
+
+    # PutImage budget and coalescing (service.adapters.budget, service.domain.coalesce)
+    putimage_budget: bool = True
+    putimage_rate_per_second: float = Field(default=10.0, gt=0)
+    putimage_budget_share: float = Field(default=0.95, gt=0, le=1)
+    budget_table: str = "pushgate-budget"
+    budget_max_wait_seconds: float = Field(default=30.0, ge=0)
+    coalesce: bool = False
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

@@ -12,24 +12,24 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import structlog
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from service.stress.modes import MODES, Mode, RunConfig, RunResult, execute, prepare
-from service.stress.processes import free_port
-from service.stress.report import summary, table
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from service.stress.modes import Mode, RunConfig, RunResult
+
+MODE_NAMES = ("raw", "lease", "pushgate", "service")
 
 
 @contextlib.contextmanager
 def local_aws(where: str) -> Iterator[str]:
     """A LocalAWS (moto, one AWS call at a time) on 127.0.0.1: in a child process by
-    default (its own interpreter lock, so moto does not slow the workers down)."""
+    default (its own interpreter lock, so moto does not slow the workers down), with
+    ECR fidelity when the checkout has it (``service.stress.localaws``)."""
     # moto accepts any credentials; set dummy ones only where none are configured
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -43,31 +43,47 @@ def local_aws(where: str) -> Iterator[str]:
         finally:
             server.stop()
         return
+    from rich.console import Console  # noqa: PLC0415 - `pushgate` stays light to import
+
+    from service.stress.processes import free_port  # noqa: PLC0415
+
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter
-        [sys.executable, "-m", "service.localaws", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
+        [sys.executable, "-m", "service.stress.localaws", str(port)],
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
-        import httpx  # noqa: PLC0415
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1.0)
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the local moto server did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        assert proc.stdout is not None  # noqa: S101 - PIPE was asked for
+        line = proc.stdout.readline()  # "URL fidelity on|off" once it listens
+        if not line:
+            raise RuntimeError("the local moto server did not start")
+        endpoint, _, fidelity = line.split()
+        if fidelity != "on":
+            Console(stderr=True).print(
+                "[yellow]moto runs without tests/ecr_fidelity.py: tag repairs cannot find "
+                "images moto deleted[/yellow]"
+            )
+        yield endpoint
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _run_with_progress(config: RunConfig, endpoint: str, console: Console) -> RunResult:
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from service.stress.modes import execute, prepare  # noqa: PLC0415
+
     run = prepare(config, endpoint)
     results: list[RunResult] = []
     errors: list[BaseException] = []
@@ -102,7 +118,7 @@ def stress(
     *,
     mode: Annotated[
         str,
-        typer.Option(help="raw | lease | pushgate | service, or 'all' for one column each."),
+        typer.Option(help=f"{' | '.join(MODE_NAMES)}, or 'all' for one column each."),
     ] = "raw",
     workers: Annotated[int, typer.Option(min=1, max=256, help="Concurrent pushers.")] = 10,
     tags: Annotated[int, typer.Option(min=1, max=1000, help="Tags pushed to at once.")] = 4,
@@ -125,7 +141,7 @@ def stress(
     check_then_act: Annotated[
         bool, typer.Option(help="raw mode: read the tag, push only over an older build.")
     ] = False,
-    lease_seconds: Annotated[float, typer.Option(min=1, help="Lease length.")] = 5.0,
+    lease_seconds: Annotated[float, typer.Option(min=1, help="Lease length.")] = 10.0,
     dynamodb_faults: Annotated[
         float, typer.Option(min=0, max=0.9, help="Fraction of DynamoDB calls that fail.")
     ] = 0.0,
@@ -135,18 +151,32 @@ def stress(
     switch_interval: Annotated[
         float | None, typer.Option(help="sys.setswitchinterval for the run, e.g. 1e-6.")
     ] = None,
-    deadline: Annotated[float, typer.Option(min=1, help="Stop handing out pushes after S.")] = 1800.0,
+    deadline: Annotated[
+        float, typer.Option(min=1, help="Stop handing out pushes after S.")
+    ] = 1800.0,
     fail_on_violation: Annotated[
         bool, typer.Option(help="Exit 1 when any invariant was violated.")
     ] = False,
 ) -> None:
     """Push concurrently to the same tags and check six invariants from the history."""
+    import structlog  # noqa: PLC0415 - imported here so that `pushgate` stays light
+    from rich.console import Console  # noqa: PLC0415
+
+    from service.stress.modes import MODES, RunConfig  # noqa: PLC0415
+    from service.stress.report import summary, table  # noqa: PLC0415
+
     modes: list[Mode] = list(MODES) if mode == "all" else []
     if not modes:
         if mode not in MODES:
-            raise typer.BadParameter(f"must be one of {', '.join(MODES)} or all", param_hint="--mode")
-        modes = [mode]  # type: ignore[list-item]
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+            raise typer.BadParameter(
+                f"must be one of {', '.join(MODES)} or all", param_hint="--mode"
+            )
+        modes = [mode]
+    # the service's own errors (e.g. tag_repair_impossible) on stderr; stdout is the result
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
     console = Console(stderr=True)
     results: list[RunResult] = []
     aws = contextlib.nullcontext(endpoint) if endpoint else local_aws(local_aws_in)
@@ -174,6 +204,7 @@ def stress(
         Console().print(table(results))
         for result in results:
             for item in summary(result)["examples"]:
-                console.print(f"  [dim]{result.config.mode}: #{item['invariant']} {item['key']}: {item['detail']}[/dim]")
+                where = f"{result.config.mode}: #{item['invariant']} {item['key']}"
+                console.print(f"  [dim]{where}: {item['detail']}[/dim]")
     if fail_on_violation and any(not r.verdict.ok or r.not_started for r in results):
         raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""Create the service's three tables (``pushgate serve --local``, tests, first deploys)."""
+"""Create the service's four tables (``pushgate serve --local``, tests, first deploys)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from locks import AsyncLeaseLock
 from service.adapters.aws import create_table
+from service.adapters.budget import ensure_budget_table
 from service.adapters.history import HistoryItem
 
 if TYPE_CHECKING:
@@ -20,8 +21,9 @@ TAGS_SCHEMA: dict[str, Any] = {
 
 
 async def ensure_tables(client: DynamoDBClient, settings: Settings) -> None:
-    """Create the lease, tags and history tables if missing; no-op when they exist."""
+    """Create the lease, tags, history and budget tables if missing; no-op when they exist."""
     await AsyncLeaseLock(settings.lease_table, client=client).ensure_table()
     await create_table(client, settings.tags_table, TAGS_SCHEMA)
     schema = HistoryItem._get_schema()  # noqa: SLF001 - PynamoDB's schema builder
     await create_table(client, settings.history_table, dict(schema))
+    await ensure_budget_table(client, settings.budget_table)

@@ -26,11 +26,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Self
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -82,7 +83,9 @@ def build_manifest(repository: str, tag: str, sequence: int) -> str:
     """A distinct OCI manifest per build (its own config and layer digests)."""
 
     def blob(kind: str) -> str:
-        return "sha256:" + hashlib.sha256(f"{repository}:{tag}:{sequence}:{kind}".encode()).hexdigest()
+        return (
+            "sha256:" + hashlib.sha256(f"{repository}:{tag}:{sequence}:{kind}".encode()).hexdigest()
+        )
 
     manifest = {
         "schemaVersion": 2,
@@ -113,6 +116,22 @@ def sequence_of(manifest: str) -> int | None:
     return int(value) if value is not None else None
 
 
+def spec_for(
+    repository: str, tag: str, sequence: int, *, copy: int = 0, pause: str | None = None
+) -> PushSpec:
+    """The push of build ``sequence`` (its ``copy``-th request) of ``repository:tag``."""
+    manifest = build_manifest(repository, tag, sequence)
+    return PushSpec(
+        request_id=f"{tag}-s{sequence}-c{copy}",
+        repository=repository,
+        tag=tag,
+        sequence=sequence,
+        manifest=manifest,
+        digest=manifest_digest(manifest),
+        pause=pause,
+    )
+
+
 def make_plan(
     *,
     repository: str,
@@ -120,32 +139,34 @@ def make_plan(
     pushes: int,
     seed: int,
     copies: int = 2,
-    spread: float = 3.0,
+    spread: float = 6.0,
+    reruns: int = 1,
 ) -> list[PushSpec]:
     """``pushes`` requests over ``tags`` tags. Each build (sequence 1, 2, ...) is pushed
     ``copies`` times (an identical re-push); builds arrive roughly in order, scrambled
-    within ``spread`` builds, as CI runs that start in order but finish in any order."""
-    if tags < 1 or pushes < 1 or copies < 1:
-        raise ValueError("tags, pushes and copies must be >= 1")
+    within ``spread`` builds, as CI runs that start in order but finish in any order.
+    The last ``reruns`` requests of each tag re-run an older build's pipeline (a
+    re-run release job): its push arrives after every newer build's."""
+    if tags < 1 or pushes < 1 or copies < 1 or reruns < 0:
+        raise ValueError("tags, pushes and copies must be >= 1, reruns >= 0")
     rng = random.Random(seed)
     entries: list[tuple[float, PushSpec]] = []
     for index in range(tags):
         tag = f"t{index}"
         count = pushes // tags + (1 if index < pushes % tags else 0)
-        manifests: dict[int, str] = {}
-        for n in range(count):
+        rerun = min(reruns, count // 2)
+        builds = 0
+        for n in range(count - rerun):
             sequence = n // copies + 1
-            copy = n % copies
-            manifest = manifests.setdefault(sequence, build_manifest(repository, tag, sequence))
-            spec = PushSpec(
-                request_id=f"{tag}-s{sequence}-c{copy}",
-                repository=repository,
-                tag=tag,
-                sequence=sequence,
-                manifest=manifest,
-                digest=manifest_digest(manifest),
-            )
+            builds = max(builds, sequence)
+            spec = spec_for(repository, tag, sequence, copy=n % copies)
             entries.append((sequence + rng.random() * spread, spec))
+        for n in range(rerun):
+            old = rng.randint(1, max(1, builds // 2))
+            spec = spec_for(repository, tag, old, copy=copies + n)
+            entries.append(
+                (builds + spread + 1 + n, replace(spec, request_id=f"{tag}-s{old}-rerun{n}"))
+            )
     entries.sort(key=lambda entry: entry[0])
     return [spec for _, spec in entries]
 
@@ -231,9 +252,7 @@ class Jitter:
 current_token: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "stress_token", default=None
 )
-current_worker: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "stress_worker", default="?"
-)
+current_worker: contextvars.ContextVar[str] = contextvars.ContextVar("stress_worker", default="?")
 
 _SENT = "stress_sent"
 
@@ -254,9 +273,7 @@ def _write_of(parsed: dict[str, Any], sent: float) -> TagWrite | None:
     )
 
 
-def instrument_ecr(
-    client: Any, *, jitter: Jitter, recorder: Recorder, counters: Counters
-) -> None:
+def instrument_ecr(client: Any, *, jitter: Jitter, recorder: Recorder, counters: Counters) -> None:
     """Blocking client: sleep around each PutImage and record every accepted one."""
 
     def before_call(context: dict[str, Any], **_: Any) -> None:
@@ -325,14 +342,16 @@ def canned_response(
     url: str, status: int, body: dict[str, Any], content_type: str, *, aio: bool
 ) -> AWSResponse:
     data = json.dumps(body).encode()
-    headers = {"content-type": content_type, "x-amzn-requestid": "stress-injected"}
+    headers = HTTPHeaders.from_dict(
+        {"content-type": content_type, "x-amzn-requestid": "stress-injected"}
+    )
     if aio:
         from aiobotocore.awsrequest import AioAWSResponse  # noqa: PLC0415 - aio only
 
         response: AWSResponse = AioAWSResponse(url, status, headers, _Raw(data))
     else:
         response = AWSResponse(url, status, headers, _Raw(data))
-    response._content = data  # noqa: SLF001 - a canned body, read without a stream
+    vars(response)["_content"] = data  # a canned body, read without a stream
     return response
 
 
@@ -362,20 +381,21 @@ class Faults:
         self.dynamodb = dynamodb
         self.ecr_put = ecr_put
         self.counters = counters
-        self._rng = random.Random(seed)
+        # one generator per service: the k-th PutImage always gets the same roll
+        self._rngs = {"dynamodb": random.Random(seed), "ecr": random.Random(seed + 1)}
         self._lock = threading.Lock()
         self.enabled = True
 
-    def _roll(self, probability: float) -> float | None:
+    def _roll(self, service: str, probability: float) -> float | None:
         if not self.enabled or probability <= 0:
             return None
         with self._lock:
-            value = self._rng.random()
+            value = self._rngs[service].random()
         return value / probability if value < probability else None
 
     def install(self, *, dynamodb: Any = None, ecr: Any = None, aio: bool = False) -> None:
         def dynamodb_fault(request: Any, **_: Any) -> AWSResponse | None:
-            roll = self._roll(self.dynamodb)
+            roll = self._roll("dynamodb", self.dynamodb)
             if roll is None:
                 return None
             status, code, message = DYNAMODB_FAULTS[int(roll * len(DYNAMODB_FAULTS))]
@@ -389,7 +409,7 @@ class Faults:
             )
 
         def ecr_fault(request: Any, **_: Any) -> AWSResponse | None:
-            if self._roll(self.ecr_put) is None:
+            if self._roll("ecr", self.ecr_put) is None:
                 return None
             self.counters.add("injected_ecr")
             return canned_response(
@@ -450,7 +470,7 @@ class Observer:
         tags: list[str],
         recorder: Recorder,
         *,
-        interval: float = 0.02,
+        interval: float = 0.1,
     ) -> None:
         self._client = boto_client("ecr", endpoint)
         self._repository = repository
@@ -460,7 +480,7 @@ class Observer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stress-observer", daemon=True)
 
-    def __enter__(self) -> Observer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

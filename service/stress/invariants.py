@@ -207,9 +207,7 @@ def check_leases(history: History) -> list[Violation]:
                 )
             if hold.token <= latest_token:
                 violations.append(
-                    Violation(
-                        3, key, f"token {hold.token} granted after token {latest_token}"
-                    )
+                    Violation(3, key, f"token {hold.token} granted after token {latest_token}")
                 )
             latest_end = max(latest_end, hold.end)
             latest_token = max(latest_token, hold.token)
@@ -234,11 +232,7 @@ def check_repush(history: History) -> list[Violation]:
         for final in group:
             if final is None or final.outcome in SUCCESS:
                 continue  # a lost request is invariant 6's
-            if (
-                final.outcome == TAG_IMMUTABLE
-                and history.immutable
-                and digest not in tag_names
-            ):
+            if final.outcome == TAG_IMMUTABLE and history.immutable and digest not in tag_names:
                 continue  # a losing digest re-pushed is refused again: correct
             violations.append(
                 Violation(
@@ -267,10 +261,10 @@ def check_immutable(history: History) -> list[Violation]:
         seen[key].update(images)
     for key in sorted(set(history.requests.values())):
         winners = _winners(by_key.get(key, [])) | seen.get(key, set())
-        for digest in sorted(winners)[1:]:
-            violations.append(
-                Violation(5, key, f"{len(winners)} digests won the tag, e.g. {_short(digest)}")
-            )
+        violations.extend(
+            Violation(5, key, f"{len(winners)} digests won the tag, e.g. {_short(digest)}")
+            for digest in sorted(winners)[1:]
+        )
     return violations
 
 

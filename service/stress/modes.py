@@ -81,7 +81,8 @@ class RunConfig:
     seed: int = 1
     check_then_act: bool = False
     copies: int = 2
-    lease_seconds: float = 5.0
+    reruns: int = 1
+    lease_seconds: float = 10.0
     instances: int = 2
     deadline_seconds: float = 600.0
     request_deadline_seconds: float = 120.0
@@ -215,9 +216,7 @@ def _run_lease(run: Run) -> None:
     config = LockConfig(
         lease_seconds=run.config.lease_seconds, retry_base_seconds=0.01, retry_cap_seconds=0.05
     )
-    LeaseLock(table, client=boto_client("dynamodb", run.endpoint)).ensure_table(
-        poll_seconds=0.1
-    )
+    LeaseLock(table, client=boto_client("dynamodb", run.endpoint)).ensure_table(poll_seconds=0.1)
 
     def worker(index: int) -> None:
         name = f"w{index}"
@@ -373,38 +372,19 @@ def push_service(
     clients: Clients,
     recorder: Recorder,
     *,
-    owner: str,
     on_event: Callable[[str, RecordingLease], None] | None = None,
 ) -> PushService:
-    """``service.main.build_services``'s wiring, with a recording lease provider."""
-    from locks import AsyncLeaseLock  # noqa: PLC0415
-    from service.adapters.ecr import EcrRegistry  # noqa: PLC0415
-    from service.adapters.history import DynamoHistory  # noqa: PLC0415
-    from service.adapters.leases import LockLeaseProvider  # noqa: PLC0415
-    from service.adapters.records import DynamoTagRecords  # noqa: PLC0415
-    from service.domain.push import PushService  # noqa: PLC0415
-    from service.main import lock_config, push_policy  # noqa: PLC0415
+    """The production wiring (``service.main.build_services``), its lease provider
+    wrapped so that every lease records its holding period."""
+    from service.main import build_services  # noqa: PLC0415 - server-only import
 
-    lock = AsyncLeaseLock(
-        settings.lease_table, client=clients.dynamodb, config=lock_config(settings), owner=owner
-    )
-    return PushService(
-        registry=EcrRegistry(
-            clients.ecr,
-            registry_id=settings.registry_id,
-            read_timeout=settings.ecr_read_timeout_seconds,
-        ),
-        leases=RecordingLeases(
-            LockLeaseProvider(lock, retry_after=1.0), recorder, on_event=on_event
-        ),
-        records=DynamoTagRecords(
-            clients.dynamodb, table=settings.tags_table, lease_table=settings.lease_table
-        ),
-        history=DynamoHistory(clients.dynamodb, table=settings.history_table),
-        policy=push_policy(settings),
-        clock=time.time,
-        sleep=asyncio.sleep,
-    )
+    push = build_services(settings, clients).push
+    # build_services has no parameter for wrapping the lease provider yet; until it has,
+    # the use case's provider is wrapped in place (without it, holds go unrecorded).
+    leases: LeaseProvider | None = getattr(push, "_leases", None)
+    if leases is not None:
+        push._leases = RecordingLeases(leases, recorder, on_event=on_event)  # noqa: SLF001
+    return push
 
 
 def client_backoff(tries: int, retry_after: float | None, rng: random.Random) -> float:
@@ -470,14 +450,12 @@ async def _pushgate_async(run: Run) -> None:
         ]
         await ensure_tables(clients[0].dynamodb, settings)
         services = []
-        for index, pair in enumerate(clients):
+        for pair in clients:
             instrument_ecr_async(
                 pair.ecr, jitter=run.jitter, recorder=run.recorder, counters=run.counters
             )
             run.faults.install(dynamodb=pair.dynamodb, ecr=pair.ecr, aio=True)
-            services.append(
-                push_service(settings, pair, run.recorder, owner=f"pushgate-{index}")
-            )
+            services.append(push_service(settings, pair, run.recorder))
 
         async def worker(index: int) -> None:
             name = f"w{index}"
@@ -518,15 +496,17 @@ RUNNERS: dict[Mode, Callable[[Run], None]] = {
 }
 
 
-def prepare(config: RunConfig, endpoint: str) -> Run:
-    """Create the repository and the plan; nothing runs yet."""
-    plan = make_plan(
-        repository=config.repository,
-        tags=config.tags,
-        pushes=config.pushes,
-        seed=config.seed,
-        copies=config.copies,
-    )
+def prepare(config: RunConfig, endpoint: str, plan: list[PushSpec] | None = None) -> Run:
+    """Create the repository and the plan (or take ``plan``); nothing runs yet."""
+    if plan is None:
+        plan = make_plan(
+            repository=config.repository,
+            tags=config.tags,
+            pushes=config.pushes,
+            seed=config.seed,
+            copies=config.copies,
+            reruns=config.reruns,
+        )
     create_repository(endpoint, config.repository, immutable=config.immutable)
     counters = Counters()
     return Run(

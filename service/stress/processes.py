@@ -21,12 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Self
 
 import httpx
 
 from service.stress.harness import REGION, PushSpec, current_worker, run_threads
-from service.stress.record import Attempt, Hold, TagWrite
+from service.stress.record import SUCCESS, Attempt, Hold, TagWrite
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -130,7 +130,7 @@ class ServiceFleet:
         self.start(index)
         self.restarts += 1
 
-    def __enter__(self) -> ServiceFleet:
+    def __enter__(self) -> Self:
         try:
             for index in range(len(self.ports)):
                 self.start(index)
@@ -164,11 +164,12 @@ def collect_service_history(run: Run, url: str) -> None:
     token and a lease wait becomes a hold ``[started + waited, finished]``."""
     from service.client import PushClient  # noqa: PLC0415
 
-    waited = {
-        (a.key, a.token): a.waited_ms
+    waited: dict[tuple[str, int | None, str], float] = {
+        (a.key, a.token, a.worker): a.waited_ms
         for a in run.recorder.history().attempts
         if a.token is not None and a.waited_ms is not None
     }
+    holds: dict[tuple[str, int], Hold] = {}
     with PushClient(url) as client:
         for tag in run.config.tag_names:
             key = f"{run.config.repository}:{tag}"
@@ -179,20 +180,24 @@ def collect_service_history(run: Run, url: str) -> None:
                     started, finished = _epoch(entry.started_at), _epoch(entry.finished_at)
                     if entry.outcome in {"pushed", "repaired"} and entry.digest:
                         run.recorder.write(
-                            TagWrite(key, entry.digest, started, finished, entry.caller, entry.token)
+                            TagWrite(
+                                key, entry.digest, started, finished, entry.caller, entry.token
+                            )
                         )
-                    wait = waited.get((key, entry.token))
-                    if entry.token is not None and wait is not None and entry.outcome in {
-                        "pushed",
-                        "unchanged",
-                        "superseded",
-                    }:
-                        run.recorder.hold(
-                            Hold(key, entry.token, started + wait / 1000, finished, entry.caller)
-                        )
+                    wait = waited.get((key, entry.token, entry.caller))
+                    if entry.token is None or wait is None or entry.outcome not in SUCCESS:
+                        continue
+                    # several entries share a token when pushes were answered from the
+                    # holder's push (coalescing): the holder's is the earliest
+                    hold = Hold(key, entry.token, started + wait / 1000, finished, entry.caller)
+                    known = holds.get((key, entry.token))
+                    if known is None or hold.start < known.start:
+                        holds[(key, entry.token)] = hold
                 cursor = page.next_cursor
                 if not cursor:
                     break
+    for hold in holds.values():
+        run.recorder.hold(hold)
 
 
 Chaos = Callable[[ServiceFleet, "Run"], None]
@@ -290,6 +295,7 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self._stdout.close()
 
 
 #: Called on every event of a worker process: (event, the process, the run).
@@ -338,28 +344,9 @@ def run_worker_processes(
         try:
             while (spec := run.dispatcher.next()) is not None:
                 attempt = run.start(spec, worker.name)
-                holding: dict[str, Any] | None = None
-                finished = False
+                finished, holding = False, None
                 if worker.send(spec):
-                    for event in worker.events():
-                        kind = event.get("event")
-                        if kind == "acquired":
-                            holding = event
-                        elif kind in {"hold", "released"}:
-                            holding = None
-                        if kind == "hold":
-                            run.recorder.hold(Hold(**event["hold"]))
-                        elif kind == "write":
-                            run.recorder.write(TagWrite(**event["write"]))
-                        elif kind == "pausing":
-                            threading.Thread(
-                                target=resume_later, args=(worker.pid,), daemon=True
-                            ).start()
-                        elif kind == "done":
-                            _finish_from(attempt, event["attempt"])
-                            finished = True
-                        if on_event is not None:
-                            on_event(event, worker, run)
+                    finished, holding = _relay(worker, attempt, run, on_event, resume_later)
                 if finished:
                     continue
                 # the process died mid-request: its lease stays held until it expires
@@ -383,6 +370,35 @@ def run_worker_processes(
             worker.close()
 
     run_threads(processes, drive, timeout=run.config.deadline_seconds + 60)
+
+
+def _relay(
+    worker: WorkerProcess,
+    attempt: Attempt,
+    run: Run,
+    on_event: EventHook | None,
+    resume_later: Callable[[int], None],
+) -> tuple[bool, dict[str, Any] | None]:
+    """Relay one request's events into the run; (finished, the lease held if it died)."""
+    holding: dict[str, Any] | None = None
+    for event in worker.events():
+        kind = event.get("event")
+        if kind == "acquired":
+            holding = event
+        elif kind == "hold":
+            holding = None
+            run.recorder.hold(Hold(**event["hold"]))
+        elif kind == "write":
+            run.recorder.write(TagWrite(**event["write"]))
+        elif kind == "pausing":
+            threading.Thread(target=resume_later, args=(worker.pid,), daemon=True).start()
+        elif kind == "done":
+            _finish_from(attempt, event["attempt"])
+        if on_event is not None:
+            on_event(event, worker, run)
+        if kind == "done":
+            return True, None
+    return False, holding
 
 
 def _finish_from(attempt: Attempt, data: dict[str, Any]) -> None:

@@ -56,15 +56,17 @@ def summary(result: RunResult) -> dict[str, Any]:
             "p50": _round(_percentile(latencies, 50)),
             "p99": _round(_percentile(latencies, 99)),
         },
-        "lease_wait_ms": {"p50": _round(_percentile(waits, 50)), "p99": _round(_percentile(waits, 99))},
+        "lease_wait_ms": {
+            "p50": _round(_percentile(waits, 50)),
+            "p99": _round(_percentile(waits, 99)),
+        },
         "put_image_calls": result.counters.put_calls,
         "injected_faults": {
             "dynamodb": result.counters.injected_dynamodb,
             "ecr_put_image": result.counters.injected_ecr,
         },
         "examples": [
-            {"invariant": v.invariant, "key": v.key, "detail": v.detail}
-            for v in _examples(result)
+            {"invariant": v.invariant, "key": v.key, "detail": v.detail} for v in _examples(result)
         ],
     }
 
@@ -122,7 +124,10 @@ def table(results: list[RunResult]) -> Table:
     if any(sum(d["injected_faults"].values()) for d in data):
         row(
             "injected faults (ddb / ecr)",
-            [f"{d['injected_faults']['dynamodb']} / {d['injected_faults']['ecr_put_image']}" for d in data],
+            [
+                f"{d['injected_faults']['dynamodb']} / {d['injected_faults']['ecr_put_image']}"
+                for d in data
+            ],
         )
     row("elapsed", [f"{d['elapsed_s']:.1f} s" for d in data])
     return grid

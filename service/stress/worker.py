@@ -5,7 +5,9 @@ Reads push specs (JSON lines) on stdin and runs each through its own push servic
 ``AWS_ENDPOINT_URL_*``); writes events (JSON lines) on stdout:
 
 - ``acquired``: a lease was granted (token, start, trusted_until);
-- ``pausing``: the spec asked this process to stop itself here (SIGSTOP);
+- ``pausing``: the spec asked this process to stop itself here (SIGSTOP; a spec's
+  ``pause`` is ``acquired``, ``renew`` or ``put``, or ``crash_after_put`` to SIGKILL
+  itself once ECR accepted its PutImage);
 - ``hold`` / ``write``: a lease holding period, an accepted PutImage (``record``);
 - ``done``: the request's outcome.
 
@@ -106,8 +108,17 @@ async def serve(config: dict[str, Any], name: str) -> None:
         def before_put(**_: Any) -> None:
             _pause_if_asked("put")
 
+        def after_put(http_response: Any, **_: Any) -> None:
+            # a crash after ECR accepted the write, before the record is written
+            spec = _spec.get()
+            if spec is not None and spec.pause == "crash_after_put":
+                if http_response.status_code == 200:  # noqa: PLR2004 - HTTP OK
+                    os.kill(os.getpid(), signal.SIGKILL)
+
         clients.ecr.meta.events.register("before-send.ecr.PutImage", before_put)
-        service = push_service(settings, clients, recorder, owner=name, on_event=_on_lease)
+        # after instrument_ecr_async's handler, so the accepted write is reported first
+        clients.ecr.meta.events.register("after-call.ecr.PutImage", after_put)
+        service = push_service(settings, clients, recorder, on_event=_on_lease)
         loop = asyncio.get_running_loop()
         while True:
             line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -115,7 +126,9 @@ async def serve(config: dict[str, Any], name: str) -> None:
                 return
             spec = PushSpec.from_json(json.loads(line))
             _spec.set(spec)
-            attempt = Attempt(spec.request_id, name, spec.key, spec.sequence, spec.digest, time.time())
+            attempt = Attempt(
+                spec.request_id, name, spec.key, spec.sequence, spec.digest, time.time()
+            )
             deadline = time.time() + float(config["request_deadline_seconds"])
             try:
                 await push_once(service, spec, attempt, settings, deadline=deadline, rng=rng)

@@ -184,7 +184,7 @@ async def test_timed_out_waiter_does_not_block_the_next_acquirer(driver: Driver)
     started = time.monotonic()
     again = await later.acquire("key", timeout=5)
 
-    assert time.monotonic() - started < 2.5  # a claim left behind would block it for 3 s (claim + skew)
+    assert time.monotonic() - started < 2.5  # a leftover claim blocks for claim + skew = 3 s
     await again.release()
 
 

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from locks._models import CLAIM_EXPIRES_AT, CLAIM_SINCE, CLAIMANT, CLEANUP_AT, EXPIRES_AT, OWNER, PK, TOKEN
+from locks._models import (
+    CLAIM_EXPIRES_AT,
+    CLAIM_SINCE,
+    CLAIMANT,
+    CLEANUP_AT,
+    EXPIRES_AT,
+    OWNER,
+    PK,
+    TOKEN,
+)
 from locks._protocol import Call, ConditionFailed
 
 TABLE = "leases"
@@ -137,7 +146,7 @@ class _Parser:
         while (self.peek() or "").upper() == "OR":
             self.take()
             right = self.conjunction()
-            left = (lambda a, b: lambda it: a(it) or b(it))(left, right)
+            left = _either(left, right)
         return left
 
     def conjunction(self) -> Any:
@@ -145,7 +154,7 @@ class _Parser:
         while (self.peek() or "").upper() == "AND":
             self.take()
             right = self.negation()
-            left = (lambda a, b: lambda it: a(it) and b(it))(left, right)
+            left = _both(left, right)
         return left
 
     def negation(self) -> Any:
@@ -260,6 +269,14 @@ class _Parser:
         return action
 
 
+def _either(a: Any, b: Any) -> Any:
+    return lambda it: a(it) or b(it)
+
+
+def _both(a: Any, b: Any) -> Any:
+    return lambda it: a(it) and b(it)
+
+
 def _compare(left: dict[str, str] | None, op: str, right: dict[str, str] | None) -> bool:
     if left is None or right is None:
         return False  # DynamoDB: a comparison with a missing attribute is false
@@ -268,14 +285,16 @@ def _compare(left: dict[str, str] | None, op: str, right: dict[str, str] | None)
         return op == "<>"
     a: Any = Decimal(lval) if ltype == "N" else lval
     b: Any = Decimal(rval) if rtype == "N" else rval
-    return {
-        "=": a == b,
-        "<>": a != b,
-        "<": a < b,
-        "<=": a <= b,
-        ">": a > b,
-        ">=": a >= b,
-    }[op]
+    return bool(
+        {
+            "=": a == b,
+            "<>": a != b,
+            "<": a < b,
+            "<=": a <= b,
+            ">": a > b,
+            ">=": a >= b,
+        }[op]
+    )
 
 
 @dataclass
@@ -309,7 +328,7 @@ def compile_request(params: dict[str, Any]) -> Compiled:
 def condition_holds(call: Call, current: Item | None) -> bool:
     """Whether DynamoDB would accept ``call`` against ``current`` (None: no item)."""
     compiled = compile_request(call.params)
-    return compiled.condition is None or bool(compiled.condition(current))
+    return bool(compiled.condition is None or compiled.condition(current))
 
 
 class FakeTable:
@@ -333,7 +352,8 @@ class FakeTable:
     def delete(self, key: str = KEY) -> None:
         del self.items[key]
 
-    def execute(self, call: Call) -> Any:
+    def execute(self, call: object) -> Any:
+        assert isinstance(call, Call), call
         self.calls.append(call)
         params = call.params
         key = params["Key"][PK]["S"]

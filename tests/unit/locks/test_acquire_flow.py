@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Generator
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from locks._models import TOKEN, Grant, LockConfig
+from locks._models import TOKEN, Grant, Holder, LockConfig
 from locks._protocol import (
     Call,
     ConditionFailed,
@@ -21,13 +24,31 @@ from locks._protocol import (
     unclaim_request,
     wait_seconds,
 )
-from locks._models import Holder
 from locks.exceptions import AcquireTimeout, LeaseUnavailable, LockBackendError
-from tests.unit.locks.fakes import KEY, ME, OTHER, T0, TABLE, FakeTable, finish, item, number
+from tests.unit.locks.fakes import (
+    KEY,
+    ME,
+    OTHER,
+    T0,
+    TABLE,
+    FakeTable,
+    Item,
+    finish,
+    item,
+    number,
+)
 
-CONFIG = LockConfig(lease_seconds=10, max_clock_skew_seconds=1)
+CONFIG = LockConfig(
+    lease_seconds=10,
+    max_clock_skew_seconds=1,
+    retry_base_seconds=0.02,
+    retry_cap_seconds=0.25,
+    claim_seconds=2.0,
+)
 HELD = item(owner=OTHER, token=5, expires_at=T0 + 60_000)  # held by another for a minute
-BACKEND_ERROR = LockBackendError("DynamoDB update_item failed", code="InternalServerError", cause=None)
+BACKEND_ERROR = LockBackendError(
+    "DynamoDB update_item failed", code="InternalServerError", cause=None
+)
 
 
 class FixedRandom(random.Random):
@@ -43,7 +64,7 @@ class FixedRandom(random.Random):
 
 def start(
     timeout: float | None, *, now: float = T0, since: float | None = None, jitter: float = 0.0
-):
+) -> tuple[Generator[Any, Any, Any], Any]:
     """Run the flow to its first write; returns the flow and that write."""
     flow = acquire_flow(TABLE, KEY, ME, CONFIG, timeout, FixedRandom(jitter), since)
     assert Now() == next(flow)
@@ -51,7 +72,7 @@ def start(
     return flow, flow.send(now)
 
 
-def refused(current=HELD):
+def refused(current: Item | None = HELD) -> ConditionFailed:
     return ConditionFailed(current)
 
 
@@ -177,7 +198,7 @@ def test_waiter_does_not_claim_over_an_older_live_claim():
     current = item(expires_at=T0 + 60_000, claimant=OTHER, claim_expires_at=T0, claim_since=T0 - 9)
     flow, _ = start(None)
 
-    assert Sleep == type(flow.send(refused(current)))
+    assert Sleep is type(flow.send(refused(current)))
 
 
 def test_waiter_does_not_claim_when_there_is_no_item():
@@ -185,7 +206,7 @@ def test_waiter_does_not_claim_when_there_is_no_item():
     flow, _ = start(None)
     flow.send(ConditionFailed(None))
 
-    assert Sleep == type(flow.send({}))
+    assert Sleep is type(flow.send({}))
 
 
 def test_waiter_sleeps_the_computed_wait_after_claiming():
@@ -338,6 +359,7 @@ def test_timeout_unclaim_leaves_the_item_unclaimed():
     assert HELD == table.get()
 
 
+@settings(max_examples=50)
 @given(
     timeout=st.floats(0.001, 1.0),
     oversleeps=st.lists(st.integers(0, 40), min_size=60, max_size=60),
@@ -345,22 +367,29 @@ def test_timeout_unclaim_leaves_the_item_unclaimed():
 )
 def test_sleeps_never_exceed_the_remaining_timeout(timeout, oversleeps, jitter):
     """However late each sleep returns, every sleep fits in what is left of the timeout."""
+    with pytest.raises(AcquireTimeout):
+        _wait_out(timeout, oversleeps, jitter)
+
+
+def _wait_out(timeout: float, oversleeps: list[int], jitter: float) -> None:
+    """Drive a waiter on a held key until it gives up, checking every sleep."""
     table = FakeTable()
     table.put(HELD)
     flow = acquire_flow(TABLE, KEY, ME, CONFIG, timeout, FixedRandom(jitter))
     clock = T0
     request = next(flow)
     oversleep = iter(oversleeps)
-    with pytest.raises(AcquireTimeout):
-        for _ in range(10_000):
-            if isinstance(request, Now):
-                request = flow.send(clock)
-            elif isinstance(request, Call):
-                request = flow.send(table.execute(request))
-            else:
-                assert request.seconds <= max(0.0, timeout - (clock - T0) / 1000) + 1e-9
-                clock += request.seconds * 1000 + next(oversleep, 0)
-                request = flow.send(False)
+    for _ in range(10_000):
+        if isinstance(request, Now):
+            request = flow.send(clock)
+        elif isinstance(request, Call):
+            request = flow.send(table.execute(request))
+        else:
+            assert isinstance(request, Sleep)
+            assert request.seconds <= max(0.0, timeout - (clock - T0) / 1000) + 1e-9
+            # a real clock always moves on: never less than 1 ms per sleep
+            clock += max(1, math.ceil(request.seconds * 1000)) + next(oversleep, 0)
+            request = flow.send(False)
 
 
 def test_sleep_accounts_for_time_spent_in_calls():
@@ -383,3 +412,79 @@ def test_sleep_accounts_for_time_spent_in_calls():
     remaining = max(0.0, 0.05 - (clock - T0) / 1000)
 
     assert request.seconds <= remaining
+
+
+def test_waiter_survives_more_than_a_thousand_refusals():
+    """acquire(timeout=None) may wait for minutes: attempt 1025 must still compute a sleep.
+
+    ``retry_base * 2.0**attempt`` overflows a float at attempt 1024 (OverflowError),
+    which a waiter polling every 0.125-0.25 s reaches after a few minutes.
+    """
+    flow, _ = start(None)
+    request = None
+    for attempt in range(1100):
+        flow.send(refused())  # -> claim
+        request = flow.send({"Attributes": {}})  # -> Sleep
+        flow.send(False)  # -> Now
+        flow.send(T0 + attempt)  # -> acquire
+
+    assert Sleep is type(request)
+
+
+# --- hand-over from a local holder -------------------------------------------------------
+
+HANDED = Grant(KEY, ME, 99, T0 + 30, int(T0) + 10_030, T0 + 9_030)
+
+
+def test_waiter_behind_a_local_holder_first_waits_for_a_hand_off():
+    """With a lease held in this process, the waiter sleeps before asking DynamoDB."""
+    flow = acquire_flow(TABLE, KEY, ME, CONFIG, 3.0, FixedRandom(0.0), local_holder=True)
+    next(flow)
+
+    assert Sleep(3.0) == flow.send(T0)
+
+
+def test_wait_for_a_hand_off_is_at_most_a_lease():
+    """Without a timeout, the first wait for a local hand-off lasts one lease at most."""
+    flow = acquire_flow(TABLE, KEY, ME, CONFIG, None, FixedRandom(0.0), local_holder=True)
+    next(flow)
+
+    assert Sleep(CONFIG.lease_seconds) == flow.send(T0)
+
+
+def test_handed_over_grant_is_returned_without_a_call():
+    """A grant handed over by the local holder ends the flow: no DynamoDB call."""
+    flow = acquire_flow(TABLE, KEY, ME, CONFIG, None, FixedRandom(0.0), local_holder=True)
+    next(flow)
+    flow.send(T0)
+    assert Now() == flow.send(HANDED)
+
+    assert (HANDED, 30) == finish(flow, T0 + 30)
+
+
+def test_no_hand_off_falls_back_to_writing():
+    """Woken without a grant (the holder released instead), the waiter tries the table."""
+    flow = acquire_flow(TABLE, KEY, ME, CONFIG, None, FixedRandom(0.0), local_holder=True)
+    next(flow)
+    flow.send(T0)
+    assert Now() == flow.send(True)
+
+    assert acquire_request(TABLE, KEY, ME, T0 + 5, CONFIG, T0) == flow.send(T0 + 5)
+
+
+def test_single_attempt_ignores_the_local_holder():
+    """timeout=0 never waits, even for a local hand-off."""
+    flow = acquire_flow(TABLE, KEY, ME, CONFIG, 0, FixedRandom(0.0), local_holder=True)
+    next(flow)
+
+    assert Now() == flow.send(T0)
+
+
+def test_grant_handed_over_during_backoff_is_returned():
+    """A hand-off that arrives while the waiter backs off ends the wait with that grant."""
+    flow, _ = start(None)
+    flow.send(refused())
+    flow.send({"Attributes": {}})  # -> Sleep
+    assert Now() == flow.send(HANDED)
+
+    assert (HANDED, 40) == finish(flow, T0 + 40)

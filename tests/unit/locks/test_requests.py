@@ -21,6 +21,7 @@ from locks._protocol import (
     Call,
     acquire_request,
     claim_request,
+    handoff_request,
     read_request,
     release_request,
     renew_request,
@@ -38,7 +39,13 @@ from tests.unit.locks.fakes import (
     number,
 )
 
-CONFIG = LockConfig(lease_seconds=10, max_clock_skew_seconds=1)
+CONFIG = LockConfig(
+    lease_seconds=10,
+    max_clock_skew_seconds=1,
+    retry_base_seconds=0.02,
+    retry_cap_seconds=0.25,
+    claim_seconds=2.0,
+)
 SKEW = CONFIG.skew_ms
 SINCE = T0 - 2_000  # when "me" started waiting
 GRANT = Grant(
@@ -58,19 +65,27 @@ def builders() -> dict[str, Call]:
         "release": release_request(TABLE, GRANT, T0, CONFIG),
         "claim": claim_request(TABLE, KEY, ME, T0, CONFIG, SINCE),
         "unclaim": unclaim_request(TABLE, KEY, ME),
+        "handoff": handoff_request(TABLE, GRANT, T0, CONFIG),
     }
 
 
-ALL = pytest.mark.parametrize("name", ["acquire", "renew", "release", "claim", "unclaim"])
-FAILING_WRITES = pytest.mark.parametrize("name", ["acquire", "renew", "release", "claim"])
+ALL = pytest.mark.parametrize(
+    "name", ["acquire", "renew", "release", "claim", "unclaim", "handoff"]
+)
+FAILING_WRITES = pytest.mark.parametrize(
+    "name", ["acquire", "renew", "release", "claim", "handoff"]
+)
 
 
 def values(call: Call) -> dict[str, str]:
-    return {k: v["N"] if "N" in v else v["S"] for k, v in call.params["ExpressionAttributeValues"].items()}
+    return {
+        k: v["N"] if "N" in v else v["S"]
+        for k, v in call.params["ExpressionAttributeValues"].items()
+    }
 
 
 def expressions(call: Call) -> str:
-    return call.params["UpdateExpression"] + " " + call.params["ConditionExpression"]
+    return f"{call.params['UpdateExpression']} {call.params['ConditionExpression']}"
 
 
 # --- conditions, by clause ------------------------------------------------------
@@ -145,7 +160,9 @@ def test_attribute_names_are_exactly_the_placeholders_used(name):
     """DynamoDB rejects unused ExpressionAttributeNames, so each request sends only its own."""
     call = builders()[name]
 
-    assert set(re.findall(r"#\w+", expressions(call))) == set(call.params["ExpressionAttributeNames"])
+    assert set(re.findall(r"#\w+", expressions(call))) == set(
+        call.params["ExpressionAttributeNames"]
+    )
 
 
 @ALL
@@ -153,7 +170,9 @@ def test_attribute_values_are_exactly_the_placeholders_used(name):
     """DynamoDB rejects unused ExpressionAttributeValues too."""
     call = builders()[name]
 
-    assert set(re.findall(r":\w+", expressions(call))) == set(call.params["ExpressionAttributeValues"])
+    assert set(re.findall(r":\w+", expressions(call))) == set(
+        call.params["ExpressionAttributeValues"]
+    )
 
 
 @ALL
@@ -186,7 +205,9 @@ def test_requests_address_the_table_and_key(name):
 
 def test_read_request_is_a_consistent_get_item():
     """The fallback read (backend without ALL_OLD) is strongly consistent."""
-    expected = Call("get_item", {"TableName": TABLE, "Key": {PK: {"S": KEY}}, "ConsistentRead": True})
+    expected = Call(
+        "get_item", {"TableName": TABLE, "Key": {PK: {"S": KEY}}, "ConsistentRead": True}
+    )
 
     assert expected == read_request(TABLE, KEY)
 
@@ -259,13 +280,13 @@ def test_token_after_ttl_cleanup_exceeds_the_deleted_items_token():
     for i in range(500):  # a busy key: many grants within one millisecond of clock
         table.execute(release_request(TABLE, _grant_of(table, OTHER), T0, CONFIG))
         table.execute(acquire_request(TABLE, KEY, OTHER, T0 + i / 1000, CONFIG))
-    before = number(table.get(), TOKEN)
+    before = number(table.get(), TOKEN) or 0
     table.delete()
     later = T0 + CONFIG.cleanup_after_seconds * 1000  # TTL runs only after cleanup_at
 
     table.execute(acquire_request(TABLE, KEY, ME, later, CONFIG))
 
-    assert number(table.get(), TOKEN) > before
+    assert (number(table.get(), TOKEN) or 0) > before
 
 
 def _grant_of(table: FakeTable, owner: str) -> Grant:
@@ -292,7 +313,10 @@ def test_renew_moves_expiry_and_cleanup():
 
 def test_renew_is_conditional_on_the_grants_owner_and_token():
     """The renewal names the holder's owner and token."""
-    assert (ME, "7") == (values(builders()["renew"])[":owner"], values(builders()["renew"])[":token"])
+    assert (ME, "7") == (
+        values(builders()["renew"])[":owner"],
+        values(builders()["renew"])[":token"],
+    )
 
 
 def test_release_zeroes_expiry_and_keeps_the_token():
@@ -407,7 +431,9 @@ def test_acquire_since_defaults_to_now():
     ("current", "expected"),
     [
         pytest.param(item(owner=ME, token=7, expires_at=T0 + 1), True, id="ours"),
-        pytest.param(item(owner=ME, token=7, expires_at=T0 - 60_000), True, id="ours-expired-untaken"),
+        pytest.param(
+            item(owner=ME, token=7, expires_at=T0 - 60_000), True, id="ours-expired-untaken"
+        ),
         pytest.param(item(owner=ME, token=7, expires_at=0), False, id="released"),
         pytest.param(item(owner=ME, token=8, expires_at=T0 + 1), False, id="token-moved"),
         pytest.param(item(owner=OTHER, token=7, expires_at=T0 + 1), False, id="other-owner"),
@@ -484,3 +510,57 @@ def test_claim_is_accepted_iff_item_exists_and_no_older_live_claim(current, expe
 def test_unclaim_is_accepted_iff_the_claim_is_ours(current, expected):
     """A timed-out waiter never removes another waiter's claim."""
     assert expected == condition_holds(unclaim_request(TABLE, KEY, ME), current)
+
+
+def test_delayed_acquire_after_ttl_cleanup_keeps_tokens_increasing():
+    """A grant's token beats every earlier grant's, even when its write was delayed.
+
+    A reads its clock at T0 and its acquire is held up (a paused process). Meanwhile
+    B is granted and releases; the item expires and TTL deletes it. When A's write
+    finally lands it re-creates the item from A's stale floor, T0 * 1000 + 1, below
+    B's token; every later grant then counts up from that lower number.
+    """
+    config = LockConfig(lease_seconds=10, max_clock_skew_seconds=1, cleanup_after_seconds=13)
+    table = FakeTable()
+    delayed = acquire_request(TABLE, KEY, ME, T0, config)  # A: clock read, not yet sent
+    table.execute(acquire_request(TABLE, KEY, OTHER, T0 + 1, config))  # B is granted
+    b_token = number(table.get(), TOKEN) or 0
+    table.execute(release_request(TABLE, _grant_of(table, OTHER), T0 + 2, config))
+    table.delete()  # TTL, 13 s after B's release
+
+    table.execute(delayed)  # A's write lands ~14 s after A read its clock
+
+    assert (number(table.get(), TOKEN) or 0) > b_token
+
+
+# --- hand-off -----------------------------------------------------------------------
+
+
+def test_handoff_condition_is_ours_and_not_released():
+    """A hand-off, like a renewal, needs our owner and token on an unreleased lease."""
+    assert f"{OURS} AND {NOT_RELEASED}" == builders()["handoff"].params["ConditionExpression"]
+
+
+def test_handoff_writes_the_next_token_and_a_fresh_expiry():
+    """A hand-off is a new grant in one write: token + 1, expiry a lease after now."""
+    table = FakeTable()
+    table.put(item(owner=ME, token=7, expires_at=T0 + 1_000))
+
+    table.execute(handoff_request(TABLE, GRANT, T0 + 500, CONFIG))
+
+    assert (8, int(T0) + 10_500) == (number(table.get(), TOKEN), number(table.get(), EXPIRES_AT))
+
+
+@pytest.mark.parametrize(
+    ("current", "expected"),
+    [
+        pytest.param(item(owner=ME, token=7, expires_at=T0 + 1), True, id="ours"),
+        pytest.param(item(owner=ME, token=7, expires_at=0), False, id="released"),
+        pytest.param(item(owner=ME, token=8, expires_at=T0 + 1), False, id="token-moved"),
+        pytest.param(item(owner=OTHER, token=7, expires_at=T0 + 1), False, id="other-owner"),
+        pytest.param(None, False, id="no-item"),
+    ],
+)
+def test_handoff_is_accepted_iff_ours_and_not_released(current, expected):
+    """A hand-off never passes on a lease this process no longer holds."""
+    assert expected == condition_holds(handoff_request(TABLE, GRANT, T0, CONFIG), current)
