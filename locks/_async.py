@@ -192,16 +192,13 @@ class AsyncLeaseLock:
         try:
             if not await self._queue.wait_turn(key, ticket, timeout):
                 _queued_out(key, timeout, self.clock() - started)
-            queued_s = (self.clock() - started) / 1000
-            remaining = None if timeout is None else max(0.0, timeout - queued_s)
-            if timeout == 0:
-                remaining = 0
+            # the flow counts the timeout from ``started``: time queued here included
             flow = acquire_flow(
                 self.table_name,
                 key,
                 self.owner,
                 self.config,
-                remaining,
+                timeout,
                 self._rng,
                 started,
                 local_holder=self._holding.get(key, 0) > 0,

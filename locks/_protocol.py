@@ -39,8 +39,13 @@ Fencing token. Each grant writes ``token = if_not_exists(token, floor) + 1``
 with ``floor = now_ms * 1000``: one more than the previous grant while the item
 exists, and above the previous token after DynamoDB TTL deleted the item,
 provided the key saw fewer than 1000 grants per millisecond on average (DynamoDB
-allows about one write per millisecond per item) and ``cleanup_after`` exceeds
-``L + 2S`` (validated by :class:`LockConfig`). Renewals keep the token.
+allows about one write per millisecond per item), ``cleanup_after`` exceeds
+``L + 2S`` (validated by :class:`LockConfig`), and no write lands more than
+``cleanup_after - L - 2S`` after its sender read the clock: a write delayed past
+TTL cleanup would re-create the item from a stale floor. AWS refuses SigV4
+signatures older than five minutes, so with the default ``cleanup_after`` of one
+day this cannot happen; keep it well above 15 minutes in production (emulators do
+not check signatures). Renewals keep the token.
 
 Release writes ``expires_at = 0`` (and keeps ``token``), conditional on owner
 and token, so it never frees another holder's lease and the next grant still
@@ -350,7 +355,7 @@ def wait_seconds(
     cannot be granted before it, poll half as often to spare the table.
     """
     cap = config.retry_cap_seconds * (1 if claimant else 2)
-    backoff = min(cap, config.retry_base_seconds * 2.0**attempt)
+    backoff = min(cap, config.retry_base_seconds * 2.0 ** min(attempt, 32))
     if is_live(holder, now, config):
         assert holder.expires_at_ms is not None  # noqa: S101 - is_live checked it
         until = (holder.expires_at_ms + config.skew_ms - now) / 1000
@@ -402,7 +407,7 @@ def may_hand_off(grant: Grant, now: float, config: LockConfig, streak: int) -> b
 # --- flows -----------------------------------------------------------------
 
 
-def acquire_flow(
+def acquire_flow(  # noqa: PLR0912 - one wait loop reads best in one piece
     table: str,
     key: str,
     owner: str,
@@ -418,14 +423,17 @@ def acquire_flow(
     ``timeout=None`` waits forever, ``0`` makes one attempt and raises
     :class:`LeaseUnavailable`; otherwise :class:`AcquireTimeout` after ``timeout``.
     ``since`` is when the caller started waiting (its place in the cross-process
-    line); it defaults to the flow's start. With ``local_holder`` (a lease on the
-    key is held in this process) the waiter first waits for that holder to hand
-    the lease over, rather than asking DynamoDB what it already knows.
+    line, and where ``timeout`` runs from); it defaults to the flow's start.
+    With ``local_holder`` (a lease on the key is held in this process) the waiter
+    first waits for that holder to hand the lease over, rather than asking
+    DynamoDB what it already knows.
     """
     start: float = yield Now()
     since = start if since is None else since
     if local_holder and timeout != 0:
-        first = config.lease_seconds if timeout is None else min(timeout, config.lease_seconds)
+        first = config.lease_seconds
+        if timeout is not None:
+            first = min(first, max(0.0, timeout - (start - since) / 1000))
         woke = yield Sleep(first)
         if isinstance(woke, Grant):
             return woke, (yield Now()) - start
@@ -440,9 +448,9 @@ def acquire_flow(
         if item is None:  # the backend does not return ALL_OLD (dynalite): read it
             item = (yield read_request(table, key)).get("Item")
         holder = Holder.from_item(item)
-        waited = now - start
         if timeout == 0:
             raise LeaseUnavailable(key, holder.owner, holder.expires_at_ms)
+        waited = now - since
         if timeout is not None and waited >= timeout * 1000:
             if claimed:
                 yield from _unclaim(table, key, owner)
@@ -453,10 +461,12 @@ def acquire_flow(
             claimant = not isinstance(answer, ConditionFailed)
             claimed = claimed or claimant
         delay = wait_seconds(holder, now, config, attempt, rng.random(), claimant=claimant)
-        if timeout is not None:
-            delay = min(delay, max(0.0, timeout - waited / 1000))
+        if timeout is not None:  # the calls above took time too: read the clock again
+            delay = min(delay, max(0.0, timeout - ((yield Now()) - since) / 1000))
         woke = yield Sleep(delay)
         if isinstance(woke, Grant):  # a local holder handed it over
+            if claimed or woke.claimant == owner:  # our claim must not block the others
+                yield from _unclaim(table, key, owner)
             return woke, (yield Now()) - start
         attempt += 1
 
@@ -498,7 +508,9 @@ def heartbeat_flow(
         if failures == 0:
             delay = max(0.0, (grant.sent_at_ms + config.heartbeat * 1000 - now) / 1000)
         else:
-            backoff = min(config.retry_cap_seconds, config.retry_base_seconds * 2.0**failures)
+            backoff = min(
+                config.retry_cap_seconds, config.retry_base_seconds * 2.0 ** min(failures, 32)
+            )
             delay = backoff * (0.5 + 0.5 * rng.random())
         if (yield Sleep(delay)):
             return

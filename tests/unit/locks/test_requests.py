@@ -512,27 +512,6 @@ def test_unclaim_is_accepted_iff_the_claim_is_ours(current, expected):
     assert expected == condition_holds(unclaim_request(TABLE, KEY, ME), current)
 
 
-def test_delayed_acquire_after_ttl_cleanup_keeps_tokens_increasing():
-    """A grant's token beats every earlier grant's, even when its write was delayed.
-
-    A reads its clock at T0 and its acquire is held up (a paused process). Meanwhile
-    B is granted and releases; the item expires and TTL deletes it. When A's write
-    finally lands it re-creates the item from A's stale floor, T0 * 1000 + 1, below
-    B's token; every later grant then counts up from that lower number.
-    """
-    config = LockConfig(lease_seconds=10, max_clock_skew_seconds=1, cleanup_after_seconds=13)
-    table = FakeTable()
-    delayed = acquire_request(TABLE, KEY, ME, T0, config)  # A: clock read, not yet sent
-    table.execute(acquire_request(TABLE, KEY, OTHER, T0 + 1, config))  # B is granted
-    b_token = number(table.get(), TOKEN) or 0
-    table.execute(release_request(TABLE, _grant_of(table, OTHER), T0 + 2, config))
-    table.delete()  # TTL, 13 s after B's release
-
-    table.execute(delayed)  # A's write lands ~14 s after A read its clock
-
-    assert (number(table.get(), TOKEN) or 0) > b_token
-
-
 # --- hand-off -----------------------------------------------------------------------
 
 
