@@ -44,7 +44,8 @@ CONFIG = {
 def _ensure_table(endpoint: str) -> str:
     table = f"stress-{uuid.uuid4().hex[:12]}"
     client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
-    LeaseLock(table, client=client, config=LockConfig(**CONFIG)).ensure_table(poll_seconds=0.05)
+    config = LockConfig(**CONFIG)  # type: ignore[arg-type]
+    LeaseLock(table, client=client, config=config).ensure_table(poll_seconds=0.05)
     client.close()
     return table
 

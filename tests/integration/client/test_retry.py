@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,8 @@ class FlakyApp:
             pass
         self.arrivals.append(time.monotonic())
         if len(self.arrivals) <= self.failures:
-            status, body = 503, {"error": "lease_timeout", "message": "busy"}
+            status = 503
+            body: dict[str, Any] = {"error": "lease_timeout", "message": "busy"}
             headers = [(b"retry-after", self.retry_after.encode())]
         else:
             status, body, headers = 200, OK, []
