@@ -284,7 +284,8 @@ async def push_loop(
                 repository, tag, manifest(seq, salt), sequence=seq, wait_seconds=60
             )
         except ApiError as exc:
-            tally.note(exc.code)
+            cause = exc.details.get("cause")  # registry_throttled: PutImageBudget or ECR's code
+            tally.note(f"{exc.code}:{cause}" if cause else exc.code)
             await asyncio.sleep(0.05)
             continue
         except PushgateError as exc:
@@ -418,7 +419,9 @@ async def many_tags(
         "put_image_per_s": rate,
         "share": rate / ecr.quota,
         "ecr_throttles": ecr.throttled - throttled_before,
-        "client_throttles": tally.outcomes.get("registry_throttled", 0),
+        "client_throttles": sum(
+            n for o, n in tally.outcomes.items() if o.startswith("registry_throttled")
+        ),
         "answered": tally.answered,
         "p50": pct(tally.latencies, 0.5),
         "p99": pct(tally.latencies, 0.99),

@@ -1,0 +1,396 @@
+"""The account-wide PutImage budget, shared by every replica through one DynamoDB item.
+
+ECR allows 10 PutImage/s per account and Region, for all repositories together
+(``shared/ECR.md``, quotas). Replicas share that budget without a new server: each
+PutImage first *reserves a time slot* in a DynamoDB item, then sleeps until its slot and
+calls ECR. A farm therefore queues at pushgate instead of being throttled by ECR.
+
+The schedule (GCRA, "virtual scheduling" of a token bucket with no burst)
+--------------------------------------------------------------------------
+
+One item per scope (``putimage#<registry>#<region>``) holds ``tat``, the *theoretical
+arrival time*: the earliest instant the next PutImage may start, in epoch microseconds.
+With ``interval = 1 / (rate * share)``, a reservation at time ``now`` gets the slot
+``max(tat, now)`` and moves ``tat`` to ``slot + interval``, with one conditional
+``UpdateItem``:
+
+- believed idle (``tat <= now``, or no item):
+  ``SET tat = now + interval`` if ``attribute_not_exists(tat) OR tat <= :now``;
+- believed busy (``tat > now``): ``SET tat = :old + interval`` if ``tat = :old``.
+
+A failed condition returns the item (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), so
+the next try knows the real ``tat`` without a read; every failure means another replica
+got a slot, so the loop is lock-free and bounded (``max_attempts``). In one process,
+reservations are batched: callers queue, and whoever holds the turn (an ``asyncio.Lock``,
+held for the reservation call only, never for the sleep) reserves consecutive slots for
+every queued caller with one ``UpdateItem`` (``tat += n * interval``), so a burst of local
+callers costs one DynamoDB call per round trip, not one each, and they never collide on
+the condition. Slots are spaced exactly ``interval`` apart: any interval of length ``L``
+holds at most ``floor(L / interval) + 1`` starts.
+A slot further than the caller's allowed wait (``budget_max_wait_seconds``) is not
+reserved: the caller gets ``RegistryThrottled`` (code ``registry_throttled``, retryable).
+``BudgetedRegistry`` keeps a slot beyond one ECR call's timeout across the use case's
+retries (see there). A reserved slot whose caller gives up is simply unused: the budget
+errs towards under-use.
+
+Clock skew
+----------
+
+``now`` comes from each replica's clock; the item only orders reservations. If replica
+A's clock runs ``d`` seconds ahead of B's, A starts its slots ``d`` seconds early in real
+time relative to B's, so two consecutive slots reserved by A after B can start as little
+as ``interval - d`` apart, and any window of length ``L`` holds at most
+``floor((L + d) / interval) + 1`` starts. At 9.5/s (``interval`` ~105 ms), NTP-synced
+hosts (``d`` < 10 ms) lose nothing; a 100 ms skew allows one extra PutImage in a second.
+The opposite case costs only throughput: a replica whose clock is ahead writes a ``tat``
+in the others' future, and they wait for it. ``share`` (default 0.95) keeps headroom for
+skew, for scheduling delay between waking up and the request reaching ECR, and for
+PutImage calls from outside pushgate; a ThrottlingException that still happens is retried
+by the use case with jittered backoff.
+
+Failure of the budget itself
+----------------------------
+
+A DynamoDB error while reserving (other than a failed condition) *fails open*: the
+PutImage goes ahead unbudgeted and ``putimage_budget_unavailable`` is logged. ECR still
+enforces its quota and the use case retries throttling, so a budget outage degrades to
+the behaviour without a budget instead of failing pushes.
+
+The item carries ``cleanup_at`` (epoch seconds, a day after the last reservation) for the
+table's TTL, so scopes of registries no longer used disappear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from service.adapters.aws import create_table
+from service.domain.errors import RegistryThrottled
+from service.domain.models import ImageRef
+from service.domain.ports import PutStatus, Registry
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+log = structlog.get_logger("pushgate.budget")
+
+PK = "pk"
+TAT = "tat"
+CLEANUP_AT = "cleanup_at"
+IDLE = "attribute_not_exists(#tat) OR #tat <= :now"
+UNMOVED = "#tat = :old"
+MICROS = 1_000_000
+
+BUDGET_SCHEMA: dict[str, Any] = {
+    "key_schema": [{"AttributeName": PK, "KeyType": "HASH"}],
+    "attribute_definitions": [{"AttributeName": PK, "AttributeType": "S"}],
+}
+
+
+def budget_scope(registry_id: str | None, region: str | None) -> str:
+    """The item key: one budget per account (registry) and Region, as ECR's quota."""
+    return f"putimage#{registry_id or 'default'}#{region or 'default'}"
+
+
+def exhausted(wait: float, reason: str) -> RegistryThrottled:
+    return RegistryThrottled(
+        f"The account's PutImage budget has no slot soon enough ({reason}).",
+        cause_code="PutImageBudget",
+        retry_after=max(0.0, wait),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One reservation attempt (pure): the first slot it asks for, the ``tat`` it writes,
+    and the condition that makes it valid. ``old`` is None for the idle condition."""
+
+    slot: int
+    new_tat: int
+    old: int | None
+
+
+def plan(now: int, believed: int | None, interval: int, count: int = 1) -> Plan:
+    """The attempt to reserve ``count`` consecutive slots for callers at ``now`` who
+    believe the item holds ``believed`` (microseconds; None: no item, or not known)."""
+    if believed is None or believed <= now:
+        return Plan(slot=now, new_tat=now + count * interval, old=None)
+    return Plan(slot=believed, new_tat=believed + count * interval, old=believed)
+
+
+def fitting(first_slot: int, now: int, interval: int, max_waits: list[int]) -> list[bool]:
+    """Which callers (in arrival order) get one of the consecutive slots from
+    ``first_slot``: a caller whose next slot is further than its ``max_wait`` gets none
+    and does not use one up."""
+    taken = 0
+    fits = []
+    for max_wait in max_waits:
+        ok = first_slot + taken * interval - now <= max_wait
+        fits.append(ok)
+        taken += ok
+    return fits
+
+
+@dataclass(eq=False, slots=True)
+class _Request:
+    max_wait: int  # microseconds
+    answer: asyncio.Future[float]
+
+
+class PutImageBudget(Protocol):
+    async def reserve(self, max_wait: float) -> float:
+        """Reserve one PutImage; return the seconds to wait before calling (at most
+        ``max_wait``), or raise ``RegistryThrottled`` when no slot is that close."""
+        ...
+
+
+class DynamoPutImageBudget:
+    """The shared schedule in one item of ``table`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        *,
+        table: str,
+        scope: str = "putimage#default#default",
+        rate_per_second: float = 10.0,
+        share: float = 0.95,
+        clock: Callable[[], float] = time.time,
+        max_attempts: int = 16,
+        cleanup_after_seconds: float = 86_400.0,
+    ) -> None:
+        if rate_per_second <= 0 or not 0 < share <= 1:
+            raise ValueError("rate_per_second must be positive and share in (0, 1]")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        self._client = client
+        self._table = table
+        self._scope = scope
+        self._interval = max(1, round(MICROS / (rate_per_second * share)))
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._cleanup_after = cleanup_after_seconds
+        self._believed: int | None = None
+        self._turn = asyncio.Lock()
+        self._queue: list[_Request] = []
+
+    @property
+    def interval_seconds(self) -> float:
+        return self._interval / MICROS
+
+    async def reserve(self, max_wait: float) -> float:
+        request = _Request(
+            max(0, int(max_wait * MICROS)), asyncio.get_running_loop().create_future()
+        )
+        self._queue.append(request)
+        try:
+            async with self._turn:
+                if not request.answer.done():  # not served by the previous turn's batch
+                    batch, self._queue = self._queue, []
+                    try:
+                        await self._serve(batch)
+                    finally:  # cancelled mid-call: the next turn serves the others
+                        self._queue[:0] = [
+                            r for r in batch if not r.answer.done() and r is not request
+                        ]
+        except asyncio.CancelledError:
+            if request in self._queue:
+                self._queue.remove(request)
+            elif request.answer.done():
+                request.answer.exception()  # retrieved: nobody else will
+            raise
+        return request.answer.result()
+
+    async def _serve(self, batch: list[_Request]) -> None:
+        """Reserve slots for every request queued in this process, in one UpdateItem."""
+        for _ in range(self._max_attempts):
+            now = int(self._clock() * MICROS)
+            first = plan(now, self._believed, self._interval).slot
+            fits = fitting(first, now, self._interval, [r.max_wait for r in batch])
+            count = sum(fits)
+            attempt = plan(now, self._believed, self._interval, count)
+            if count:
+                try:
+                    await self._write(attempt, now)
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != (
+                        "ConditionalCheckFailedException"
+                    ):
+                        self._fail_open(exc, batch)
+                        return
+                    self._believed = _tat_of(exc.response.get("Item"))  # type: ignore[arg-type]
+                    continue
+                except BotoCoreError as exc:
+                    self._fail_open(exc, batch)
+                    return
+                self._believed = attempt.new_tat
+            slot = attempt.slot
+            for request, fit in zip(batch, fits, strict=True):
+                if fit:
+                    request.answer.set_result(max(0.0, (slot - now) / MICROS))
+                    slot += self._interval
+                else:
+                    wait = (slot - now) / MICROS
+                    request.answer.set_exception(
+                        exhausted(
+                            wait,
+                            f"next slot in {wait:.2f} s, {request.max_wait / MICROS:.2f} s allowed",
+                        )
+                    )
+            return
+        error = exhausted(self.interval_seconds, "too many concurrent reservations")
+        for request in batch:
+            request.answer.set_exception(error)
+
+    async def _write(self, attempt: Plan, now: int) -> None:
+        values: dict[str, Any] = {
+            ":new": {"N": str(attempt.new_tat)},
+            ":cleanup": {"N": str(int(now / MICROS + self._cleanup_after))},
+        }
+        if attempt.old is None:
+            condition = IDLE
+            values[":now"] = {"N": str(now)}
+        else:
+            condition = UNMOVED
+            values[":old"] = {"N": str(attempt.old)}
+        await self._client.update_item(
+            TableName=self._table,
+            Key={PK: {"S": self._scope}},
+            UpdateExpression="SET #tat = :new, #cleanup = :cleanup",
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#tat": TAT, "#cleanup": CLEANUP_AT},
+            ExpressionAttributeValues=values,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+    def _fail_open(self, exc: ClientError | BotoCoreError, batch: list[_Request]) -> None:
+        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+        log.warning("putimage_budget_unavailable", table=self._table, error=code or str(exc))
+        self._believed = None
+        for request in batch:
+            request.answer.set_result(0.0)
+
+
+def _tat_of(item: dict[str, Any] | None) -> int | None:
+    if not item or TAT not in item:
+        return None
+    return int(item[TAT]["N"])
+
+
+@dataclass(slots=True)
+class _Held:
+    slot: float  # epoch seconds
+    reserved_at: float
+
+
+class BudgetedRegistry:
+    """A ``Registry`` whose PutImage waits for the shared budget; other calls pass through.
+
+    Each PutImage reserves a slot at most ``max_wait_seconds`` away (else
+    ``registry_throttled`` at once). One *call* may only wait until its own ``timeout``
+    (which the use case sets inside the remaining lease) less ``call_reserve_seconds``
+    kept for the call itself. A slot further than that is *held*: the call waits what it
+    may, then raises ``registry_throttled``; the use case backs off, renews its lease and
+    calls again, and the retry (same repo:tag and digest) waits for the held slot instead
+    of queueing anew. So a push keeps its place in the queue across the use case's
+    retries, while no ECR call ever starts outside a freshly renewed lease. Held slots
+    nobody came back for are forgotten ``forget_after_seconds`` after their time."""
+
+    def __init__(
+        self,
+        inner: Registry,
+        budget: PutImageBudget,
+        *,
+        max_wait_seconds: float = 30.0,
+        call_reserve_seconds: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_wait: Callable[[float], None] | None = None,
+        forget_after_seconds: float = 60.0,
+    ) -> None:
+        self._inner = inner
+        self._budget = budget
+        self._max_wait = max_wait_seconds
+        self._reserve = call_reserve_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._on_wait = on_wait
+        self._forget_after = forget_after_seconds
+        self._held: dict[tuple[str, str], _Held] = {}
+
+    async def _slot(self, key: tuple[str, str]) -> _Held:
+        now = self._clock()
+        for stale in [k for k, h in self._held.items() if h.slot < now - self._forget_after]:
+            del self._held[stale]
+        held = self._held.pop(key, None)
+        if held is None:
+            wait = await self._budget.reserve(self._max_wait)
+            held = _Held(slot=self._clock() + wait, reserved_at=now)
+        return held
+
+    async def put_image(
+        self,
+        ref: ImageRef,
+        *,
+        manifest: str,
+        media_type: str | None,
+        digest: str,
+        timeout: float,
+    ) -> PutStatus:
+        key = (ref.key, digest)
+        held = await self._slot(key)
+        allowed = max(0.0, timeout - self._reserve)
+        wait = held.slot - self._clock()
+        if wait > allowed:
+            self._held[key] = held
+            await self._sleep(allowed)
+            left = held.slot - self._clock()
+            raise exhausted(left, f"slot held, {left:.2f} s away; retry within the lease")
+        if wait > 0:
+            await self._sleep(wait)
+        waited = max(0.0, self._clock() - held.reserved_at)
+        if self._on_wait is not None:
+            self._on_wait(waited)
+        if waited > 0:
+            log.debug("putimage_budget_waited", key=ref.key, waited_ms=round(waited * 1000, 1))
+        return await self._inner.put_image(
+            ref,
+            manifest=manifest,
+            media_type=media_type,
+            digest=digest,
+            timeout=timeout - max(0.0, wait),
+        )
+
+    async def tag_digest(self, ref: ImageRef) -> str | None:
+        return await self._inner.tag_digest(ref)
+
+    async def manifest(self, repository: str, digest: str) -> tuple[str, str | None] | None:
+        return await self._inner.manifest(repository, digest)
+
+    async def ping(self) -> None:
+        await self._inner.ping()
+
+
+async def ensure_budget_table(client: DynamoDBClient, table: str) -> None:
+    """Create the budget table (PAY_PER_REQUEST) with TTL on ``cleanup_at``; no-op when
+    it exists. Emulators without TTL keep their (one per scope) items."""
+    await create_table(client, table, BUDGET_SCHEMA)
+    try:
+        ttl = await client.describe_time_to_live(TableName=table)
+        if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
+            return
+        await client.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": CLEANUP_AT},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "UnknownOperationException":
+            raise
+        log.warning("budget_table_ttl_unsupported", table=table)

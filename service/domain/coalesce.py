@@ -1,0 +1,289 @@
+"""Coalescing: of the pushes of one tag waiting in this process, only the newest needs a
+PutImage.
+
+``CoalescingPushService`` is a ``PushService`` whose ``push`` first passes a per-tag
+*gate* in this process: one push per repo:tag runs the use case (lease, record,
+``put_image``) at a time; the others wait at the gate, not in the lease queue. When the
+running push ends, the gate goes to the **newest** waiter: the highest ``sequence`` when
+every waiter has one, else the latest arrival. When a push *succeeds*, each waiter that
+the use case would now answer without a PutImage is answered at once, without ever taking
+the lease:
+
+- ``unchanged``: the tag's record (as the successful push left it) names the waiter's
+  digest, and the waiter's sequence is not higher than the record's;
+- ``superseded``: the waiter's sequence is lower than the record's;
+- ``superseded``: neither carries a sequence, and the successful push arrived after the
+  waiter (without sequences the latest arrival wins).
+
+Why this is safe: a waiter is only ever answered from a push that has *already succeeded*
+— its record was written under its lease and the tag verified in ECR — while the waiter
+was waiting. The waiter is linearized just after that push (without sequences: just
+before it, which a concurrent waiter allows), and at that point the use case would have
+given the same answer. A failed push answers nobody: the next newest waiter takes the
+gate and runs normally, so no one is told ``superseded`` by a push that never landed.
+Waiting at the gate counts against the push's ``wait_seconds``; a push whose wait runs
+out there fails with ``lease_timeout``, as it would have in the lease queue.
+
+Every coalesced push is appended to history like any other (``outcome`` ``superseded`` or
+``unchanged``, the token of the push it was answered from, ``detail`` naming it).
+Coalescing is per process: replicas still serialize through the lease, and a push waiting
+on another replica is answered by its own replica's rules.
+
+It is off by default (``PUSHGATE_COALESCE``): with it, history no longer holds one entry
+per lease token (coalesced entries share the token of the push that answered them), and
+a consumer of history that assumes one token per entry must know the ``detail``. On a
+farm that pushes one hot tag from many builds, turn it on (``bench/service_bench.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from service.domain.errors import LeaseTimeout, PushError
+from service.domain.models import HistoryEntry, Outcome, PushRequest, PushResult
+from service.domain.ports import History, LeaseProvider, Registry, TagRecords
+from service.domain.push import PushPolicy, PushService
+
+log = structlog.get_logger("pushgate.coalesce")
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A successful push, as waiters are judged against it."""
+
+    request: PushRequest
+    arrival: int
+    result: PushResult
+    request_id: str
+
+
+def coalesced_outcome(waiter: PushRequest, waiter_arrival: int, done: Settled) -> Outcome | None:
+    """What the use case would answer ``waiter`` right after ``done`` succeeded, when that
+    answer needs no PutImage and no record write; None when the waiter must run."""
+    digest, sequence = done.result.current_digest, done.result.current_sequence
+    newer = waiter.sequence is not None and (sequence is None or waiter.sequence > sequence)
+    if waiter.digest == digest and not newer:
+        return Outcome.UNCHANGED
+    if waiter.sequence is not None and sequence is not None and waiter.sequence < sequence:
+        return Outcome.SUPERSEDED
+    if (
+        waiter.sequence is None
+        and done.request.sequence is None
+        and done.arrival > waiter_arrival
+        and done.result.outcome in {Outcome.PUSHED, Outcome.UNCHANGED}
+    ):
+        return Outcome.SUPERSEDED
+    return None
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    request: PushRequest
+    arrival: int
+    #: set to None when it is this waiter's turn to run, or to the push it is answered from
+    answer: asyncio.Future[Settled | None]
+
+
+@dataclass(slots=True)
+class _Gate:
+    waiters: list[_Waiter] = field(default_factory=list)
+
+
+def newest(waiters: list[_Waiter]) -> _Waiter:
+    """Highest sequence when every waiter has one (ties: latest arrival); else the latest
+    arrival."""
+    if all(w.request.sequence is not None for w in waiters):
+        return max(waiters, key=lambda w: (w.request.sequence, w.arrival))
+    return max(waiters, key=lambda w: w.arrival)
+
+
+class CoalescingPushService(PushService):
+    """``PushService`` with a per-tag gate that coalesces waiting pushes (module doc).
+
+    ``enabled=False`` makes it a plain ``PushService`` (the ``coalesce`` setting);
+    ``on_coalesced`` is called with each coalesced outcome (metrics)."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        leases: LeaseProvider,
+        records: TagRecords,
+        history: History,
+        policy: PushPolicy,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        jitter: Callable[[], float] = random.random,
+        enabled: bool = True,
+        on_coalesced: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        super().__init__(
+            registry=registry,
+            leases=leases,
+            records=records,
+            history=history,
+            policy=policy,
+            clock=clock,
+            sleep=sleep,
+            jitter=jitter,
+        )
+        self._gates: dict[str, _Gate] = {}
+        self._arrivals = itertools.count()
+        self._on_coalesced = on_coalesced
+        self._enabled = enabled
+
+    async def push(self, request: PushRequest, *, caller: str, request_id: str) -> PushResult:
+        if not self._enabled:
+            return await super().push(request, caller=caller, request_id=request_id)
+        key = request.ref.key
+        arrival = next(self._arrivals)
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = _Gate()
+            return await self._run(gate, key, request, arrival, caller, request_id)
+        started = self._clock()
+        waiter = _Waiter(request, arrival, asyncio.get_running_loop().create_future())
+        gate.waiters.append(waiter)
+        try:
+            done, _ = await asyncio.wait({waiter.answer}, timeout=request.wait_seconds)
+        except asyncio.CancelledError:
+            self._abandon(gate, key, waiter)
+            raise
+        if not done:
+            gate.waiters.remove(waiter)
+            exc = LeaseTimeout(key, holder="this replica", expires_at=None, retry_after=1.0)
+            await self._append_failure_entry(request, caller, request_id, started, exc)
+            raise exc
+        settled = waiter.answer.result()
+        if settled is None:  # our turn: run with what is left of the wait
+            waited = max(0.0, self._clock() - started)
+            rest = dataclasses.replace(
+                request, wait_seconds=max(0.0, request.wait_seconds - waited)
+            )
+            result = await self._run(gate, key, rest, arrival, caller, request_id)
+            return dataclasses.replace(result, waited_ms=result.waited_ms + waited * 1000)
+        return await self._answer(waiter, settled, caller, request_id, started)
+
+    async def _run(
+        self,
+        gate: _Gate,
+        key: str,
+        request: PushRequest,
+        arrival: int,
+        caller: str,
+        request_id: str,
+    ) -> PushResult:
+        try:
+            result = await super().push(request, caller=caller, request_id=request_id)
+            self._settle(gate, Settled(request, arrival, result, request_id))
+            return result
+        finally:
+            self._hand_over(gate, key)
+
+    def _settle(self, gate: _Gate, done: Settled) -> None:
+        """Answer every waiter that ``done`` made needless."""
+        keep: list[_Waiter] = []
+        for waiter in gate.waiters:
+            if coalesced_outcome(waiter.request, waiter.arrival, done) is None:
+                keep.append(waiter)
+            else:
+                waiter.answer.set_result(done)
+        gate.waiters = keep
+
+    def _hand_over(self, gate: _Gate, key: str) -> None:
+        """The gate goes to the newest waiter, or closes."""
+        if not gate.waiters:
+            del self._gates[key]
+            return
+        chosen = newest(gate.waiters)
+        gate.waiters.remove(chosen)
+        chosen.answer.set_result(None)
+
+    def _abandon(self, gate: _Gate, key: str, waiter: _Waiter) -> None:
+        """A cancelled waiter leaves; if the gate was just handed to it, pass it on."""
+        if waiter in gate.waiters:
+            gate.waiters.remove(waiter)
+        elif waiter.answer.done() and waiter.answer.result() is None:
+            self._hand_over(gate, key)
+
+    async def _answer(
+        self,
+        waiter: _Waiter,
+        done: Settled,
+        caller: str,
+        request_id: str,
+        started: float,
+    ) -> PushResult:
+        request = waiter.request
+        outcome = coalesced_outcome(request, waiter.arrival, done)
+        assert outcome is not None  # noqa: S101 - _settle answered it because of this
+        result = PushResult(
+            outcome=outcome,
+            ref=request.ref,
+            digest=request.digest,
+            previous_digest=done.result.current_digest,
+            sequence=request.sequence,
+            token=done.result.token,
+            waited_ms=round(max(0.0, self._clock() - started) * 1000, 3),
+            current_digest=done.result.current_digest,
+            current_sequence=done.result.current_sequence,
+        )
+        await self._append(
+            HistoryEntry(
+                ref=request.ref,
+                outcome=outcome.value,
+                digest=request.digest,
+                previous_digest=done.result.current_digest,
+                sequence=request.sequence,
+                token=done.result.token,
+                caller=caller,
+                request_id=request_id,
+                started_at=started,
+                finished_at=self._clock(),
+                detail=f"coalesced: answered from push {done.request_id} "
+                f"(sequence {done.request.sequence}, token {done.result.token}); no PutImage",
+            )
+        )
+        if self._on_coalesced is not None:
+            self._on_coalesced(outcome)
+        log.info(
+            "push_coalesced",
+            outcome=outcome.value,
+            digest=request.digest,
+            sequence=request.sequence,
+            by_request_id=done.request_id,
+            token=done.result.token,
+        )
+        return result
+
+    async def _append_failure_entry(
+        self,
+        request: PushRequest,
+        caller: str,
+        request_id: str,
+        started: float,
+        exc: PushError,
+    ) -> None:
+        await self._append(
+            HistoryEntry(
+                ref=request.ref,
+                outcome="failed",
+                digest=request.digest,
+                previous_digest=None,
+                sequence=request.sequence,
+                token=None,
+                caller=caller,
+                request_id=request_id,
+                started_at=started,
+                finished_at=self._clock(),
+                error=exc.code,
+                detail=exc.message,
+            )
+        )
