@@ -63,7 +63,7 @@ class LockConfig:
     retry_cap_seconds: float = 0.1
     claim_seconds: float | None = None
     cleanup_after_seconds: float = 86_400.0
-    local_handoffs: int = 4
+    local_handoffs: int = 8
 
     def __post_init__(self) -> None:
         def positive(name: str, value: float) -> None:

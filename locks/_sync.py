@@ -408,9 +408,9 @@ class Lease:
             if self._released:
                 return
             self._released = True
+        # no join: a renewal still in flight holds ``_io``, so the write below waits for
+        # it, and one that lands after the release or hand-off fails its condition
         self._stop.set()
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
         lock = self._lock
         lock._hold(self.key, -1)  # noqa: SLF001
         if not self.lost and self._hand_off():

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from service.commands import register as register_client_commands
+from service.stress_cli import stress
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -152,6 +153,7 @@ def token(
 
 
 register_client_commands(app)
+app.command(name="stress")(stress)
 
 
 def main() -> None:

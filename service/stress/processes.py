@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -332,10 +333,11 @@ def run_worker_processes(
     }
     pause = pause_seconds if pause_seconds is not None else run.config.lease_seconds * 2 + 2
 
-    def resume_later(pid: int) -> None:
+    def resume_later(worker: WorkerProcess) -> None:
         time.sleep(pause)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
+        if worker.proc.poll() is None:  # still our (stopped) child, not killed meanwhile
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGCONT)
 
     def drive(index: int) -> None:
         current_worker.set(f"p{index}")
@@ -363,7 +365,7 @@ def run_worker_processes(
                         )
                     )
                 attempt.error = "worker_killed"
-                run.dispatcher.requeue(spec)
+                run.dispatcher.requeue(dataclasses.replace(spec, pause=None))  # once
                 spawned += 1
                 worker = WorkerProcess(f"p{index}.{spawned}", env, config)
         finally:
@@ -377,7 +379,7 @@ def _relay(
     attempt: Attempt,
     run: Run,
     on_event: EventHook | None,
-    resume_later: Callable[[int], None],
+    resume_later: Callable[[WorkerProcess], None],
 ) -> tuple[bool, dict[str, Any] | None]:
     """Relay one request's events into the run; (finished, the lease held if it died)."""
     holding: dict[str, Any] | None = None
@@ -391,7 +393,7 @@ def _relay(
         elif kind == "write":
             run.recorder.write(TagWrite(**event["write"]))
         elif kind == "pausing":
-            threading.Thread(target=resume_later, args=(worker.pid,), daemon=True).start()
+            threading.Thread(target=resume_later, args=(worker,), daemon=True).start()
         elif kind == "done":
             _finish_from(attempt, event["attempt"])
         if on_event is not None:

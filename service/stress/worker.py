@@ -111,9 +111,9 @@ async def serve(config: dict[str, Any], name: str) -> None:
         def after_put(http_response: Any, **_: Any) -> None:
             # a crash after ECR accepted the write, before the record is written
             spec = _spec.get()
-            if spec is not None and spec.pause == "crash_after_put":
-                if http_response.status_code == 200:  # noqa: PLR2004 - HTTP OK
-                    os.kill(os.getpid(), signal.SIGKILL)
+            accepted = http_response.status_code == 200  # noqa: PLR2004 - HTTP OK
+            if accepted and spec is not None and spec.pause == "crash_after_put":
+                os.kill(os.getpid(), signal.SIGKILL)
 
         clients.ecr.meta.events.register("before-send.ecr.PutImage", before_put)
         # after instrument_ecr_async's handler, so the accepted write is reported first
