@@ -165,6 +165,20 @@ class TagRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingPush:
+    """An intent kept in the tag's record: the ``put_image`` a holder (``token``) was about to
+    make. Written before the call and cleared by the holder's record write, so an intent
+    still there names a holder that died in between; the next holder asks ECR whether the
+    put landed and adopts it, or drops the intent."""
+
+    digest: str
+    sequence: int | None
+    token: int
+    caller: str
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Fence:
     """What a record write is conditioned on: the lease item's owner and token."""
 

@@ -7,7 +7,14 @@ from __future__ import annotations
 import enum
 from typing import Protocol
 
-from service.domain.models import Fence, HistoryEntry, HistoryPage, ImageRef, TagRecord
+from service.domain.models import (
+    Fence,
+    HistoryEntry,
+    HistoryPage,
+    ImageRef,
+    PendingPush,
+    TagRecord,
+)
 
 
 class PutStatus(enum.Enum):
@@ -71,8 +78,22 @@ class Registry(Protocol):
 class TagRecords(Protocol):
     async def get(self, ref: ImageRef) -> TagRecord | None: ...
 
+    async def read(self, ref: ImageRef) -> tuple[TagRecord | None, PendingPush | None]:
+        """The record and its pending intent, if any, in one consistent read."""
+        ...
+
     async def put(self, record: TagRecord, *, fence: Fence) -> None:
-        """Write the record if ``fence`` still holds the lease; else raise ``LeaseLost``."""
+        """Write the record if ``fence`` still holds the lease; else raise ``LeaseLost``.
+        The write clears any pending intent."""
+        ...
+
+    async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:
+        """Record the intent to ``put_image``, leaving the record itself as it is; fenced
+        like ``put``."""
+        ...
+
+    async def clear_pending(self, ref: ImageRef, *, fence: Fence) -> None:
+        """Drop the pending intent, leaving the record as it is; fenced like ``put``."""
         ...
 
     async def ping(self) -> None: ...

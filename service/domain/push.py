@@ -2,15 +2,19 @@
 
 Steps, all under the repo:tag lease:
 
-1. read the per-tag record (the source of truth: digest, sequence, token);
+1. read the per-tag record (the source of truth: digest, sequence, token); an intent
+   left in it by an earlier holder that died between ``put_image`` and its record write is
+   settled first: when ECR names the pending digest the record adopts it, else the
+   intent is dropped;
 2. the record already names this digest: ``unchanged``, ECR's PutImage quota is not spent;
    a lower ``sequence`` than the record's: ``superseded``, ECR is not called;
-3. otherwise renew the lease and call ``put_image`` with a timeout well inside the
+3. otherwise write the intent (pending digest and sequence) into the record, fenced by the
+   lease token, renew the lease and call ``put_image`` with a timeout well inside the
    remaining lease; throttling and faults are retried here with jittered backoff (the
    ECR client itself does not retry, see ``service.adapters.ecr``);
 4. renew again to confirm the lease outlived the call, then write the record
    conditionally on the lease token, so a holder that lost its lease can never overwrite
-   a newer holder's record;
+   a newer holder's record; the write clears the intent;
 5. verify the tag in ECR against the record; a tag that drifted (a stale holder's delayed
    write landing late) is put back, logged and written to history;
 6. append the push to history, release the lease (always, also on failure).
@@ -35,7 +39,14 @@ from service.domain.errors import (
     RegistryTimeout,
     TagImmutable,
 )
-from service.domain.models import HistoryEntry, Outcome, PushRequest, PushResult, TagRecord
+from service.domain.models import (
+    HistoryEntry,
+    Outcome,
+    PendingPush,
+    PushRequest,
+    PushResult,
+    TagRecord,
+)
 from service.domain.ports import History, Lease, LeaseProvider, PutStatus, Registry, TagRecords
 
 log = structlog.get_logger("pushgate.push")
@@ -126,19 +137,29 @@ class PushService:
     async def _under_lease(self, attempt: _Attempt, lease: Lease) -> PushResult:
         request = attempt.request
         try:
-            record = await self._records.get(request.ref)
+            record, pending = await self._records.read(request.ref)
+            if pending is not None and pending.token < lease.token:
+                record = await self._resolve(attempt, lease, record, pending)
             attempt.previous_digest = record.digest if record else None
             if record is not None and record.digest == request.digest:
                 return await self._unchanged_by_record(attempt, lease, record)
             if _superseded(request, record):
                 assert record is not None  # noqa: S101 - _superseded checked it
                 return await self._superseded(attempt, lease, record)
-            status = await self._put_with_retries(request, lease)
-            outcome = await self._outcome_of(request, status)
-            await lease.renew()  # confirms the lease outlived the ECR call
             sequence = request.sequence
             if sequence is None and record is not None:
                 sequence = record.sequence
+            intent = PendingPush(
+                digest=request.digest,
+                sequence=sequence,
+                token=lease.token,
+                caller=attempt.caller,
+                request_id=attempt.request_id,
+            )
+            await self._records.put_pending(request.ref, intent, fence=lease.fence())
+            status = await self._put_with_retries(request, lease)
+            outcome = await self._outcome_of(request, status)
+            await lease.renew()  # confirms the lease outlived the ECR call
             new = self._record(attempt, lease, sequence)
             await self._records.put(new, fence=lease.fence())
             repaired = await self._verify(attempt, lease, new)
@@ -157,6 +178,62 @@ class PushService:
                 digest=request.digest,
                 retry_after=self._policy.lease_retry_after_seconds,
             ) from exc
+
+    async def _resolve(
+        self, attempt: _Attempt, lease: Lease, record: TagRecord | None, pending: PendingPush
+    ) -> TagRecord | None:
+        """Settle an intent left by an earlier holder that died between ``put_image`` and
+        its record write: ECR is asked whether that put landed. It did: the record adopts
+        the pending digest and sequence. It did not: the intent is dropped."""
+        ref = attempt.request.ref
+        observed = await self._registry.tag_digest(ref)
+        if observed != pending.digest:
+            log.info(
+                "pending_push_dropped",
+                key=ref.key,
+                pending_digest=pending.digest,
+                pending_token=pending.token,
+                observed=observed,
+            )
+            await self._records.clear_pending(ref, fence=lease.fence())
+            return record
+        adopted = TagRecord(
+            ref=ref,
+            digest=pending.digest,
+            sequence=pending.sequence,
+            token=lease.token,
+            owner=lease.owner,
+            caller=pending.caller,
+            request_id=pending.request_id,
+            updated_at=self._clock(),
+        )
+        await self._records.put(adopted, fence=lease.fence())
+        log.warning(
+            "pending_push_adopted",
+            key=ref.key,
+            digest=pending.digest,
+            sequence=pending.sequence,
+            pending_token=pending.token,
+            previous_digest=record.digest if record else None,
+        )
+        await self._append(
+            HistoryEntry(
+                ref=ref,
+                outcome="adopted",
+                digest=pending.digest,
+                previous_digest=record.digest if record else None,
+                sequence=pending.sequence,
+                token=lease.token,
+                caller=pending.caller,
+                request_id=pending.request_id,
+                started_at=attempt.started_at,
+                finished_at=self._clock(),
+                observed_digest=observed,
+                detail=f"adopted: the put_image of token {pending.token} landed in ECR "
+                "but its holder never wrote the record",
+            )
+        )
+        return adopted
 
     async def _unchanged_by_record(
         self, attempt: _Attempt, lease: Lease, record: TagRecord

@@ -127,13 +127,6 @@ class _RetryLast(Dispatcher):
             self.dispatched -= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service: a holder that crashes after ECR accepted its PutImage and before it "
-    "wrote the tag's record leaves ECR ahead of the record; the next, older build is "
-    "compared with the stale record and moves the tag back (invariant 2). Needs an "
-    "intent written to the record before PutImage.",
-)
 def test_crash_between_put_image_and_record(moto_endpoint):
     """Build 1 pushed; the push of build 3 dies (SIGKILL) right after ECR accepted it,
     before its record is written; build 2 follows, then build 3's retry. The tag must
@@ -180,8 +173,4 @@ def test_service_process_killed_and_restarted(moto_endpoint):
 
     result = execute(run, lambda run: run_service_mode(run, chaos=chaos))
     assert [1] == restarted
-    if result.verdict.count(2) and not any(result.verdict.count(n) for n in (1, 3, 4, 5, 6)):
-        # a push killed between PutImage and its record write: the known service issue
-        # pinned down by test_crash_between_put_image_and_record
-        pytest.xfail(f"known issue, invariant 2: {result.verdict.violations[0].detail}")
     assert_clean(result)

@@ -13,6 +13,7 @@ from service.domain.models import (
     HistoryEntry,
     HistoryPage,
     ImageRef,
+    PendingPush,
     PushRequest,
     PushResult,
     TagRecord,
@@ -113,6 +114,8 @@ class FakeRegistry:
     failures: list[PushError] = field(default_factory=list)
     puts: list[PutCall] = field(default_factory=list)
     during_put: Callable[[], None] | None = None
+    #: called after a put landed (a crash right after ECR accepted the write)
+    after_put: Callable[[], None] | None = None
     land_put: bool = True
 
     async def put_image(
@@ -138,6 +141,8 @@ class FakeRegistry:
             return PutStatus.ALREADY_EXISTS
         self.images[(ref.repository, digest)] = (manifest, media_type)
         self.tags[ref] = digest
+        if self.after_put is not None:
+            self.after_put()
         return PutStatus.PUSHED
 
     async def tag_digest(self, ref: ImageRef) -> str | None:
@@ -154,19 +159,40 @@ class FakeRecords:
     def __init__(self, leases: FakeLeases) -> None:
         self.leases = leases
         self.items: dict[str, TagRecord] = {}
+        self.pending: dict[str, PendingPush] = {}
         self.writes = 0
+        self.intent_writes = 0
 
     async def get(self, ref: ImageRef) -> TagRecord | None:
         return self.items.get(ref.key)
 
-    async def put(self, record: TagRecord, *, fence: Fence) -> None:
+    async def read(self, ref: ImageRef) -> tuple[TagRecord | None, PendingPush | None]:
+        return self.items.get(ref.key), self.pending.get(ref.key)
+
+    def _check(self, key: str, fence: Fence) -> None:
         if self.leases.holders.get(fence.key) != (fence.owner, fence.token):
             raise LeaseLost(fence.key)
-        current = self.items.get(record.ref.key)
+        current = self.items.get(key)
         if current is not None and current.token > fence.token:
             raise LeaseLost(fence.key)
+        pending = self.pending.get(key)
+        if pending is not None and pending.token > fence.token:
+            raise LeaseLost(fence.key)
+
+    async def put(self, record: TagRecord, *, fence: Fence) -> None:
+        self._check(record.ref.key, fence)
         self.writes += 1
         self.items[record.ref.key] = record
+        self.pending.pop(record.ref.key, None)
+
+    async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:
+        self._check(ref.key, fence)
+        self.intent_writes += 1
+        self.pending[ref.key] = pending
+
+    async def clear_pending(self, ref: ImageRef, *, fence: Fence) -> None:
+        self._check(ref.key, fence)
+        self.pending.pop(ref.key, None)
 
     async def ping(self) -> None:
         return None
