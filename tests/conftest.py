@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+import structlog
 
 from service.localaws import LocalAWS
 from tests.servers import dynalite, dynalite_binary
@@ -27,6 +28,15 @@ for _name in (
     "AWS_ENDPOINT_URL_ECR",
 ):
     os.environ.pop(_name, None)
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """Each test starts from structlog's defaults: the app configures logging globally
+    (level filter, renderer), and capture_logs() only swaps processors."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
