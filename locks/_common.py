@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from locks._models import LockConfig
 from locks._protocol import Call, ConditionFailed
-from locks.exceptions import LockBackendError, TableNotFound
+from locks.exceptions import AcquireTimeout, LeaseUnavailable, LockBackendError, TableNotFound
 
 log = structlog.get_logger("locks")
 
@@ -40,6 +40,13 @@ def botocore_config(config: LockConfig) -> Config:
         connect_timeout=min(2.0, read_timeout),
         read_timeout=read_timeout,
     )
+
+
+def queued_out(key: str, timeout: float | None, waited: float) -> None:
+    """Raise for a waiter whose time ran out behind others of its own process."""
+    if timeout == 0:
+        raise LeaseUnavailable(key, "a waiter in this process", None)
+    raise AcquireTimeout(key, "a waiter in this process", None, waited)
 
 
 def translate(exc: Exception, call: Call) -> ConditionFailed | LockBackendError:

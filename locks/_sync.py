@@ -22,6 +22,7 @@ from locks._common import (
     create_table_params,
     default_owner,
     log,
+    queued_out,
     translate,
     wall_clock_ms,
 )
@@ -42,7 +43,6 @@ from locks._protocol import (
     renew_flow,
 )
 from locks.exceptions import (
-    AcquireTimeout,
     LeaseLost,
     LeaseUnavailable,
     LockBackendError,
@@ -160,7 +160,7 @@ class LeaseLock:
         ticket = self._queue.join(key)
         try:
             if not self._queue.wait_turn(key, ticket, timeout):
-                _queued_out(key, timeout, self.clock() - started)
+                queued_out(key, timeout, self.clock() - started)
             # the flow counts the timeout from ``started``: time queued here included
             flow = acquire_flow(
                 self.table_name,
@@ -320,13 +320,6 @@ class LeaseLock:
             assert lease is not None  # noqa: S101 - only heartbeats ask
             return lease._grant  # noqa: SLF001
         raise TypeError(f"unknown request {request!r}")
-
-
-def _queued_out(key: str, timeout: float | None, waited: float) -> None:
-    """Raise for a waiter whose time ran out behind others of this process."""
-    if timeout == 0:
-        raise LeaseUnavailable(key, "a waiter in this process", None)
-    raise AcquireTimeout(key, "a waiter in this process", None, waited)
 
 
 def _single(call: Call) -> Flow:

@@ -12,6 +12,7 @@ backend runs); connections are still accepted and read concurrently.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -57,6 +58,14 @@ class LocalAWS(ThreadedMotoServer):
         self._server_ready_event.set()
         self._server.serve_forever()
 
+    def serve_until_interrupted(self) -> None:
+        """Block this thread while the server runs; stop it on Ctrl-C or SIGINT."""
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            self.stop()
+
     @property
     def endpoint(self) -> str:
         host, port = self.get_host_and_port()
@@ -66,7 +75,6 @@ class LocalAWS(ThreadedMotoServer):
 def main() -> None:
     """``python -m service.localaws [--host H] [--port P]``: serve until interrupted."""
     import argparse  # noqa: PLC0415 - only the standalone server parses arguments
-    import time  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description="moto server whose AWS calls are atomic")
     parser.add_argument("--host", default="127.0.0.1")
@@ -75,11 +83,7 @@ def main() -> None:
     server = LocalAWS(args.host, args.port)
     server.start()
     print(f"moto (atomic calls) listening on {server.endpoint}", flush=True)  # noqa: T201
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":

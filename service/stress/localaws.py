@@ -10,7 +10,6 @@ image, so pushgate's tag repair can find it; immutable conflicts answer
 from __future__ import annotations
 
 import sys
-import time
 
 from service.localaws import LocalAWS
 
@@ -29,11 +28,7 @@ def main() -> None:
     server.start()
     sys.stdout.write(f"{server.endpoint} fidelity {fidelity}\n")
     sys.stdout.flush()
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":
