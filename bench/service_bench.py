@@ -42,14 +42,16 @@ Every loop is bounded by a deadline and a count.
 What bounds the figures
 -----------------------
 
-A pushgate push makes about ten AWS calls (the run prints them: five lease/budget
-``UpdateItem``, one ``GetItem``, one ``TransactWriteItems``, one history ``PutItem``, then
-``PutImage`` and the verifying ``BatchGetImage``), and LocalAWS applies one call at a
-time. The run prints moto's median call time: at ~5 ms (an idle machine) moto serves
-~200 calls/s, about 20 pushes/s, more than the 10/s quota; at ~20 ms (a loaded machine)
-it serves ~4 pushes/s and phase 3 measures moto, not the budget. ``--quota 3`` (which
-also sets pushgate's ``putimage_rate_per_second``) keeps the quota below what moto can
-feed, so phase 3 then measures how much of the quota the budget uses.
+A pushgate push that calls PutImage makes eight AWS calls (the run prints them): the
+answer waits for four DynamoDB round trips (lease ``UpdateItem``, record ``GetItem``,
+intent ``TransactWriteItems`` with the budget's ``UpdateItem`` beside it, record and
+history ``TransactWriteItems``) and ``PutImage``; the verifying ``BatchGetImage`` and the
+lease release run after the answer is sent. LocalAWS applies one call at a time. The run
+prints moto's median call time: at ~5 ms (an idle machine) moto serves ~200 calls/s,
+about 30 pushes/s, more than the 10/s quota; at ~20 ms (a loaded machine) it serves far
+fewer and phase 3 measures moto, not the budget. ``--quota 3`` (which also sets
+pushgate's ``putimage_rate_per_second``) keeps the quota below what moto can feed, so
+phase 3 then measures how much of the quota the budget uses.
 """
 
 from __future__ import annotations
@@ -227,9 +229,44 @@ class CallCounter:
             return dict(self.calls)
 
 
+class CallTimer:
+    """Intervals (monotonic) of the DynamoDB calls a client makes: ``before-call`` and
+    ``after-call`` hooks paired through botocore's per-request ``context``."""
+
+    def __init__(self) -> None:
+        self.intervals: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
+
+    def before(self, context: dict[str, Any] | None = None, **_: Any) -> None:
+        if context is not None:
+            context["bench_started"] = time.monotonic()
+
+    def after(self, context: dict[str, Any] | None = None, **_: Any) -> None:
+        if context is not None and "bench_started" in context:
+            with self._lock:
+                self.intervals.append((context["bench_started"], time.monotonic()))
+
+    def busy_within(self, start: float, end: float) -> float:
+        """Seconds of [start, end] during which at least one call was in flight."""
+        with self._lock:
+            clipped = sorted(
+                (max(a, start), min(b, end)) for a, b in self.intervals if b > start and a < end
+            )
+        busy, reach = 0.0, start
+        for a, b in clipped:
+            begin = max(a, reach)
+            if b > begin:
+                busy += b - begin
+                reach = b
+        return busy
+
+
 @contextlib.contextmanager
 def pushgate(
-    settings: Settings, ecr: SimulatedEcr, counter: CallCounter | None = None
+    settings: Settings,
+    ecr: SimulatedEcr,
+    counter: CallCounter | None = None,
+    timer: CallTimer | None = None,
 ) -> Iterator[str]:
     """pushgate under uvicorn on 127.0.0.1, its ECR client behind the simulated ECR."""
     app = create_app(settings, session=aioboto3.Session())
@@ -238,6 +275,9 @@ def pushgate(
         if counter is not None:
             app.state.clients.ecr.meta.events.register("before-send.ecr", counter.hook)
             app.state.clients.dynamodb.meta.events.register("before-send.dynamodb", counter.hook)
+        if timer is not None:
+            app.state.clients.dynamodb.meta.events.register("before-call.dynamodb", timer.before)
+            app.state.clients.dynamodb.meta.events.register("after-call.dynamodb", timer.after)
         yield url
 
 
@@ -317,11 +357,19 @@ def client(url: str) -> AsyncPushClient:
 
 
 async def single_push(
-    endpoint: str, url: str, ecr: SimulatedEcr, repo: str, count: int, counter: CallCounter
+    endpoint: str,
+    url: str,
+    ecr: SimulatedEcr,
+    repo: str,
+    count: int,
+    counter: CallCounter,
+    timer: CallTimer,
 ) -> dict[str, Any]:
-    """Alternate one pushgate push and one direct put_image, each of a fresh tag."""
+    """Alternate one pushgate push and one direct put_image, each of a fresh tag. For
+    each pushgate push, also the time pushgate waited on DynamoDB before answering."""
     through: list[float] = []
     direct: list[float] = []
+    dynamodb: list[float] = []
     session = aioboto3.Session()
     async with (
         session.client("ecr", endpoint_url=endpoint, region_name=REGION) as ecr_client,
@@ -331,7 +379,9 @@ async def single_push(
         for i in range(count + 1):  # the first round warms connections and is dropped
             started = time.monotonic()
             await pg.push(repo, f"pg-{i}", manifest(i, "pg"), sequence=1)
-            pg_seconds = time.monotonic() - started
+            answered = time.monotonic()
+            pg_seconds = answered - started
+            on_path = timer.busy_within(started, answered)
             body = manifest(i, "direct")
             started = time.monotonic()
             await ecr_client.put_image(
@@ -341,6 +391,7 @@ async def single_push(
             if i:
                 through.append(pg_seconds)
                 direct.append(direct_seconds)
+                dynamodb.append(on_path)
             else:
                 warm = counter.snapshot()
             await asyncio.sleep(2 / ecr.quota)  # two PutImage a round: stay under the quota
@@ -351,6 +402,10 @@ async def single_push(
         "pushgate_p50": statistics.median(through),
         "direct_p50": statistics.median(direct),
         "ratio": statistics.median(through) / statistics.median(direct),
+        "dynamodb_p50": statistics.median(dynamodb),
+        "rest_p50": statistics.median(
+            [t - d - statistics.median(direct) for t, d in zip(through, dynamodb, strict=True)]
+        ),
     }
 
 
@@ -489,9 +544,11 @@ def main() -> None:
             f"{moto_ms:.1f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n",
             flush=True,
         )
-        counter = CallCounter()
-        with pushgate(base, ecr, counter) as url:
-            single = asyncio.run(single_push(endpoint, url, ecr, repos["single"], singles, counter))
+        counter, timer = CallCounter(), CallTimer()
+        with pushgate(base, ecr, counter, timer) as url:
+            single = asyncio.run(
+                single_push(endpoint, url, ecr, repos["single"], singles, counter, timer)
+            )
         rows.append(
             (
                 "1 one push: pushgate / direct put_image",
@@ -502,6 +559,16 @@ def main() -> None:
         print(f"phase 1 done: {rows[-1]}", flush=True)
         per_push = ", ".join(f"{op} {n:.1f}" for op, n in single["calls_per_push"].items())
         rows.append(("1 AWS calls per pushgate push", per_push, ""))
+        rows.append(
+            (
+                "1 where a push's extra time goes (p50)",
+                f"{single['dynamodb_p50'] * 1000:.0f} ms waiting on DynamoDB before answering",
+                (
+                    f"{single['rest_p50'] * 1000:.0f} ms other (HTTP, the service, event loop); "
+                    f"moto DynamoDB call p50 {moto_ms:.1f} ms"
+                ),
+            )
+        )
         hot: dict[bool, dict[str, Any]] = {}
         for coalesce in (False, True):
             with pushgate(base.model_copy(update={"coalesce": coalesce}), ecr) as url:

@@ -7,6 +7,11 @@ item can both succeed, and concurrent ``put_image`` calls can leave one tag on
 two images. Real AWS applies each call atomically. This server restores that
 by applying one request at a time (a WSGI middleware holding a lock while the
 backend runs); connections are still accepted and read concurrently.
+
+moto's dispatcher lists its package directory on every request to recognise a service
+name in the Host header (``moto.backends.list_of_moto_modules``: about a thousand
+``stat`` calls, a quarter of a DynamoDB call's time). The list cannot change while the
+server runs, so ``LocalAWS`` computes it once.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from moto import backends
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -25,6 +31,18 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _list_moto_modules_once() -> None:
+    if getattr(backends.list_of_moto_modules, "pushgate_cached", False):
+        return
+    modules = tuple(backends.list_of_moto_modules())
+
+    def cached() -> tuple[str, ...]:
+        return modules
+
+    cached.pushgate_cached = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = cached
 
 
 class _OneAtATime:
@@ -51,6 +69,7 @@ class LocalAWS(ThreadedMotoServer):
         super().__init__(ip_address=host, port=port, verbose=False)
 
     def _server_entry(self) -> None:
+        _list_moto_modules_once()
         app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(
             self._ip_address, self._port, app, threaded=True, request_handler=_QuietHandler

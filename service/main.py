@@ -9,18 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aioboto3
 import structlog
 from fastapi import FastAPI
 
-from locks import AsyncLeaseLock, LockConfig
+from locks import AsyncLease, AsyncLeaseLock, LockConfig
 from service.adapters.aws import Clients, open_clients
 from service.adapters.budget import BudgetedRegistry, DynamoPutImageBudget, budget_scope
 from service.adapters.ecr import EcrRegistry
 from service.adapters.history import DynamoHistory
-from service.adapters.leases import LockLeaseProvider
+from service.adapters.leases import LockLease, LockLeaseProvider
 from service.adapters.records import DynamoTagRecords
 from service.api import errors
 from service.api.deps import Services
@@ -56,8 +56,14 @@ def lock_config(settings: Settings) -> LockConfig:
     )
 
 
-def build_services(settings: Settings, clients: Clients) -> Services:
-    """The production wiring: adapters over the two clients, the use case over them."""
+def build_services(
+    settings: Settings,
+    clients: Clients,
+    *,
+    lease_factory: Callable[[AsyncLease], LockLease] = LockLease,
+) -> Services:
+    """The production wiring: adapters over the two clients, the use case over them.
+    ``lease_factory`` wraps each held lease (the stress harness records holds with it)."""
     lock = AsyncLeaseLock(
         settings.lease_table, client=clients.dynamodb, config=lock_config(settings)
     )
@@ -67,11 +73,15 @@ def build_services(settings: Settings, clients: Clients) -> Services:
         read_timeout=settings.ecr_read_timeout_seconds,
     )
     records = DynamoTagRecords(
-        clients.dynamodb, table=settings.tags_table, lease_table=settings.lease_table
+        clients.dynamodb,
+        table=settings.tags_table,
+        lease_table=settings.lease_table,
+        history_table=settings.history_table,
     )
     history = DynamoHistory(clients.dynamodb, table=settings.history_table)
     metrics = Metrics()
     budgeted: Registry = registry
+    budget: DynamoPutImageBudget | None = None
     if settings.putimage_budget:
         budget = DynamoPutImageBudget(
             clients.dynamodb,
@@ -89,7 +99,7 @@ def build_services(settings: Settings, clients: Clients) -> Services:
         )
     service = CoalescingPushService(
         registry=budgeted,
-        leases=LockLeaseProvider(lock, retry_after=1.0),
+        leases=LockLeaseProvider(lock, retry_after=1.0, lease_factory=lease_factory),
         records=records,
         history=history,
         policy=push_policy(settings),
@@ -105,6 +115,7 @@ def build_services(settings: Settings, clients: Clients) -> Services:
         records=records,
         history=history,
         metrics=metrics,
+        budget=budget,
     )
 
 

@@ -38,7 +38,7 @@ PUSHGATE_PUTIMAGE_RATE_PER_SECOND     10                 the account's PutImage 
 PUSHGATE_PUTIMAGE_BUDGET_SHARE        0.95               share of the quota pushgate schedules
 PUSHGATE_BUDGET_TABLE                 pushgate-budget    the budget's schedule (one item per scope)
 PUSHGATE_BUDGET_MAX_WAIT_SECONDS      30                 longest wait for a PutImage slot
-PUSHGATE_COALESCE                     0                  1: waiting pushes of a tag are coalesced
+PUSHGATE_COALESCE                     1                  0: every waiting push runs on its own
 ===================================== ================== ==========================================
 """
 
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     putimage_budget_share: float = Field(default=0.95, gt=0, le=1)
     budget_table: str = "pushgate-budget"
     budget_max_wait_seconds: float = Field(default=30.0, ge=0)
-    coalesce: bool = False
+    coalesce: bool = True
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

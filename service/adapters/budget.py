@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from service.adapters.aws import create_table
+from service.adapters.aws import create_table, describe_active
 from service.domain.errors import RegistryThrottled
 from service.domain.models import ImageRef
 from service.domain.ports import PutStatus, Registry
@@ -150,6 +150,10 @@ class PutImageBudget(Protocol):
         ``max_wait``), or raise ``RegistryThrottled`` when no slot is that close."""
         ...
 
+    async def ping(self) -> None:
+        """Raise ``PushError`` unless the budget's store answers (``/readyz``)."""
+        ...
+
 
 class DynamoPutImageBudget:
     """The shared schedule in one item of ``table`` (see the module docstring)."""
@@ -184,6 +188,9 @@ class DynamoPutImageBudget:
     @property
     def interval_seconds(self) -> float:
         return self._interval / MICROS
+
+    async def ping(self) -> None:
+        await describe_active(self._client, self._table)
 
     async def reserve(self, max_wait: float) -> float:
         request = _Request(
@@ -367,6 +374,13 @@ class BudgetedRegistry:
             digest=digest,
             timeout=timeout - max(0.0, wait),
         )
+
+    async def reserve(self, ref: ImageRef, digest: str) -> None:
+        """Reserve the slot of the coming ``put_image`` of ``digest`` now, and hold it for
+        that call (the use case does this beside its intent write)."""
+        key = (ref.key, digest)
+        if key not in self._held:
+            self._held[key] = await self._slot(key)
 
     async def tag_digest(self, ref: ImageRef) -> str | None:
         return await self._inner.tag_digest(ref)

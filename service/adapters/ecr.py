@@ -214,6 +214,9 @@ class EcrRegistry:
         images = answer.get("images", [])
         return dict(images[0]) if images else None
 
+    async def reserve(self, ref: ImageRef, digest: str) -> None:
+        """No budget here: ``BudgetedRegistry`` adds one."""
+
     async def tag_digest(self, ref: ImageRef) -> str | None:
         image = await self._batch_get(ref.repository, {"imageTag": ref.tag})
         if image is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from locks import AsyncLease, AsyncLeaseLock, LeaseUnavailable, LockBackendError, LockError
@@ -67,11 +68,20 @@ class LockLease:
 
 
 class LockLeaseProvider:
-    """Acquires repo:tag leases; ``retry_after`` is what a ``lease_timeout`` answer advises."""
+    """Acquires repo:tag leases; ``retry_after`` is what a ``lease_timeout`` answer advises.
+    ``lease_factory`` wraps each held lease (a ``LockLease`` subclass may observe it, as
+    the stress harness does)."""
 
-    def __init__(self, lock: AsyncLeaseLock, *, retry_after: float) -> None:
+    def __init__(
+        self,
+        lock: AsyncLeaseLock,
+        *,
+        retry_after: float,
+        lease_factory: Callable[[AsyncLease], LockLease] = LockLease,
+    ) -> None:
         self._lock = lock
         self._retry_after = retry_after
+        self._lease_factory = lease_factory
 
     @property
     def lock(self) -> AsyncLeaseLock:
@@ -89,4 +99,4 @@ class LockLeaseProvider:
             ) from exc
         except LockError as exc:
             raise _translate(exc, key) from exc
-        return LockLease(lease)
+        return self._lease_factory(lease)

@@ -3,7 +3,10 @@
 The record is written with ``TransactWriteItems``: a ``ConditionCheck`` that the lease
 item still names this holder (owner, token, not yet expired by the holder's clock) and
 a ``Put`` conditioned on the record's token not being newer. A holder whose lease ran
-out, or was taken over, therefore cannot overwrite a newer holder's record.
+out, or was taken over, therefore cannot overwrite a newer holder's record. A push's
+history entry (a ``Put`` on the history table, item built by ``history.to_item``) rides in
+the same transaction, so the record and its entry land together or not at all, in one
+round trip.
 
 Before ``put_image`` the holder writes its intent into the same item (``pending_digest``,
 ``pending_sequence``, ``pending_token``, ``pending_caller``, ``pending_request_id``) with
@@ -21,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from service.adapters.aws import backend_error, describe_active
+from service.adapters.history import to_item
 from service.domain.errors import LeaseLost
-from service.domain.models import Fence, ImageRef, PendingPush, TagRecord
+from service.domain.models import Fence, HistoryEntry, ImageRef, PendingPush, TagRecord
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -100,11 +104,13 @@ class DynamoTagRecords:
         *,
         table: str,
         lease_table: str,
+        history_table: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._table = table
         self._lease_table = lease_table
+        self._history_table = history_table
         self._clock = clock
 
     async def get(self, ref: ImageRef) -> TagRecord | None:
@@ -124,7 +130,12 @@ class DynamoTagRecords:
         found = dict(item)
         return _record(found), _pending(found)
 
-    async def put(self, record: TagRecord, *, fence: Fence) -> None:
+    async def put(
+        self, record: TagRecord, *, fence: Fence, history: HistoryEntry | None = None
+    ) -> None:
+        entries: list[TransactWriteItemTypeDef] = []
+        if history is not None:
+            entries.append({"Put": {"TableName": self._history_table, "Item": to_item(history)}})
         await self._fenced(
             fence,
             {
@@ -140,6 +151,7 @@ class DynamoTagRecords:
                 }
             },
             "TransactWriteItems of a tag record",
+            *entries,
         )
 
     async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:
@@ -206,9 +218,16 @@ class DynamoTagRecords:
             "TransactWriteItems clearing a tag intent",
         )
 
-    async def _fenced(self, fence: Fence, write: TransactWriteItemTypeDef, what: str) -> None:
-        """``write`` on the tags table, in one transaction with the check that the lease
-        item still names this holder; ``LeaseLost`` when either condition fails."""
+    async def _fenced(
+        self,
+        fence: Fence,
+        write: TransactWriteItemTypeDef,
+        what: str,
+        *also: TransactWriteItemTypeDef,
+    ) -> None:
+        """``write`` on the tags table (and ``also``, unconditional), in one transaction
+        with the check that the lease item still names this holder; ``LeaseLost`` when
+        either condition fails."""
         now_ms = int(self._clock() * 1000)
         try:
             await self._client.transact_write_items(
@@ -231,6 +250,7 @@ class DynamoTagRecords:
                         }
                     },
                     write,
+                    *also,
                 ]
             )
         except ClientError as exc:

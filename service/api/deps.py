@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.adapters.budget import PutImageBudget
 from service.auth import Authenticator, Identity
 from service.domain.ports import History, Registry, TagRecords
 from service.domain.push import PushService
@@ -24,6 +25,8 @@ class Services:
     records: TagRecords
     history: History
     metrics: Metrics
+    #: the shared PutImage budget, when on; ``/readyz`` checks its table
+    budget: PutImageBudget | None = None
 
 
 def get_services(request: Request) -> Services:

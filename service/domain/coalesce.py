@@ -16,7 +16,7 @@ the lease:
   waiter (without sequences the latest arrival wins).
 
 Why this is safe: a waiter is only ever answered from a push that has *already succeeded*
-— its record was written under its lease and the tag verified in ECR — while the waiter
+— ECR accepted its PutImage and its record was written under its lease — while the waiter
 was waiting. The waiter is linearized just after that push (without sequences: just
 before it, which a concurrent waiter allows), and at that point the use case would have
 given the same answer. A failed push answers nobody: the next newest waiter takes the
@@ -29,10 +29,10 @@ Every coalesced push is appended to history like any other (``outcome`` ``supers
 Coalescing is per process: replicas still serialize through the lease, and a push waiting
 on another replica is answered by its own replica's rules.
 
-It is off by default (``PUSHGATE_COALESCE``): with it, history no longer holds one entry
-per lease token (coalesced entries share the token of the push that answered them), and
-a consumer of history that assumes one token per entry must know the ``detail``. On a
-farm that pushes one hot tag from many builds, turn it on (``bench/service_bench.py``).
+It is on by default (``PUSHGATE_COALESCE``; ``bench/service_bench.py`` measures a hot
+tag with and without it). With it, history no longer holds one entry per lease token
+(coalesced entries share the token of the push that answered them, and say so in
+``detail``); a consumer of history that needs one token per entry turns it off.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import structlog
 from service.domain.errors import LeaseTimeout, PushError
 from service.domain.models import HistoryEntry, Outcome, PushRequest, PushResult
 from service.domain.ports import History, LeaseProvider, Registry, TagRecords
-from service.domain.push import PushPolicy, PushService
+from service.domain.push import Defer, PushPolicy, PushService
 
 log = structlog.get_logger("pushgate.coalesce")
 
@@ -139,15 +139,27 @@ class CoalescingPushService(PushService):
         self._on_coalesced = on_coalesced
         self._enabled = enabled
 
-    async def push(self, request: PushRequest, *, caller: str, request_id: str) -> PushResult:
+    async def push(
+        self,
+        request: PushRequest,
+        *,
+        caller: str,
+        request_id: str,
+        defer: Defer | None = None,
+        arrived_at: float | None = None,
+    ) -> PushResult:
         if not self._enabled:
-            return await super().push(request, caller=caller, request_id=request_id)
+            return await super().push(
+                request, caller=caller, request_id=request_id, defer=defer, arrived_at=arrived_at
+            )
         key = request.ref.key
         arrival = next(self._arrivals)
         gate = self._gates.get(key)
         if gate is None:
             gate = self._gates[key] = _Gate()
-            return await self._run(gate, key, request, arrival, caller, request_id)
+            return await self._run(
+                gate, key, request, arrival, caller, request_id, defer, arrived_at
+            )
         started = self._clock()
         waiter = _Waiter(request, arrival, asyncio.get_running_loop().create_future())
         gate.waiters.append(waiter)
@@ -167,7 +179,7 @@ class CoalescingPushService(PushService):
             rest = dataclasses.replace(
                 request, wait_seconds=max(0.0, request.wait_seconds - waited)
             )
-            result = await self._run(gate, key, rest, arrival, caller, request_id)
+            result = await self._run(gate, key, rest, arrival, caller, request_id, defer, started)
             return dataclasses.replace(result, waited_ms=result.waited_ms + waited * 1000)
         return await self._answer(waiter, settled, caller, request_id, started)
 
@@ -179,9 +191,13 @@ class CoalescingPushService(PushService):
         arrival: int,
         caller: str,
         request_id: str,
+        defer: Defer | None,
+        arrived_at: float | None,
     ) -> PushResult:
         try:
-            result = await super().push(request, caller=caller, request_id=request_id)
+            result = await super().push(
+                request, caller=caller, request_id=request_id, defer=defer, arrived_at=arrived_at
+            )
             self._settle(gate, Settled(request, arrival, result, request_id))
             return result
         finally:

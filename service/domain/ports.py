@@ -64,6 +64,12 @@ class Registry(Protocol):
         timeout: float,
     ) -> PutStatus: ...
 
+    async def reserve(self, ref: ImageRef, digest: str) -> None:
+        """Make room for a coming ``put_image`` of ``digest`` on ``ref`` (a PutImage budget
+        reserves its slot); a no-op for a registry without one. ``put_image`` works without
+        it; reserving early only takes the round trip off the push's path."""
+        ...
+
     async def tag_digest(self, ref: ImageRef) -> str | None:
         """The digest the tag names now, or None when the tag does not exist."""
         ...
@@ -82,9 +88,12 @@ class TagRecords(Protocol):
         """The record and its pending intent, if any, in one consistent read."""
         ...
 
-    async def put(self, record: TagRecord, *, fence: Fence) -> None:
+    async def put(
+        self, record: TagRecord, *, fence: Fence, history: HistoryEntry | None = None
+    ) -> None:
         """Write the record if ``fence`` still holds the lease; else raise ``LeaseLost``.
-        The write clears any pending intent."""
+        The write clears any pending intent; ``history`` is appended in the same atomic
+        write, so a record never moves without its entry."""
         ...
 
     async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:

@@ -9,22 +9,33 @@ Steps, all under the repo:tag lease:
 2. the record already names this digest: ``unchanged``, ECR's PutImage quota is not spent;
    a lower ``sequence`` than the record's: ``superseded``, ECR is not called;
 3. otherwise write the intent (pending digest and sequence) into the record, fenced by the
-   lease token, renew the lease and call ``put_image`` with a timeout well inside the
-   remaining lease; throttling and faults are retried here with jittered backoff (the
-   ECR client itself does not retry, see ``service.adapters.ecr``);
-4. renew again to confirm the lease outlived the call, then write the record
-   conditionally on the lease token, so a holder that lost its lease can never overwrite
-   a newer holder's record; the write clears the intent;
-5. verify the tag in ECR against the record; a tag that drifted (a stale holder's delayed
-   write landing late) is put back, logged and written to history;
-6. append the push to history, release the lease (always, also on failure).
+   lease token, while the registry reserves a PutImage slot (two independent round trips
+   at once); call ``put_image`` with a timeout well inside the remaining lease, renewing
+   first only when the lease is too short for a whole call (the heartbeat normally keeps
+   it long); throttling and faults are retried here with jittered backoff (the ECR client
+   itself does not retry, see ``service.adapters.ecr``);
+4. write the record and its history entry in one transaction, conditional on the lease
+   item still naming this holder, unexpired, and on the record holding no newer token:
+   that check is what confirms the lease outlived the ECR call, and a holder that lost
+   its lease can never overwrite a newer holder's record; the write clears the intent;
+5. answer; then, still under the lease, verify the tag in ECR against the record (a tag
+   that drifted, a stale holder's delayed write landing late, is put back, logged and
+   written to history) and release the lease. ``defer`` lets the caller run this after
+   its answer is sent (the HTTP route hands it to the response's background tasks);
+   without it, ``push`` runs it before returning. Pushes that call no PutImage
+   (``unchanged``, ``superseded``) verify before answering, so ``repaired`` is reported.
 
-A lease lost anywhere in 3-5 ends in ``LeaseLost`` carrying the digest read back from
-ECR, so the caller knows what the tag really names.
+A lease lost anywhere in 3-4 ends in ``LeaseLost`` carrying the digest read back from
+ECR, so the caller knows what the tag really names. On failure the lease is released
+before the error is raised.
+
+Per push that calls PutImage, the answer waits for four DynamoDB round trips (acquire,
+read, intent with the slot reservation beside it, record) and one ECR call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +61,10 @@ from service.domain.models import (
 from service.domain.ports import History, Lease, LeaseProvider, PutStatus, Registry, TagRecords
 
 log = structlog.get_logger("pushgate.push")
+
+#: Runs a push's after-answer work (verify, release) later; e.g. a response's background
+#: tasks. The job never raises ``PushError``.
+Defer = Callable[[Callable[[], Awaitable[None]]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +123,19 @@ class PushService:
         self._sleep = sleep
         self._jitter = jitter
 
-    async def push(self, request: PushRequest, *, caller: str, request_id: str) -> PushResult:
-        attempt = _Attempt(request, caller, request_id, self._clock(), token=None)
+    async def push(
+        self,
+        request: PushRequest,
+        *,
+        caller: str,
+        request_id: str,
+        defer: Defer | None = None,
+        arrived_at: float | None = None,
+    ) -> PushResult:
+        """``arrived_at``: when the request arrived, if it waited before this call (the
+        coalescing gate); history's ``started_at``. Default: now."""
+        started = self._clock() if arrived_at is None else arrived_at
+        attempt = _Attempt(request, caller, request_id, started, token=None)
         try:
             lease = await self._leases.acquire(request.ref.key, timeout=request.wait_seconds)
         except PushError as exc:
@@ -117,12 +143,14 @@ class PushService:
             raise
         attempt.token = lease.token  # the lease library logs lease_acquired / lease_released
         try:
-            result = await self._under_lease(attempt, lease)
+            result, unverified = await self._under_lease(attempt, lease)
         except PushError as exc:
+            await self._release(lease)
             await self._append_failure(attempt, exc)
             raise
-        finally:
+        except BaseException:
             await self._release(lease)
+            raise
         log.info(
             "push_finished",
             outcome=result.outcome.value,
@@ -132,9 +160,24 @@ class PushService:
             token=result.token,
             repaired=result.repaired,
         )
+
+        async def after_answer() -> None:
+            try:
+                if unverified is not None:
+                    await self._verify(attempt, lease, unverified)
+            finally:
+                await self._release(lease)
+
+        if defer is None:
+            await after_answer()
+        else:
+            defer(after_answer)
         return result
 
-    async def _under_lease(self, attempt: _Attempt, lease: Lease) -> PushResult:
+    async def _under_lease(
+        self, attempt: _Attempt, lease: Lease
+    ) -> tuple[PushResult, TagRecord | None]:
+        """The result, and the record still to verify after answering (None: verified)."""
         request = attempt.request
         try:
             record, pending = await self._records.read(request.ref)
@@ -142,10 +185,10 @@ class PushService:
                 record = await self._resolve(attempt, lease, record, pending)
             attempt.previous_digest = record.digest if record else None
             if record is not None and record.digest == request.digest:
-                return await self._unchanged_by_record(attempt, lease, record)
+                return await self._unchanged_by_record(attempt, lease, record), None
             if _superseded(request, record):
                 assert record is not None  # noqa: S101 - _superseded checked it
-                return await self._superseded(attempt, lease, record)
+                return await self._superseded(attempt, lease, record), None
             sequence = request.sequence
             if sequence is None and record is not None:
                 sequence = record.sequence
@@ -156,14 +199,15 @@ class PushService:
                 caller=attempt.caller,
                 request_id=attempt.request_id,
             )
-            await self._records.put_pending(request.ref, intent, fence=lease.fence())
+            await self._write_intent(request, intent, lease)
             status = await self._put_with_retries(request, lease)
             outcome = await self._outcome_of(request, status)
-            await lease.renew()  # confirms the lease outlived the ECR call
             new = self._record(attempt, lease, sequence)
-            await self._records.put(new, fence=lease.fence())
-            repaired = await self._verify(attempt, lease, new)
-            return await self._finish(attempt, lease, outcome, new, repaired=repaired)
+            # The fenced write confirms the lease outlived the ECR call.
+            await self._records.put(
+                new, fence=lease.fence(), history=self._entry(attempt, lease, outcome)
+            )
+            return self._result(attempt, lease, outcome, new, repaired=False), new
         except LeaseLost as exc:
             observed = await self._readback(request)
             log.warning(
@@ -264,7 +308,7 @@ class PushService:
             updated_at=self._clock(),
         )
 
-    async def _finish(
+    def _result(
         self,
         attempt: _Attempt,
         lease: Lease,
@@ -274,7 +318,7 @@ class PushService:
         repaired: bool,
     ) -> PushResult:
         request = attempt.request
-        result = PushResult(
+        return PushResult(
             outcome=outcome,
             ref=request.ref,
             digest=request.digest,
@@ -286,21 +330,47 @@ class PushService:
             current_sequence=current.sequence,
             repaired=repaired,
         )
-        await self._append(
-            HistoryEntry(
-                ref=request.ref,
-                outcome=outcome.value,
-                digest=request.digest,
-                previous_digest=attempt.previous_digest,
-                sequence=request.sequence,
-                token=lease.token,
-                caller=attempt.caller,
-                request_id=attempt.request_id,
-                started_at=attempt.started_at,
-                finished_at=self._clock(),
-            )
+
+    def _entry(self, attempt: _Attempt, lease: Lease, outcome: Outcome) -> HistoryEntry:
+        request = attempt.request
+        return HistoryEntry(
+            ref=request.ref,
+            outcome=outcome.value,
+            digest=request.digest,
+            previous_digest=attempt.previous_digest,
+            sequence=request.sequence,
+            token=lease.token,
+            caller=attempt.caller,
+            request_id=attempt.request_id,
+            started_at=attempt.started_at,
+            finished_at=self._clock(),
         )
-        return result
+
+    async def _finish(
+        self,
+        attempt: _Attempt,
+        lease: Lease,
+        outcome: Outcome,
+        current: TagRecord,
+        *,
+        repaired: bool,
+    ) -> PushResult:
+        await self._append(self._entry(attempt, lease, outcome))
+        return self._result(attempt, lease, outcome, current, repaired=repaired)
+
+    async def _write_intent(self, request: PushRequest, intent: PendingPush, lease: Lease) -> None:
+        """Write the intent while the registry reserves the PutImage slot, in parallel."""
+        reserving = asyncio.ensure_future(self._reserve(request))
+        try:
+            await self._records.put_pending(request.ref, intent, fence=lease.fence())
+        finally:
+            await reserving
+
+    async def _reserve(self, request: PushRequest) -> None:
+        try:
+            await self._registry.reserve(request.ref, request.digest)
+        except PushError as exc:  # put_image reserves again, inside its retries
+            log.info("putimage_reserve_deferred", key=request.ref.key, error=exc.code)
 
     async def _outcome_of(self, request: PushRequest, status: PutStatus) -> Outcome:
         if status is PutStatus.PUSHED:
@@ -313,8 +383,13 @@ class PushService:
         raise TagImmutable(request.ref.repository, request.ref.tag, existing_digest=existing)
 
     async def _call_budget(self, lease: Lease) -> float:
-        """Renew, then give the next ECR call a timeout that ends well inside the lease."""
-        await lease.renew()
+        """A timeout for the next ECR call that ends well inside the lease. The lease is
+        renewed first only when what is left would cut a whole call short: the heartbeat
+        keeps it long, and a renewal is a round trip on every push's path."""
+        if lease.lost:
+            raise LeaseLost(lease.key)
+        if lease.remaining() - self._policy.lease_margin_seconds < self._policy.ecr_timeout_seconds:
+            await lease.renew()
         budget = lease.remaining() - self._policy.lease_margin_seconds
         if budget < self._policy.min_call_seconds:
             raise LeaseLost(lease.key)

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from locks import LeaseLock, LockConfig, LockError
+from locks import AsyncLease, LeaseLock, LockConfig, LockError
+from service.adapters.leases import LockLease
 from service.stress.harness import (
     MEDIA_TYPE,
     REGION,
@@ -57,7 +58,6 @@ from service.stress.record import Attempt, History, Hold, Recorder
 if TYPE_CHECKING:
     from service.adapters.aws import Clients
     from service.domain.models import Fence
-    from service.domain.ports import Lease, LeaseProvider
     from service.domain.push import PushService
     from service.settings import Settings
 
@@ -278,93 +278,52 @@ def stress_settings(config: RunConfig, endpoint: str | None) -> Settings:
     )
 
 
-class RecordingLease:
-    """A domain ``Lease`` that records its holding period as the holder saw it."""
+class RecordingLease(LockLease):
+    """A service lease that records its holding period as the holder saw it.
+
+    ``on_event`` hears ``acquired``, ``fence`` (before each fenced write: the intent,
+    the record), ``renew`` and ``release``; the stress workers pause there on request."""
 
     def __init__(
         self,
-        lease: Lease,
-        recorder: Recorder,
+        lease: AsyncLease,
         *,
+        recorder: Recorder,
         on_event: Callable[[str, RecordingLease], None] | None = None,
     ) -> None:
-        self._lease = lease
+        super().__init__(lease)
         self._recorder = recorder
         self._on_event = on_event
         self.worker = current_worker.get()
         self.start = time.time()
-        self.trusted_until = self.start + lease.remaining()
-        current_token.set(lease.token)
+        self.trusted_until = self.start + self.remaining()
+        current_token.set(self.token)
+        self._emit("acquired")
 
-    @property
-    def key(self) -> str:
-        return self._lease.key
-
-    @property
-    def owner(self) -> str:
-        return self._lease.owner
-
-    @property
-    def token(self) -> int:
-        return self._lease.token
-
-    @property
-    def waited_ms(self) -> float:
-        return self._lease.waited_ms
-
-    @property
-    def lost(self) -> bool:
-        return self._lease.lost
-
-    def remaining(self) -> float:
-        return self._lease.remaining()
+    def _emit(self, event: str) -> None:
+        if self._on_event is not None:
+            self._on_event(event, self)
 
     def fence(self) -> Fence:
-        return self._lease.fence()
+        self._emit("fence")
+        return super().fence()
 
     async def renew(self) -> None:
-        if self._on_event is not None:
-            self._on_event("renew", self)
-        await self._lease.renew()
-        self.trusted_until = time.time() + self._lease.remaining()
+        self._emit("renew")
+        await super().renew()
+        self.trusted_until = time.time() + self.remaining()
 
     def hold(self) -> Hold:
         end = time.time()
-        lost = self._lease.lost
+        lost = self.lost
         if lost:
             end = min(end, self.trusted_until)
         return Hold(self.key, self.token, self.start, end, self.worker, lost)
 
     async def release(self) -> None:
         self._recorder.hold(self.hold())
-        if self._on_event is not None:
-            self._on_event("release", self)
-        await self._lease.release()
-
-
-class RecordingLeases:
-    """A ``LeaseProvider`` whose leases record themselves."""
-
-    def __init__(
-        self,
-        provider: LeaseProvider,
-        recorder: Recorder,
-        *,
-        on_event: Callable[[str, RecordingLease], None] | None = None,
-    ) -> None:
-        self._provider = provider
-        self._recorder = recorder
-        self._on_event = on_event
-
-    async def acquire(self, key: str, *, timeout: float) -> Lease:
-        lease = RecordingLease(
-            await self._provider.acquire(key, timeout=timeout),
-            self._recorder,
-            on_event=self._on_event,
-        )
-        if self._on_event is not None:
-            self._on_event("acquired", lease)
-        return lease
+        self._emit("release")
+        await super().release()
 
 
 def push_service(
@@ -374,17 +333,14 @@ def push_service(
     *,
     on_event: Callable[[str, RecordingLease], None] | None = None,
 ) -> PushService:
-    """The production wiring (``service.main.build_services``), its lease provider
-    wrapped so that every lease records its holding period."""
+    """The production wiring (``service.main.build_services``) with leases that record
+    their holding periods."""
     from service.main import build_services  # noqa: PLC0415 - server-only import
 
-    push = build_services(settings, clients).push
-    # build_services has no parameter for wrapping the lease provider yet; until it has,
-    # the use case's provider is wrapped in place (without it, holds go unrecorded).
-    leases: LeaseProvider | None = getattr(push, "_leases", None)
-    if leases is not None:
-        push._leases = RecordingLeases(leases, recorder, on_event=on_event)  # noqa: SLF001
-    return push
+    def recording(lease: AsyncLease) -> LockLease:
+        return RecordingLease(lease, recorder=recorder, on_event=on_event)
+
+    return build_services(settings, clients, lease_factory=recording).push
 
 
 def client_backoff(tries: int, retry_after: float | None, rng: random.Random) -> float:

@@ -1,4 +1,5 @@
-"""``/healthz`` (the process is up), ``/readyz`` (DynamoDB tables and ECR answer),
+"""``/healthz`` (the process is up), ``/readyz`` (DynamoDB tables, the PutImage budget's
+table when the budget is on, and ECR answer),
 ``/metrics`` (Prometheus)."""
 
 from __future__ import annotations
@@ -9,7 +10,14 @@ from collections.abc import Awaitable
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from service.api.deps import HistoryDep, MetricsDep, RecordsDep, RegistryDep, SettingsDep
+from service.api.deps import (
+    HistoryDep,
+    MetricsDep,
+    RecordsDep,
+    RegistryDep,
+    ServicesDep,
+    SettingsDep,
+)
 from service.api.schemas import ReadyResponse
 from service.domain.errors import PushError
 
@@ -35,14 +43,21 @@ async def _check(probe: Awaitable[None], timeout: float) -> str:
 
 @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
 async def readyz(
-    settings: SettingsDep, records: RecordsDep, history: HistoryDep, registry: RegistryDep
+    settings: SettingsDep,
+    records: RecordsDep,
+    history: HistoryDep,
+    registry: RegistryDep,
+    services: ServicesDep,
 ) -> JSONResponse:
-    """Ready when the three DynamoDB tables are ACTIVE and ECR answers; 503 otherwise."""
+    """Ready when the DynamoDB tables (leases, tags, history, and the budget's when it is
+    on) are ACTIVE and ECR answers; 503 otherwise."""
     timeout = settings.ready_timeout_seconds
 
     async def dynamodb() -> None:
         await records.ping()
         await history.ping()
+        if services.budget is not None:
+            await services.budget.ping()
 
     dynamo, ecr = await asyncio.gather(
         _check(dynamodb(), timeout), _check(registry.ping(), timeout)

@@ -6,7 +6,7 @@ import time
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Request
 
 from service.api.deps import IdentityDep, MetricsDep, PushDep, RequestIdDep, SettingsDep
 from service.api.schemas import ErrorResponse, PushBody, PushResponse
@@ -40,6 +40,7 @@ async def create_push(
     metrics: MetricsDep,
     request_id: RequestIdDep,
     identity: IdentityDep,
+    background: BackgroundTasks,
     x_pushgate_caller: Annotated[str | None, Header(max_length=256)] = None,
 ) -> PushResponse:
     """Put the manifest on repository:tag under the tag's lease.
@@ -69,7 +70,13 @@ async def create_push(
         caller = body.caller or x_pushgate_caller or client
         if identity.entry is not None:  # with auth on, the token names the caller
             caller = identity.name if caller == client else f"{identity.name} ({caller})"
-        result = await push.push(push_request, caller=caller, request_id=request_id)
+        # Verifying the tag and releasing the lease run after the answer is sent.
+        result = await push.push(
+            push_request,
+            caller=caller,
+            request_id=request_id,
+            defer=background.add_task,
+        )
     except PushError as exc:
         metrics.pushes.labels(outcome=exc.code).inc()
         if exc.code == "lease_lost":

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from service.domain.errors import LeaseLost
 from service.domain.models import Fence, ImageRef, PendingPush, manifest_digest
+from service.main import create_app
 from service.settings import Settings
 from tests.ecr_fidelity import EcrFidelity
 from tests.integration.service.helpers import manifest, tag_digest
@@ -153,3 +154,34 @@ async def test_intent_write_is_fenced_by_the_lease(
     with pytest.raises(LeaseLost):
         await records.clear_pending(ref, fence=fence)
     assert not {k for k in item(dynamodb, settings, repo) if k.startswith("pending_")}
+
+
+async def test_record_and_its_history_entry_land_together(
+    client: httpx.AsyncClient,
+    repo: str,
+    ecr: Any,
+    dynamodb: Any,
+    settings: Settings,
+    aws_session: Any,
+) -> None:
+    """A PutImage's history entry is written in the record's own transaction: when the
+    entry cannot be written (its table is missing), the record is not moved either, the
+    push fails retryably, and the next push adopts what ECR took, with history saying so."""
+    text = manifest(1)
+    broken = create_app(
+        settings.model_copy(update={"history_table": "no-such-history"}), session=aws_session
+    )
+    async with (
+        broken.router.lifespan_context(broken),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=broken), base_url="http://b") as http,
+    ):
+        answer = await push(http, repo, text, sequence=1)
+    assert (503, "backend_unavailable") == (answer.status_code, answer.json()["error"])
+    assert manifest_digest(text) == tag_digest(ecr, repo, "v1")
+    raw = item(dynamodb, settings, repo)
+    assert ("digest" not in raw, manifest_digest(text)) == (True, raw["pending_digest"]["S"])
+    assert [] == (await client.get(f"/v1/tags/{repo}/v1/history")).json()["items"]
+
+    assert "unchanged" == (await push(client, repo, text, sequence=1)).json()["outcome"]
+    history = (await client.get(f"/v1/tags/{repo}/v1/history")).json()["items"]
+    assert ["unchanged", "adopted"] == [i["outcome"] for i in history]

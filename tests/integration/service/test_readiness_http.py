@@ -68,6 +68,26 @@ async def test_not_ready_when_a_table_is_missing(settings: Settings, aws_session
     assert "no-such-table" in answer.json()["checks"]["dynamodb"]
 
 
+async def test_not_ready_when_the_budget_table_is_missing(
+    settings: Settings, aws_session: Any
+) -> None:
+    """With the PutImage budget on, a missing budget table makes /readyz 503 and names it."""
+    missing = settings.model_copy(
+        update={"putimage_budget": True, "budget_table": "no-such-budget"}
+    )
+    answer = await ready(missing, aws_session)
+    assert 503 == answer.status_code
+    assert "no-such-budget" in answer.json()["checks"]["dynamodb"]
+
+
+async def test_budget_table_not_needed_with_the_budget_off(
+    settings: Settings, aws_session: Any
+) -> None:
+    """With the budget off, its table is not part of readiness."""
+    off = settings.model_copy(update={"putimage_budget": False, "budget_table": "no-such-budget"})
+    assert 200 == (await ready(off, aws_session)).status_code
+
+
 async def test_healthz_needs_no_backend(settings: Settings, aws_session: Any) -> None:
     """/healthz answers even when nothing behind the service is reachable."""
     down = settings.model_copy(

@@ -80,9 +80,10 @@ class _Gated(Dispatcher):
         return super().next()
 
 
-@pytest.mark.parametrize("point", ["renew", "put"])
+@pytest.mark.parametrize("point", ["fence", "put"])
 def test_holder_paused_past_its_lease_does_not_overwrite(moto_endpoint, point):
-    """A holder SIGSTOP'd (right before it renews and calls PutImage) past its lease and
+    """A holder SIGSTOP'd (right before it writes its intent, or right before PutImage
+    reaches ECR) past its lease and
     resumed: a newer build took the lease over and pushed meanwhile; the resumed holder
     learns its lease is lost, its push never lands, and its retry is superseded."""
     config = RunConfig(mode="pushgate", seed=4, tags=1, pushes=3, lease_seconds=2.0)

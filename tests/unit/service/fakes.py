@@ -44,7 +44,9 @@ class FakeLease:
     owner: str
     token: int
     waited_ms: float = 0.0
-    seconds_left: float = 30.0
+    #: what a renewal gives, from the fake clock's now
+    lease_seconds: float = 30.0
+    expires_at: float = 0.0
     released: bool = False
     renewals: int = 0
 
@@ -53,7 +55,7 @@ class FakeLease:
         return self.leases.holders.get(self.key) != (self.owner, self.token)
 
     def remaining(self) -> float:
-        return 0.0 if self.lost else self.seconds_left
+        return 0.0 if self.lost else max(0.0, self.expires_at - self.leases.clock())
 
     def fence(self) -> Fence:
         return Fence(self.key, self.owner, self.token)
@@ -62,6 +64,7 @@ class FakeLease:
         self.renewals += 1
         if self.lost:
             raise LeaseLost(self.key)
+        self.expires_at = self.leases.clock() + self.lease_seconds
 
     async def release(self) -> None:
         if not self.released and not self.lost:
@@ -70,7 +73,8 @@ class FakeLease:
 
 
 class FakeLeases:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
         self.holders: dict[str, tuple[str, int]] = {}
         self.tokens: dict[str, int] = {}
         self.granted: list[FakeLease] = []
@@ -84,6 +88,7 @@ class FakeLeases:
         owner = f"owner-{token}"
         self.holders[key] = (owner, token)
         lease = FakeLease(self, key, owner, token, waited_ms=1.5)
+        lease.expires_at = self.clock() + lease.lease_seconds
         self.granted.append(lease)
         return lease
 
@@ -117,6 +122,7 @@ class FakeRegistry:
     #: called after a put landed (a crash right after ECR accepted the write)
     after_put: Callable[[], None] | None = None
     land_put: bool = True
+    reserved: list[tuple[ImageRef, str]] = field(default_factory=list)
 
     async def put_image(
         self,
@@ -145,6 +151,9 @@ class FakeRegistry:
             self.after_put()
         return PutStatus.PUSHED
 
+    async def reserve(self, ref: ImageRef, digest: str) -> None:
+        self.reserved.append((ref, digest))
+
     async def tag_digest(self, ref: ImageRef) -> str | None:
         return self.tags.get(ref)
 
@@ -156,8 +165,9 @@ class FakeRegistry:
 
 
 class FakeRecords:
-    def __init__(self, leases: FakeLeases) -> None:
+    def __init__(self, leases: FakeLeases, history: FakeHistory | None = None) -> None:
         self.leases = leases
+        self.history = history
         self.items: dict[str, TagRecord] = {}
         self.pending: dict[str, PendingPush] = {}
         self.writes = 0
@@ -179,8 +189,13 @@ class FakeRecords:
         if pending is not None and pending.token > fence.token:
             raise LeaseLost(fence.key)
 
-    async def put(self, record: TagRecord, *, fence: Fence) -> None:
+    async def put(
+        self, record: TagRecord, *, fence: Fence, history: HistoryEntry | None = None
+    ) -> None:
         self._check(record.ref.key, fence)
+        if history is not None:
+            assert self.history is not None, "a history entry needs FakeRecords(history=)"
+            await self.history.append(history)
         self.writes += 1
         self.items[record.ref.key] = record
         self.pending.pop(record.ref.key, None)
@@ -249,10 +264,10 @@ class World:
 
     def __init__(self, policy: PushPolicy | None = None) -> None:
         self.clock = FakeClock()
-        self.leases = FakeLeases()
+        self.leases = FakeLeases(self.clock)
         self.registry = FakeRegistry()
-        self.records = FakeRecords(self.leases)
         self.history = FakeHistory()
+        self.records = FakeRecords(self.leases, self.history)
         self.policy = policy or PushPolicy(
             ecr_timeout_seconds=10.0, lease_margin_seconds=2.0, attempts=4
         )

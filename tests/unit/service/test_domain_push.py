@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from structlog.testing import capture_logs
 
@@ -16,7 +18,7 @@ from service.domain.errors import (
     RepositoryNotFound,
     TagImmutable,
 )
-from service.domain.models import Outcome, TagRecord
+from service.domain.models import ImageRef, Outcome, TagRecord
 from service.domain.push import PushPolicy
 from tests.unit.service.fakes import FakeLease, World, request
 
@@ -159,7 +161,8 @@ async def test_ecr_timeout_ends_inside_the_lease() -> None:
 
     async def acquire(key: str, *, timeout: float) -> FakeLease:
         lease = await original(key, timeout=timeout)
-        lease.seconds_left = 5.0
+        lease.lease_seconds = 5.0
+        lease.expires_at = short.clock() + 5.0
         return lease
 
     short.leases.acquire = acquire  # type: ignore[method-assign]
@@ -167,10 +170,39 @@ async def test_ecr_timeout_ends_inside_the_lease() -> None:
     assert 3.0 == short.registry.puts[0].timeout
 
 
-async def test_lease_is_renewed_before_and_after_the_call(world: World) -> None:
-    """The lease is renewed before the ECR call and confirmed after it."""
+async def test_fresh_lease_is_not_renewed_for_the_call(world: World) -> None:
+    """A lease with room for a whole ECR call (30 s left, 10 s call, 2 s margin) is not
+    renewed on the push's path: the fenced record write confirms it afterwards."""
     await world.push(request(1))
-    assert 2 == world.leases.granted[0].renewals
+    assert 0 == world.leases.granted[0].renewals
+
+
+async def test_short_lease_is_renewed_before_the_call(world: World) -> None:
+    """A lease with less left than a whole ECR call plus the margin is renewed first."""
+    original = world.leases.acquire
+
+    async def acquire(key: str, *, timeout: float) -> FakeLease:
+        lease = await original(key, timeout=timeout)
+        lease.expires_at = world.clock() + 11.0  # 11 - 2 < 10
+        return lease
+
+    world.leases.acquire = acquire  # type: ignore[method-assign]
+    await world.push(request(1))
+    assert (1, 10.0) == (world.leases.granted[0].renewals, world.registry.puts[0].timeout)
+
+
+async def test_lease_lost_before_the_call_never_calls_ecr(world: World) -> None:
+    """A lease the heartbeat already found lost ends in lease_lost before any ECR call."""
+    original = world.registry.reserve
+
+    async def reserve(ref: ImageRef, digest: str) -> None:
+        await original(ref, digest)
+        world.leases.steal(ref.key)
+
+    world.registry.reserve = reserve  # type: ignore[method-assign]
+    with pytest.raises(LeaseLost):
+        await world.push(request(1))
+    assert [] == world.registry.puts
 
 
 async def test_lease_lost_during_call_reports_what_ecr_holds(world: World) -> None:
@@ -263,8 +295,9 @@ async def test_repair_is_logged(world: World) -> None:
     assert "tag_drift_detected" in [e["event"] for e in logs]
 
 
-async def test_history_failure_does_not_fail_the_push(world: World) -> None:
-    """A history table outage is logged; the push itself still succeeds."""
+async def test_history_failure_does_not_fail_a_push_without_putimage(world: World) -> None:
+    """A history table outage while answering ``unchanged`` is logged; the push succeeds."""
+    await world.push(request(1))
 
     async def broken(entry: object) -> None:
         raise BackendUnavailable("history table down")
@@ -272,5 +305,51 @@ async def test_history_failure_does_not_fail_the_push(world: World) -> None:
     world.history.append = broken  # type: ignore[method-assign]
     with capture_logs() as logs:
         result = await world.push(request(1))
-    assert Outcome.PUSHED == result.outcome
+    assert Outcome.UNCHANGED == result.outcome
     assert "history_append_failed" in [e["event"] for e in logs]
+
+
+async def test_pushed_entry_is_written_with_the_record(world: World) -> None:
+    """A PutImage's history entry is written in the record's own write: when it cannot be,
+    neither is the record, the push fails retryably and its intent stays for the next
+    holder, which adopts the digest ECR took."""
+    req = request(1)
+
+    async def broken(entry: object) -> None:
+        raise BackendUnavailable("history table down")
+
+    healthy = world.history.append
+    world.history.append = broken  # type: ignore[method-assign]
+    with pytest.raises(BackendUnavailable):
+        await world.push(req)
+    assert (None, req.digest) == (
+        world.records.items.get(req.ref.key),
+        world.records.pending[req.ref.key].digest,
+    )
+    world.history.append = healthy  # type: ignore[method-assign]
+    assert Outcome.UNCHANGED == (await world.push(req)).outcome
+    assert ["adopted", "unchanged"] == [e.outcome for e in world.history.entries]
+
+
+async def test_deferred_push_answers_before_verifying_and_releasing(world: World) -> None:
+    """With ``defer``, a PutImage push answers once its record is written; the tag is
+    verified and the lease released by the deferred job, not before."""
+    jobs: list[Callable[[], Awaitable[None]]] = []
+    req = request(1)
+    result = await world.service.push(req, caller="ci", request_id="r", defer=jobs.append)
+    lease = world.leases.granted[0]
+    assert (Outcome.PUSHED, 1, False) == (result.outcome, len(jobs), lease.released)
+    assert [req.ref.key] == world.leases.held()
+    world.registry.tags[req.ref] = "sha256:" + "e" * 64  # a late stale write lands
+    await jobs[0]()
+    assert (True, req.digest) == (lease.released, world.registry.tags[req.ref])
+    assert ["pushed", "repaired"] == [e.outcome for e in world.history.entries]
+
+
+async def test_failed_push_releases_before_raising_even_with_defer(world: World) -> None:
+    """A failing push releases its lease itself and defers nothing."""
+    jobs: list[Callable[[], Awaitable[None]]] = []
+    world.registry.failures = [QuotaExceeded("too many images")]
+    with pytest.raises(QuotaExceeded):
+        await world.service.push(request(1), caller="ci", request_id="r", defer=jobs.append)
+    assert ([], True) == (jobs, world.leases.granted[0].released)
