@@ -21,15 +21,17 @@ pytestmark = pytest.mark.integration
 PUSHES = 12
 
 
+@pytest.mark.parametrize("coalesce", [False, True], ids=["coalescing-off", "coalescing-on"])
 async def test_two_servers_serialize_and_never_move_tag_backwards(
-    settings: Settings, repo: str, ecr: Any
+    settings: Settings, repo: str, ecr: Any, coalesce: bool
 ) -> None:
     """Concurrent pushes of one tag with shuffled sequences, split over two servers: the tag
-    ends on the highest sequence, and history shows strictly increasing tokens with the
-    pushed sequences increasing."""
+    ends on the highest sequence, every push has one history entry, and the entries of
+    pushes that took the lease show strictly increasing tokens with the pushed sequences
+    increasing. Without coalescing every push took the lease."""
     sequences = list(range(1, PUSHES + 1))
     random.Random(7).shuffle(sequences)
-    patient = settings.model_copy(update={"max_wait_seconds": 60.0})
+    patient = settings.model_copy(update={"max_wait_seconds": 60.0, "coalesce": coalesce})
     with serve(create_app(patient)) as one, serve(create_app(patient)) as two:
         async with httpx.AsyncClient(timeout=60) as http:
             answers = await asyncio.gather(
@@ -62,8 +64,11 @@ async def test_two_servers_serialize_and_never_move_tag_backwards(
     assert (PUSHES, manifest_digest(manifest(PUSHES))) == (record["sequence"], record["digest"])
     assert record["digest"] == tag_digest(ecr, repo, "v1")
     oldest_first = list(reversed(history))
-    tokens = [item["token"] for item in oldest_first]
+    leased = [i for i in oldest_first if not (i["detail"] or "").startswith("coalesced")]
+    tokens = [item["token"] for item in leased]
     assert sorted(set(tokens)) == tokens
-    pushed = [item["sequence"] for item in oldest_first if item["outcome"] == "pushed"]
+    pushed = [item["sequence"] for item in leased if item["outcome"] == "pushed"]
     assert sorted(set(pushed)) == pushed
     assert PUSHES == len(history)
+    if not coalesce:
+        assert oldest_first == leased
