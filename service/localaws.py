@@ -8,20 +8,31 @@ two images. Real AWS applies each call atomically. This server restores that
 by applying one request at a time (a WSGI middleware holding a lock while the
 backend runs); connections are still accepted and read concurrently.
 
-moto's dispatcher lists its package directory on every request to recognise a service
-name in the Host header (``moto.backends.list_of_moto_modules``: about a thousand
-``stat`` calls, a quarter of a DynamoDB call's time). The list cannot change while the
-server runs, so ``LocalAWS`` computes it once.
+Two of moto's costs grow where AWS's do not, and ``LocalAWS`` removes them:
+
+- its dispatcher lists its package directory on every request to recognise a service
+  name in the Host header (``moto.backends.list_of_moto_modules``: about a thousand
+  ``stat`` calls, a quarter of a DynamoDB call's time); the list cannot change while the
+  server runs, so it is computed once;
+- ``TransactWriteItems`` deep-copies every table it touches, to roll back on failure:
+  each transaction costs time in proportion to the tables' sizes, so a server that has
+  recorded a few thousand pushes in history slows every push down. Since calls here are
+  applied one at a time, a snapshot of the items the transaction names is enough: the
+  tables are not copied, and on failure those items are put back as they were.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto import backends
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -43,6 +54,60 @@ def _list_moto_modules_once() -> None:
 
     cached.pushgate_cached = True  # type: ignore[attr-defined]
     backends.list_of_moto_modules = cached
+
+
+_Snapshot = tuple[Table, DynamoType, DynamoType | None, Any]
+
+
+def _snapshot(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> list[_Snapshot]:
+    """The items a transaction names, as they are now (None: absent)."""
+    saved: list[_Snapshot] = []
+    for entry in transact_items:
+        try:
+            op = next(iter(entry.values()))
+            table = backend.tables[op["TableName"]]
+            key = op.get("Key") or op["Item"]
+            hash_key = DynamoType(key[table.hash_key_attr])
+            range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        except (KeyError, TypeError, StopIteration, AttributeError):
+            continue  # malformed: moto answers with its validation error
+        saved.append(
+            (table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key)))
+        )
+    return saved
+
+
+def _restore(saved: list[_Snapshot]) -> None:
+    for table, hash_key, range_key, item in reversed(saved):
+        if item is None:
+            table.delete_item(hash_key, range_key)
+        elif range_key is None:
+            table.items[hash_key] = item
+        else:
+            table.items[hash_key][range_key] = item
+
+
+def _transactions_copy_items_only() -> None:
+    original = DynamoDBBackend.transact_write_items
+    if getattr(original, "pushgate_items_only", False):
+        return
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        saved = _snapshot(self, transact_items)
+        tables = {id(table): table for table, *_ in saved}.values()
+        for table in tables:  # moto's own backup of the table becomes the table itself
+            setattr(table, "__deepcopy__", lambda _memo, table=table: table)  # noqa: B010
+        try:
+            original(self, transact_items)
+        except BaseException:
+            _restore(saved)
+            raise
+        finally:
+            for table in tables:
+                delattr(table, "__deepcopy__")
+
+    transact_write_items.pushgate_items_only = True  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
 class _OneAtATime:
@@ -70,6 +135,7 @@ class LocalAWS(ThreadedMotoServer):
 
     def _server_entry(self) -> None:
         _list_moto_modules_once()
+        _transactions_copy_items_only()
         app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(
             self._ip_address, self._port, app, threaded=True, request_handler=_QuietHandler
