@@ -313,3 +313,21 @@ async def test_failures_of_the_running_push_still_hand_the_gate_over() -> None:
     assert isinstance(results[0], PushError)
     assert "pushed" == outcomes(results)[1]
     assert {} == c.service._gates  # every gate closed
+
+
+async def test_push_that_waited_at_the_gate_is_recorded_from_its_arrival() -> None:
+    """The push that runs after waiting at the gate starts, in history, when it arrived,
+    and its ``waited_ms`` counts the gate: history then places its lease grant at
+    ``started_at + waited_ms``, after the push it waited for."""
+    c = Coalescing()
+    arrived = c.world.clock.now
+    first = await c.first_holds_put(request(1, sequence=1))
+    waiting = await c.queue(request(2, sequence=2))
+    c.world.clock.now += 5.0
+    c.registry.release.set()
+    results = await settle(first, *waiting)
+    entry = next(e for e in c.world.history.entries if e.sequence == 2)
+    result = results[1]
+    assert isinstance(result, PushResult)
+    assert ("pushed", arrived) == (entry.outcome, entry.started_at)
+    assert result.waited_ms >= 5000
