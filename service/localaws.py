@@ -111,11 +111,13 @@ def _transactions_copy_items_only() -> None:
 
 
 class _OneAtATime:
-    """WSGI middleware: each request runs alone in the backend, as one AWS call."""
+    """WSGI middleware: each request runs alone in the backend, as one AWS call. The lock
+    is shared by every server of the process, as moto's backends are."""
+
+    _lock = threading.Lock()
 
     def __init__(self, app: WSGIApp) -> None:
         self._app = app
-        self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self._lock:

@@ -304,11 +304,18 @@ class BudgetedRegistry:
     ``registry_throttled`` at once). One *call* may only wait until its own ``timeout``
     (which the use case sets inside the remaining lease) less ``call_reserve_seconds``
     kept for the call itself. A slot further than that is *held*: the call waits what it
-    may, then raises ``registry_throttled``; the use case backs off, renews its lease and
-    calls again, and the retry (same repo:tag and digest) waits for the held slot instead
-    of queueing anew. So a push keeps its place in the queue across the use case's
-    retries, while no ECR call ever starts outside a freshly renewed lease. Held slots
-    nobody came back for are forgotten ``forget_after_seconds`` after their time."""
+    may, then raises ``registry_throttled``; the use case backs off, checks its lease
+    (renewing it when what is left could not hold a whole call) and calls again, and the
+    retry (same repo:tag and digest) waits for the held slot instead of queueing anew. So
+    a push keeps its place in the queue across the use case's retries, while no ECR call
+    starts with less lease left than its timeout.
+
+    ``reserve`` takes the slot of a coming call ahead of it (the use case does so beside
+    its intent write). A held slot is used by a call that comes at most
+    ``forget_after_seconds`` after its time (default 1 s: a call a few ms late, after the
+    intent write, keeps its slot); later than that it is dropped, and the call reserves
+    anew, so a slot whose push failed never lets a later PutImage start outside the
+    schedule."""
 
     def __init__(
         self,
@@ -320,7 +327,7 @@ class BudgetedRegistry:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_wait: Callable[[float], None] | None = None,
-        forget_after_seconds: float = 60.0,
+        forget_after_seconds: float = 1.0,
     ) -> None:
         self._inner = inner
         self._budget = budget

@@ -99,4 +99,8 @@ class LockLeaseProvider:
             ) from exc
         except LockError as exc:
             raise _translate(exc, key) from exc
-        return self._lease_factory(lease)
+        try:
+            return self._lease_factory(lease)
+        except BaseException:
+            await lease.release()  # never leave a lease held with nobody to release it
+            raise

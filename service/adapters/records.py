@@ -255,7 +255,10 @@ class DynamoTagRecords:
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                raise LeaseLost(fence.key) from exc
+                # The first two entries are the fence: the lease check and the write.
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if not reasons or "ConditionalCheckFailed" in reasons[:2]:
+                    raise LeaseLost(fence.key) from exc
             raise backend_error(exc, what) from exc
         except BotoCoreError as exc:
             raise backend_error(exc, what) from exc

@@ -92,8 +92,10 @@ class TagRecords(Protocol):
         self, record: TagRecord, *, fence: Fence, history: HistoryEntry | None = None
     ) -> None:
         """Write the record if ``fence`` still holds the lease; else raise ``LeaseLost``.
-        The write clears any pending intent; ``history`` is appended in the same atomic
-        write, so a record never moves without its entry."""
+        The write clears any pending intent; ``history``, when given, is appended in the
+        same atomic write (one round trip, and the entry of a PutImage lands with its
+        record). Raise ``BackendUnavailable`` when the write failed for another reason
+        than the fence."""
         ...
 
     async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import structlog
 
 from service.domain.errors import (
+    BackendUnavailable,
     LeaseLost,
     PushError,
     RegistryError,
@@ -203,10 +204,7 @@ class PushService:
             status = await self._put_with_retries(request, lease)
             outcome = await self._outcome_of(request, status)
             new = self._record(attempt, lease, sequence)
-            # The fenced write confirms the lease outlived the ECR call.
-            await self._records.put(
-                new, fence=lease.fence(), history=self._entry(attempt, lease, outcome)
-            )
+            await self._record_with_entry(new, lease, self._entry(attempt, lease, outcome))
             return self._result(attempt, lease, outcome, new, repaired=False), new
         except LeaseLost as exc:
             observed = await self._readback(request)
@@ -358,13 +356,28 @@ class PushService:
         await self._append(self._entry(attempt, lease, outcome))
         return self._result(attempt, lease, outcome, current, repaired=repaired)
 
+    async def _record_with_entry(self, new: TagRecord, lease: Lease, entry: HistoryEntry) -> None:
+        """Write the record and its history entry in one fenced write; the fence confirms
+        the lease outlived the ECR call. When that write fails for another reason (the
+        history table), the record is written alone and the entry appended best effort:
+        ECR already holds the image, and history never fails a push."""
+        try:
+            await self._records.put(new, fence=lease.fence(), history=entry)
+        except BackendUnavailable as exc:
+            log.warning("record_with_history_failed", key=new.ref.key, message=exc.message)
+            await self._records.put(new, fence=lease.fence())
+            await self._append(entry)
+
     async def _write_intent(self, request: PushRequest, intent: PendingPush, lease: Lease) -> None:
         """Write the intent while the registry reserves the PutImage slot, in parallel."""
         reserving = asyncio.ensure_future(self._reserve(request))
         try:
             await self._records.put_pending(request.ref, intent, fence=lease.fence())
-        finally:
-            await reserving
+        except BaseException:
+            reserving.cancel()
+            await asyncio.gather(reserving, return_exceptions=True)
+            raise
+        await reserving
 
     async def _reserve(self, request: PushRequest) -> None:
         try:

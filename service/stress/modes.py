@@ -282,7 +282,8 @@ class RecordingLease(LockLease):
     """A service lease that records its holding period as the holder saw it.
 
     ``on_event`` hears ``acquired``, ``fence`` (before each fenced write: the intent,
-    the record), ``renew`` and ``release``; the stress workers pause there on request."""
+    the record), ``renew`` (rare on the push path: only when the lease is too short for
+    a whole ECR call) and ``release``; the stress workers pause there on request."""
 
     def __init__(
         self,
@@ -296,7 +297,6 @@ class RecordingLease(LockLease):
         self._on_event = on_event
         self.worker = current_worker.get()
         self.start = time.time()
-        self.trusted_until = self.start + self.remaining()
         current_token.set(self.token)
         self._emit("acquired")
 
@@ -311,7 +311,11 @@ class RecordingLease(LockLease):
     async def renew(self) -> None:
         self._emit("renew")
         await super().renew()
-        self.trusted_until = time.time() + self.remaining()
+
+    @property
+    def trusted_until(self) -> float:
+        """Until when the holder trusts its lease (epoch seconds); heartbeats move it."""
+        return self._lease.grant.trusted_until_ms / 1000
 
     def hold(self) -> Hold:
         end = time.time()

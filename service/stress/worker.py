@@ -6,8 +6,8 @@ Reads push specs (JSON lines) on stdin and runs each through its own push servic
 
 - ``acquired``: a lease was granted (token, start, trusted_until);
 - ``pausing``: the spec asked this process to stop itself here (SIGSTOP; a spec's
-  ``pause`` is ``acquired``, ``renew`` or ``put``, or ``crash_after_put`` to SIGKILL
-  itself once ECR accepted its PutImage);
+  ``pause`` is ``acquired``, ``fence`` (before the intent write), ``renew`` or ``put``,
+  or ``crash_after_put`` to SIGKILL itself once ECR accepted its PutImage);
 - ``hold`` / ``write``: a lease holding period, an accepted PutImage (``record``);
 - ``done``: the request's outcome.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import structlog
@@ -10,9 +11,12 @@ from fastapi import APIRouter, BackgroundTasks, Header, Request
 
 from service.api.deps import IdentityDep, MetricsDep, PushDep, RequestIdDep, SettingsDep
 from service.api.schemas import ErrorResponse, PushBody, PushResponse
+from service.auth import Identity
 from service.domain.errors import PushError
 from service.domain.models import PushRequest
-from service.metrics import CALL_STATS, CallStats
+from service.domain.push import PushService
+from service.metrics import CALL_STATS, CallStats, Metrics
+from service.settings import Settings
 
 log = structlog.get_logger("pushgate.api")
 
@@ -48,6 +52,33 @@ async def create_push(
     Answers ``pushed``, ``unchanged`` or ``superseded``; a bad request never takes a lease.
     """
     identity.check(body.repository)  # 403 before anything else is looked at
+    # Verifying the tag and releasing the lease run after the answer is sent (background
+    # tasks); an answer that fails on the way out carries none, so they run here then.
+    jobs: list[Callable[[], Awaitable[None]]] = []
+    try:
+        answer = await _push(
+            body, request, push, settings, metrics, request_id, identity, x_pushgate_caller, jobs
+        )
+    except BaseException:
+        for job in jobs:
+            await job()
+        raise
+    for job in jobs:
+        background.add_task(job)
+    return answer
+
+
+async def _push(
+    body: PushBody,
+    request: Request,
+    push: PushService,
+    settings: Settings,
+    metrics: Metrics,
+    request_id: str,
+    identity: Identity,
+    x_pushgate_caller: str | None,
+    jobs: list[Callable[[], Awaitable[None]]],
+) -> PushResponse:
     stats = CallStats()
     CALL_STATS.set(stats)
     started = time.perf_counter()
@@ -70,12 +101,8 @@ async def create_push(
         caller = body.caller or x_pushgate_caller or client
         if identity.entry is not None:  # with auth on, the token names the caller
             caller = identity.name if caller == client else f"{identity.name} ({caller})"
-        # Verifying the tag and releasing the lease run after the answer is sent.
         result = await push.push(
-            push_request,
-            caller=caller,
-            request_id=request_id,
-            defer=background.add_task,
+            push_request, caller=caller, request_id=request_id, defer=jobs.append
         )
     except PushError as exc:
         metrics.pushes.labels(outcome=exc.code).inc()

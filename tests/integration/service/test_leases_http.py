@@ -124,3 +124,24 @@ async def test_successful_push_releases_its_lease(
         TableName=settings.lease_table, Key={"pk": {"S": f"{repo}:v1"}}, ConsistentRead=True
     )["Item"]
     assert ("0", str(answer.json()["token"])) == (item["expires_at"]["N"], item["token"]["N"])
+
+
+async def test_lease_factory_failure_releases_the_lease(
+    app: FastAPI, repo: str, settings: Settings
+) -> None:
+    """A ``lease_factory`` that raises does not leave its lease held: the provider
+    releases it, and the next acquire gets it at once."""
+    from locks import AsyncLease
+    from service.adapters.leases import LockLease, LockLeaseProvider
+
+    lock = AsyncLeaseLock(settings.lease_table, client=app.state.clients.dynamodb)
+
+    def broken(lease: AsyncLease) -> LockLease:
+        raise RuntimeError("observer failed")
+
+    with pytest.raises(RuntimeError):
+        await LockLeaseProvider(lock, retry_after=1.0, lease_factory=broken).acquire(
+            f"{repo}:v1", timeout=1.0
+        )
+    lease = await LockLeaseProvider(lock, retry_after=1.0).acquire(f"{repo}:v1", timeout=0.0)
+    await lease.release()

@@ -268,3 +268,37 @@ async def test_unexpected_error_is_500_json(world: World) -> None:
         answer = await http.post("/v1/pushes", json=body())
     assert (500, "internal_error") == (answer.status_code, answer.json()["error"])
     assert [] == world.leases.held()
+
+
+async def test_answer_failing_after_the_push_still_releases_the_lease(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease's release runs after the answer; when building the answer fails, the
+    500 carries no background tasks, so the release runs before it: no lease is left."""
+
+    def broken(result: object) -> None:
+        raise RuntimeError("answer lost")
+
+    monkeypatch.setattr("service.api.routes.push.PushResponse.of", broken)
+    app = create_app(SETTINGS, services=services_of(world))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://pushgate") as api,
+    ):
+        answer = await api.post("/v1/pushes", json=body())
+    assert (500, []) == (answer.status_code, world.leases.held())
+    assert world.leases.granted[0].released
+
+
+async def test_lease_is_released_once_the_answer_is_sent(
+    world: World, api: httpx.AsyncClient
+) -> None:
+    """A pushed answer leaves the lease to the response's background task, which
+    releases it (the test transport runs it before returning)."""
+    answer = await api.post("/v1/pushes", json=body())
+    assert (200, [], True) == (
+        answer.status_code,
+        world.leases.held(),
+        world.leases.granted[0].released,
+    )
