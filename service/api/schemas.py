@@ -46,7 +46,11 @@ class PushResponse(BaseModel):
     waited_ms: float
     current_digest: str
     current_sequence: int | None
-    repaired: bool
+    repaired: bool = Field(
+        description="The tag had drifted from its record and was put back before this "
+        "answer (unchanged, superseded). After a PutImage the tag is verified once the "
+        "answer is sent; a repair then shows in history."
+    )
 
     @classmethod
     def of(cls, result: PushResult) -> PushResponse:
