@@ -252,6 +252,18 @@ async def test_openapi_document_is_served(api: httpx.AsyncClient) -> None:
     } <= set(paths)
 
 
+async def post_answering_errors(world: World) -> httpx.Response:
+    """One push to an app over the fakes whose unexpected errors come back as answers
+    (the test transport would raise them otherwise)."""
+    app = create_app(SETTINGS, services=services_of(world))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://pushgate") as http,
+    ):
+        return await http.post("/v1/pushes", json=body())
+
+
 async def test_unexpected_error_is_500_json(world: World) -> None:
     """A bug inside a route is answered 500 internal_error in the usual JSON shape."""
 
@@ -259,13 +271,7 @@ async def test_unexpected_error_is_500_json(world: World) -> None:
         raise RuntimeError("bug")
 
     world.registry.put_image = crash  # type: ignore[method-assign,assignment]
-    app = create_app(SETTINGS, services=services_of(world))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://pushgate") as http,
-    ):
-        answer = await http.post("/v1/pushes", json=body())
+    answer = await post_answering_errors(world)
     assert (500, "internal_error") == (answer.status_code, answer.json()["error"])
     assert [] == world.leases.held()
 
@@ -280,13 +286,7 @@ async def test_answer_failing_after_the_push_still_releases_the_lease(
         raise RuntimeError("answer lost")
 
     monkeypatch.setattr("service.api.routes.push.PushResponse.of", broken)
-    app = create_app(SETTINGS, services=services_of(world))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://pushgate") as api,
-    ):
-        answer = await api.post("/v1/pushes", json=body())
+    answer = await post_answering_errors(world)
     assert (500, []) == (answer.status_code, world.leases.held())
     assert world.leases.granted[0].released
 
