@@ -163,7 +163,9 @@ async def test_acquire_timeout_raises_with_holder_info(driver: Driver) -> None:
         await other.acquire("key", timeout=0.4)
     elapsed = time.monotonic() - started
 
-    assert 0.4 <= elapsed < 1.5
+    assert (
+        0.4 <= elapsed < 0.4 + 3.0
+    )  # about the timeout (slack for a busy host), not the 30 s lease
     assert "holder-a" == caught.value.holder
     assert lease.raw.grant.expires_at_ms == caught.value.expires_at
     assert caught.value.waited_ms >= 400
