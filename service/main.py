@@ -96,6 +96,7 @@ def build_services(
             max_wait_seconds=settings.budget_max_wait_seconds,
             call_reserve_seconds=min(1.0, settings.ecr_timeout_seconds / 2),
             on_wait=metrics.budget_wait.observe,
+            forget_after_seconds=0.4 * budget.interval_seconds,  # see BudgetedRegistry
         )
     service = CoalescingPushService(
         registry=budgeted,

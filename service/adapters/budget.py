@@ -26,7 +26,8 @@ held for the reservation call only, never for the sleep) reserves consecutive sl
 every queued caller with one ``UpdateItem`` (``tat += n * interval``), so a burst of local
 callers costs one DynamoDB call per round trip, not one each, and they never collide on
 the condition. Slots are spaced exactly ``interval`` apart: any interval of length ``L``
-holds at most ``floor(L / interval) + 1`` starts.
+holds at most ``floor(L / interval) + 1`` slots (and calls start at most a fraction of an
+interval after their slot, see ``BudgetedRegistry``).
 A slot further than the caller's allowed wait (``budget_max_wait_seconds``) is not
 reserved: the caller gets ``RegistryThrottled`` (code ``registry_throttled``, retryable).
 ``BudgetedRegistry`` keeps a slot beyond one ECR call's timeout across the use case's
@@ -146,8 +147,10 @@ class _Request:
 
 class PutImageBudget(Protocol):
     async def reserve(self, max_wait: float) -> float:
-        """Reserve one PutImage; return the seconds to wait before calling (at most
-        ``max_wait``), or raise ``RegistryThrottled`` when no slot is that close."""
+        """Reserve one PutImage; return the seconds from now to its slot (at most
+        ``max_wait``; negative when the slot has already begun, e.g. during the
+        reservation's own round trip), or raise ``RegistryThrottled`` when no slot is
+        that close."""
         ...
 
     async def ping(self) -> None:
@@ -238,10 +241,13 @@ class DynamoPutImageBudget:
                     self._fail_open(exc, batch)
                     return
                 self._believed = attempt.new_tat
+            # Waits run from now, not from ``now`` above: the write took a round trip, and
+            # a caller adding a wait from before it to its clock after it would start late.
+            answered = int(self._clock() * MICROS)
             slot = attempt.slot
             for request, fit in zip(batch, fits, strict=True):
                 if fit:
-                    request.answer.set_result(max(0.0, (slot - now) / MICROS))
+                    request.answer.set_result((slot - answered) / MICROS)
                     slot += self._interval
                 else:
                     wait = (slot - now) / MICROS
@@ -312,10 +318,16 @@ class BudgetedRegistry:
 
     ``reserve`` takes the slot of a coming call ahead of it (the use case does so beside
     its intent write). A held slot is used by a call that comes at most
-    ``forget_after_seconds`` after its time (default 1 s: a call a few ms late, after the
-    intent write, keeps its slot); later than that it is dropped, and the call reserves
-    anew, so a slot whose push failed never lets a later PutImage start outside the
-    schedule."""
+    ``forget_after_seconds`` (``f``) after its time, so a call a few ms late, after the
+    intent write, keeps its slot. Calls then start in ``[slot, slot + f]``, and a window of
+    length ``L`` holds at most ``floor((L + f) / interval) + 1`` of them; the service passes
+    ``f = 0.4 * interval``, which at the default share (0.95) keeps every 1 s window at or
+    under the rate (at 10/s: ``floor(1.042 * 9.5) + 1 = 10``).
+    Later than that the slot is dropped, unused, and the call reserves anew: a late call
+    on an old slot would start right beside the slots after it (two late calls and the
+    on-time ones of the next second make a burst over the rate), and a slot whose push
+    failed must never let a later PutImage start outside the schedule. The use case's
+    backoff never outlasts a held slot's ``retry_after``, so a retry comes back on time."""
 
     def __init__(
         self,
@@ -327,7 +339,7 @@ class BudgetedRegistry:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_wait: Callable[[float], None] | None = None,
-        forget_after_seconds: float = 1.0,
+        forget_after_seconds: float = 0.05,
     ) -> None:
         self._inner = inner
         self._budget = budget

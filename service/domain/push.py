@@ -437,6 +437,8 @@ class PushService:
                 last = exc
             if attempt + 1 < self._policy.attempts:
                 delay = self._backoff(attempt)
+                if last.retry_after is not None:  # e.g. a budget slot held for this push
+                    delay = min(delay, last.retry_after)
                 log.warning(
                     "registry_retry",
                     attempt=attempt + 1,

@@ -117,6 +117,34 @@ def test_rate_and_share_are_validated() -> None:
         DynamoPutImageBudget(FakeBudgetTable(), table="t", share=1.5)  # type: ignore[arg-type]
 
 
+class SlowBudgetTable(FakeBudgetTable):
+    """Each UpdateItem takes ``round_trip`` seconds of the clock."""
+
+    def __init__(self, clock: FakeClock, round_trip: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.round_trip = round_trip
+
+    async def update_item(self, **params: Any) -> dict[str, Any]:
+        answer = await super().update_item(**params)
+        self.clock.now += self.round_trip
+        return answer
+
+
+async def test_waits_run_from_the_answer_not_from_before_the_round_trip() -> None:
+    """Each reservation's write takes 0.05 s: the waits returned are counted from when
+    they are returned, so a caller adding one to its clock lands on its slot (the first
+    at once, the next one interval later), not a round trip after it."""
+    clock = FakeClock()
+    start = clock.now
+    budget_ = budget(SlowBudgetTable(clock, 0.05), clock)
+    slots = []
+    for _ in range(2):
+        wait = await budget_.reserve(5.0)
+        slots.append(clock.now + wait - start)
+    assert slots == pytest.approx([0.0, INTERVAL], abs=1e-6)
+
+
 async def test_reservations_at_one_instant_are_spaced_by_the_interval() -> None:
     """Five reservations at the same instant get slots 0, 0.1, ..., 0.4 s away, one
     UpdateItem each."""
@@ -354,6 +382,37 @@ async def test_held_slots_nobody_came_back_for_are_forgotten() -> None:
     assert 2 == len(budget_.asked)
 
 
+async def test_a_call_within_forget_after_of_its_held_slot_uses_it() -> None:
+    """A reserved slot already past by less than forget_after (the intent write took a
+    few ms) is the call's: it goes at once, without a second reservation."""
+    clock, inner = FakeClock(), FakeRegistry()
+    budget_ = ScriptedBudget([0.0])
+    registry = BudgetedRegistry(
+        inner, budget_, clock=clock, sleep=clock.sleep, forget_after_seconds=0.05
+    )
+    req = request(1)
+    await registry.reserve(req.ref, req.digest)
+    clock.now += 0.04
+    await put(registry, timeout=5.0)
+    assert (1, 1, []) == (len(budget_.asked), len(inner.puts), clock.sleeps)
+
+
+async def test_a_call_later_than_forget_after_drops_its_slot_and_reserves_anew() -> None:
+    """A call that comes more than forget_after after its reserved slot would start beside
+    the slots after it: the old slot is left unused and the call waits for a new one."""
+    clock, inner = FakeClock(), FakeRegistry()
+    budget_ = ScriptedBudget([0.0, 0.3])
+    registry = BudgetedRegistry(
+        inner, budget_, clock=clock, sleep=clock.sleep, forget_after_seconds=0.05
+    )
+    req = request(1)
+    await registry.reserve(req.ref, req.digest)
+    clock.now += 0.2
+    await put(registry, timeout=5.0)
+    assert (2, 1) == (len(budget_.asked), len(inner.puts))
+    assert clock.sleeps == pytest.approx([0.3])
+
+
 async def test_exhausted_budget_never_calls_ecr() -> None:
     """No slot in time: registry_throttled, and ECR is not called."""
     inner = FakeRegistry()
@@ -390,6 +449,27 @@ async def test_use_case_retries_an_exhausted_budget_then_pushes() -> None:
     result = await world.push(request(1, sequence=1))
     assert Outcome.PUSHED == result.outcome
     assert 1 == len(world.registry.puts)
+
+
+async def test_use_case_backoff_does_not_outlast_a_held_slot() -> None:
+    """A slot 9.02 s away, calls of at most 10 s less 1 s kept for the call: the first
+    call waits 9 s and raises with the slot 0.02 s away. The use case's backoff (0.1 s
+    here) is cut to that, so the retry meets its slot on time and keeps it."""
+    world = World()
+    budget_ = ScriptedBudget([9.02])
+    world.service._registry = BudgetedRegistry(
+        world.registry,
+        budget_,
+        clock=world.clock,
+        sleep=world.clock.sleep,
+        forget_after_seconds=0.05,
+    )
+    start = world.clock.now
+    result = await world.push(request(1, sequence=1))
+    assert Outcome.PUSHED == result.outcome
+    assert (1, 1) == (len(budget_.asked), len(world.registry.puts))
+    assert world.clock.sleeps == pytest.approx([9.0, 0.02])
+    assert world.clock.now - start == pytest.approx(9.02)
 
 
 async def test_use_case_keeps_its_place_for_a_slot_beyond_one_call() -> None:
