@@ -13,8 +13,7 @@ from service.api.deps import IdentityDep, MetricsDep, PushDep, RequestIdDep, Set
 from service.api.schemas import ErrorResponse, PushBody, PushResponse
 from service.auth import Identity
 from service.domain.errors import PushError
-from service.domain.models import PushRequest
-from service.domain.push import PushService
+from service.domain.models import PushRequest, PushResult
 from service.metrics import CALL_STATS, CallStats, Metrics
 from service.settings import Settings
 
@@ -52,13 +51,22 @@ async def create_push(
     Answers ``pushed``, ``unchanged`` or ``superseded``; a bad request never takes a lease.
     """
     identity.check(body.repository)  # 403 before anything else is looked at
+    caller = _caller(body, request, identity, x_pushgate_caller)
     # Verifying the tag and releasing the lease run after the answer is sent (background
     # tasks); an answer that fails on the way out carries none, so they run here then.
     jobs: list[Callable[[], Awaitable[None]]] = []
-    try:
-        answer = await _push(
-            body, request, push, settings, metrics, request_id, identity, x_pushgate_caller, jobs
+
+    async def run() -> PushResult:
+        push_request = _push_request(body, settings)
+        structlog.contextvars.bind_contextvars(
+            repo=push_request.ref.repository, tag=push_request.ref.tag
         )
+        return await push.push(
+            push_request, caller=caller, request_id=request_id, defer=jobs.append
+        )
+
+    try:
+        answer = PushResponse.of(await _observed(run, metrics, caller))
     except BaseException:
         for job in jobs:
             await job()
@@ -68,42 +76,40 @@ async def create_push(
     return answer
 
 
-async def _push(
-    body: PushBody,
-    request: Request,
-    push: PushService,
-    settings: Settings,
-    metrics: Metrics,
-    request_id: str,
-    identity: Identity,
-    x_pushgate_caller: str | None,
-    jobs: list[Callable[[], Awaitable[None]]],
-) -> PushResponse:
+def _push_request(body: PushBody, settings: Settings) -> PushRequest:
+    """The domain's request; raises ``InvalidRequest`` (422) for what the schema lets by."""
+    return PushRequest.create(
+        repository=body.repository,
+        tag=body.tag,
+        manifest=body.manifest,
+        media_type=body.media_type,
+        sequence=body.sequence,
+        wait_seconds=None if body.wait_seconds is None else float(body.wait_seconds),
+        default_wait_seconds=settings.default_wait_seconds,
+        max_wait_seconds=settings.max_wait_seconds,
+    )
+
+
+def _caller(body: PushBody, request: Request, identity: Identity, header: str | None) -> str:
+    """Who pushes, for history: the body's or header's name, else the client address;
+    with auth on, the token's name comes first."""
+    client = request.client.host if request.client else "unknown"
+    caller = body.caller or header or client
+    if identity.entry is not None:
+        caller = identity.name if caller == client else f"{identity.name} ({caller})"
+    return caller
+
+
+async def _observed(
+    run: Callable[[], Awaitable[PushResult]], metrics: Metrics, caller: str
+) -> PushResult:
+    """Run the push with its metrics and its one ``push`` log event."""
     stats = CallStats()
     CALL_STATS.set(stats)
     started = time.perf_counter()
     metrics.in_flight.inc()
     try:
-        push_request = PushRequest.create(
-            repository=body.repository,
-            tag=body.tag,
-            manifest=body.manifest,
-            media_type=body.media_type,
-            sequence=body.sequence,
-            wait_seconds=None if body.wait_seconds is None else float(body.wait_seconds),
-            default_wait_seconds=settings.default_wait_seconds,
-            max_wait_seconds=settings.max_wait_seconds,
-        )
-        structlog.contextvars.bind_contextvars(
-            repo=push_request.ref.repository, tag=push_request.ref.tag
-        )
-        client = request.client.host if request.client else "unknown"
-        caller = body.caller or x_pushgate_caller or client
-        if identity.entry is not None:  # with auth on, the token names the caller
-            caller = identity.name if caller == client else f"{identity.name} ({caller})"
-        result = await push.push(
-            push_request, caller=caller, request_id=request_id, defer=jobs.append
-        )
+        result = await run()
     except PushError as exc:
         metrics.pushes.labels(outcome=exc.code).inc()
         if exc.code == "lease_lost":
@@ -129,4 +135,4 @@ async def _push(
         put_image_calls=stats.put_image_calls,
         caller=caller,
     )
-    return PushResponse.of(result)
+    return result
