@@ -467,11 +467,11 @@ class Lease:
         log.debug("lease_renewed", key=grant.key, owner=grant.owner, token=grant.token)
 
     def _mark_lost(self, reason: str) -> None:
-        if self._lost_reason is None:
+        with self._state:  # the heartbeat thread and the caller's may both find it lost
+            if self._lost_reason is not None:
+                return
             self._lost_reason = reason
-            log.warning(
-                "lease_lost", key=self.key, owner=self.owner, token=self.token, reason=reason
-            )
+        log.warning("lease_lost", key=self.key, owner=self.owner, token=self.token, reason=reason)
 
     def _heartbeat(self) -> None:
         lock = self._lock

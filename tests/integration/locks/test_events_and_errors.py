@@ -59,8 +59,10 @@ async def test_waited_ms_reports_the_time_spent_waiting(driver: Driver) -> None:
     lease = await holder.acquire("key")
 
     with structlog.testing.capture_logs() as logs:
+        calls = waiter.record_calls()
         started = time.monotonic()
         acquiring = asyncio.ensure_future(waiter.acquire("key", timeout=5))
+        await eventually(lambda: bool(calls), timeout=5, what="the waiter's first attempt")
         await asyncio.sleep(0.3)
         await lease.release()
         theirs = await acquiring
@@ -74,7 +76,8 @@ async def test_waited_ms_reports_the_time_spent_waiting(driver: Driver) -> None:
 
 async def test_heartbeat_logs_renewals(driver: Driver) -> None:
     """Each renewal is a lease_renewed event (debug) with key, owner and token."""
-    lock = await driver.ready_lock(config=SHORT, owner="worker-a")
+    config = LockConfig(lease_seconds=10, heartbeat_seconds=0.1)
+    lock = await driver.ready_lock(config=config, owner="worker-a")
 
     with structlog.testing.capture_logs() as logs:
         lease = await lock.acquire("key")
@@ -169,6 +172,8 @@ async def test_failed_release_raises_backend_error_and_the_lease_can_expire(
     lock = await driver.ready_lock(config=SHORT)
     other = await driver.lock(config=SHORT)
     lease = await lock.acquire("key")
+    lease.stop_heartbeat()  # a renewal would meet the injected error instead of the release
+    await lease.heartbeat_done()
     lock.inject("UpdateItem", 400, "AccessDeniedException", times=1)
 
     with pytest.raises(LockBackendError):

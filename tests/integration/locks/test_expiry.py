@@ -35,9 +35,19 @@ SHORT = LockConfig(
 # scheduling and round trips (moto: 20-70 ms each, more when the machine is loaded)
 SLACK = 2.0  # room for a busy 2-core host; still far below the 5 s a polling peer needs
 SKEWED = LockConfig(
-    lease_seconds=0.8, max_clock_skew_seconds=0.4, retry_base_seconds=0.01, retry_cap_seconds=0.05
+    lease_seconds=0.8,
+    heartbeat_seconds=0.1,  # frequent renewals: a loaded host's stall does not lose the lease
+    max_clock_skew_seconds=0.4,
+    retry_base_seconds=0.01,
+    retry_cap_seconds=0.05,
 )
 AHEAD = 0.3  # less than the 0.4 s allowance
+# Waits like SHORT, holds for long: what it acquires stays unchanged while a test looks.
+HELD_LONG = LockConfig(
+    lease_seconds=30, max_clock_skew_seconds=SKEW, retry_base_seconds=0.01, retry_cap_seconds=CAP
+)
+# A long lease renewed often: a renewal comes soon, and a stalled host does not lose it.
+RENEWED_OFTEN = LockConfig(lease_seconds=10, heartbeat_seconds=0.1, max_clock_skew_seconds=SKEW)
 
 
 def _overwrite(driver: Driver, key: str, owner: str, token: int) -> None:
@@ -55,7 +65,7 @@ def _overwrite(driver: Driver, key: str, owner: str, token: int) -> None:
 
 async def test_heartbeat_keeps_the_lease_past_its_duration(driver: Driver) -> None:
     """A holder that keeps running keeps its lease for two lease durations and more."""
-    config = LockConfig(lease_seconds=1.0, max_clock_skew_seconds=SKEW)
+    config = LockConfig(lease_seconds=1.0, heartbeat_seconds=0.1, max_clock_skew_seconds=SKEW)
     lock = await driver.ready_lock(config=config)
     other = await driver.lock(config=SHORT)
     lease = await lock.acquire("key")
@@ -120,7 +130,8 @@ async def test_holder_stops_trusting_before_anyone_can_take_over(driver: Driver)
 async def test_release_of_a_taken_over_lease_leaves_the_new_holder_alone(driver: Driver) -> None:
     """A stale lease's release does not touch the new holder's item (owner + token condition)."""
     holder = await driver.ready_lock(config=SHORT, owner="old-holder")
-    waiter = await driver.lock(config=SHORT, owner="new-holder")
+    # a long lease: no renewal of the new holder's item between the two reads compared
+    waiter = await driver.lock(config=HELD_LONG, owner="new-holder")
     stale = await holder.acquire("key")
     stale.stop_heartbeat()
     lease = await waiter.acquire("key", timeout=5)
@@ -165,7 +176,7 @@ async def test_with_block_raises_lease_lost_when_taken_over(driver: Driver) -> N
 
 async def test_overwritten_item_makes_the_heartbeat_mark_the_lease_lost(driver: Driver) -> None:
     """A renewal that fails its owner/token condition marks the lease lost at once."""
-    lock = await driver.ready_lock(config=SHORT)
+    lock = await driver.ready_lock(config=RENEWED_OFTEN)
     lease = await lock.acquire("key")
 
     _overwrite(driver, "key", "intruder", lease.token + 100)
@@ -311,7 +322,7 @@ _KILLED_HOLDER = textwrap.dedent(
     from locks import LeaseLock, LockConfig
     endpoint, table = sys.argv[1], sys.argv[2]
     client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
-    config = LockConfig(lease_seconds=0.8, max_clock_skew_seconds=0.1,
+    config = LockConfig(lease_seconds=0.8, heartbeat_seconds=0.1, max_clock_skew_seconds=0.1,
                         retry_base_seconds=0.01, retry_cap_seconds=0.05)
     lease = LeaseLock(table, client=client, config=config, owner="doomed").acquire("key")
     print("TOKEN", lease.token, flush=True)

@@ -38,7 +38,7 @@ async def test_not_ready_when_dynamodb_is_down(settings: Settings, aws_session: 
     """With DynamoDB unreachable, /readyz is 503 and names DynamoDB; ECR is still ok."""
     answer = await ready(
         settings.model_copy(
-            update={"dynamodb_endpoint_url": closed_port_url(), "ready_timeout_seconds": 1.0}
+            update={"dynamodb_endpoint_url": closed_port_url(), "ready_timeout_seconds": 3.0}
         ),
         aws_session,
     )

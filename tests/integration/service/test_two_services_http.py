@@ -33,7 +33,7 @@ async def test_two_servers_serialize_and_never_move_tag_backwards(
     random.Random(7).shuffle(sequences)
     patient = settings.model_copy(update={"max_wait_seconds": 60.0, "coalesce": coalesce})
     with serve(create_app(patient)) as one, serve(create_app(patient)) as two:
-        async with httpx.AsyncClient(timeout=60) as http:
+        async with httpx.AsyncClient(timeout=120) as http:  # past the 60 s lease wait
             answers = await asyncio.gather(
                 *(
                     http.post(
