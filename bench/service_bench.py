@@ -9,9 +9,9 @@ and fewer single pushes. Everything listens on 127.0.0.1 only.
 Set-up
 ------
 
-- AWS: ``service.localaws`` (moto, one AWS call at a time) in a child process, with the
-  ECR fidelity layer of the tests installed (``tests/ecr_fidelity.py``: digests of the
-  exact manifest bytes, old images kept untagged, ...), so pushgate sees ECR's behaviour.
+- AWS: ``service.localaws`` (moto, one AWS call at a time) in a child process, its ECR
+  corrected by ``service.localecr`` (digests of the exact manifest bytes, old images
+  kept untagged, ...), so pushgate sees ECR's behaviour.
 - **Simulated ECR** (``SimulatedEcr``, below): an aiobotocore ``before-send.ecr`` hook on
   each ECR client the bench measures (pushgate's own client and the direct one). Every
   ECR call waits ``--latency-ms`` (default 100) client-side: half before it "reaches ECR",
@@ -93,12 +93,10 @@ REGION = "us-east-1"
 OCI = "application/vnd.oci.image.manifest.v1+json"
 MAX_PUSHES_PER_CLIENT = 100_000  # a bound on every client loop besides its deadline
 
-# The child process: moto (LocalAWS) with the ECR fidelity layer installed.
+# The child process: moto (LocalAWS, its ECR corrected by service.localecr).
 AWS_CHILD = """
 import sys
 sys.path.insert(0, {root!r})
-from tests.ecr_fidelity import EcrFidelity
-EcrFidelity().install()
 from service.localaws import LocalAWS
 import time
 server = LocalAWS("127.0.0.1", {port})
@@ -175,7 +173,7 @@ def manifest(n: int, salt: str) -> str:
 
 @contextlib.contextmanager
 def local_aws() -> Iterator[str]:
-    """LocalAWS + the ECR fidelity layer in a child process, away from our GIL."""
+    """LocalAWS (ECR corrected) in a child process, away from our GIL."""
     port = free_port()
     root = str(Path(__file__).resolve().parent.parent)
     child = subprocess.Popen(

@@ -8,6 +8,10 @@ two images. Real AWS applies each call atomically. This server restores that
 by applying one request at a time (a WSGI middleware holding a lock while the
 backend runs); connections are still accepted and read concurrently.
 
+Its ECR answers like ECR where pushgate relies on it (``service.localecr``: digests of
+the manifest bytes, immutable tags, untagged images kept, a missing repository as
+``RepositoryNotFoundException``).
+
 Two of moto's costs grow where AWS's do not, and ``LocalAWS`` removes them:
 
 - its dispatcher lists its package directory on every request to recognise a service
@@ -40,6 +44,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import make_server
+
+from service import localecr
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -138,6 +144,7 @@ class LocalAWS(ThreadedMotoServer):
     def _server_entry(self) -> None:
         _list_moto_modules_once()
         _transactions_copy_items_only()
+        localecr.install()
         app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(
             self._ip_address, self._port, app, threaded=True, request_handler=_QuietHandler

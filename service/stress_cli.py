@@ -28,8 +28,8 @@ MODE_NAMES = ("raw", "lease", "pushgate", "service")
 @contextlib.contextmanager
 def local_aws(where: str) -> Iterator[str]:
     """A LocalAWS (moto, one AWS call at a time) on 127.0.0.1: in a child process by
-    default (its own interpreter lock, so moto does not slow the workers down), with
-    ECR fidelity when the checkout has it (``service.stress.localaws``)."""
+    default (its own interpreter lock, so moto does not slow the workers down)
+    (``service.stress.localaws``)."""
     # moto accepts any credentials; set dummy ones only where none are configured
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -43,8 +43,6 @@ def local_aws(where: str) -> Iterator[str]:
         finally:
             server.stop()
         return
-    from rich.console import Console  # noqa: PLC0415 - `pushgate` stays light to import
-
     from service.stress.processes import free_port  # noqa: PLC0415
 
     port = free_port()
@@ -56,15 +54,9 @@ def local_aws(where: str) -> Iterator[str]:
     )
     try:
         assert proc.stdout is not None  # noqa: S101 - PIPE was asked for
-        line = proc.stdout.readline()  # "URL fidelity on|off" once it listens
-        if not line:
+        endpoint = proc.stdout.readline().strip()  # its URL, once it listens
+        if not endpoint:
             raise RuntimeError("the local moto server did not start")
-        endpoint, _, fidelity = line.split()
-        if fidelity != "on":
-            Console(stderr=True).print(
-                "[yellow]moto runs without tests/ecr_fidelity.py: tag repairs cannot find "
-                "images moto deleted[/yellow]"
-            )
         yield endpoint
     finally:
         proc.terminate()

@@ -1,23 +1,14 @@
-"""ECR fidelity: a thin, documented layer over moto's ECR backend so tests learn real ECR.
+"""ECR fidelity for tests: moto's ECR corrected toward ECR, plus fault injection.
 
-moto 5.2 departs from ECR (``shared/ECR.md``, "moto is not ECR"). While
-:class:`EcrFidelity` is installed, the in-process moto backend (``ThreadedMotoServer``
-runs in this process, so patching ``moto.ecr.models.ECRBackend`` reaches it) behaves
-like ECR on the points the service relies on:
+The corrections themselves (digest of the manifest bytes, ``ImageTagAlreadyExists`` on
+immutable tags, untagged images kept, missing repositories and non-JSON manifests as
+ECR answers them) live in ``service.localecr``, which ``LocalAWS`` installs for
+``--local`` too; :class:`EcrFidelity` makes sure they are installed and adds what only
+tests need:
 
 ============================================ =============================================
-moto departure                               corrected here
+moto departure                               here
 ============================================ =============================================
-digest = sha256 of joined layer digests      digest = sha256 of the exact manifest bytes
-                                             (random for layer-less manifests)
-duplicate detected by string equality        duplicate = same digest
-IMMUTABLE conflict -> ImageAlreadyExists     -> ImageTagAlreadyExistsException; the same
-                                             digest on the same tag -> ImageAlreadyExists
-exclusion filters as prefix regexes          wildcard filters (``*``) matched as globs
-moving a tag deletes the old image           the old image stays in the repository, untagged
-missing repository -> plain exception (500)  RepositoryNotFoundException (400)
-non-JSON manifest -> plain exception (500)   InvalidParameterException (400)
-``imageDigest`` not validated                ImageDigestDoesNotMatchException
 no lock on ECR state                         put_image is serialized by a lock
 no throttling, KMS, 5xx, missing layers      :meth:`EcrFidelity.inject` raises any ECR error
                                              code for the next N calls on one repository
@@ -36,8 +27,6 @@ after the delay, unless the caller gives up first (then it never lands).
 from __future__ import annotations
 
 import asyncio
-import fnmatch
-import hashlib
 import json
 import threading
 from collections import defaultdict, deque
@@ -46,24 +35,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from moto.core.exceptions import ServiceException
 from moto.ecr import models as ecr_models
-from moto.ecr.exceptions import (
-    ImageAlreadyExistsException,
-    InvalidParameterException,
-    RepositoryNotFoundException,
-)
 from werkzeug.exceptions import HTTPException
 
+from service import localecr
+
 ECRBackend = ecr_models.ECRBackend
-Image = ecr_models.Image
-
-
-class EcrError(ServiceException):
-    """An ECR error code that ECR's model defines, serialized by moto with that model."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
 
 
 class EcrFault(HTTPException):
@@ -86,10 +63,6 @@ class Fault:
     message: str = ""
     status: int = 400
     members: dict[str, Any] = field(default_factory=dict)
-
-
-def manifest_digest(manifest: str) -> str:
-    return "sha256:" + hashlib.sha256(manifest.encode("utf-8")).hexdigest()
 
 
 class EcrFidelity:
@@ -142,31 +115,19 @@ class EcrFidelity:
     # --- installation --------------------------------------------------------
 
     def install(self) -> None:
+        localecr.install()
         fidelity = self
         self._originals = {
             "put_image": ECRBackend.put_image,
             "batch_get_image": ECRBackend.batch_get_image,
         }
+        corrected_put = ECRBackend.put_image
         original_batch_get = ECRBackend.batch_get_image
 
-        def put_image(
-            backend: Any,
-            repository_name: str,
-            image_manifest: str,
-            image_tag: str,
-            image_manifest_mediatype: str | None = None,
-            digest: str | None = None,
-        ) -> Any:
+        def put_image(backend: Any, repository_name: str, *args: Any, **kwargs: Any) -> Any:
             fidelity._take("put_image", repository_name)
             with fidelity._state:
-                return _put_image(
-                    backend,
-                    repository_name,
-                    image_manifest,
-                    image_tag,
-                    image_manifest_mediatype,
-                    digest,
-                )
+                return corrected_put(backend, repository_name, *args, **kwargs)
 
         def batch_get_image(
             backend: Any,
@@ -197,84 +158,6 @@ def ecr_fidelity() -> Iterator[EcrFidelity]:
         yield fidelity
     finally:
         fidelity.uninstall()
-
-
-def _tag_immutable(repository: Any, tag: str) -> bool:
-    mode = str(getattr(repository, "image_tag_mutability", "MUTABLE"))
-    filters = [
-        f.get("filter", "")
-        for f in (getattr(repository, "image_tag_mutability_exclusion_filters", None) or [])
-    ]
-    excluded = any(fnmatch.fnmatchcase(tag, pattern) for pattern in filters)
-    if mode.startswith("IMMUTABLE"):
-        return not excluded
-    if mode == "MUTABLE_WITH_EXCLUSION":
-        return excluded
-    return False
-
-
-def _put_image(
-    backend: Any,
-    repository_name: str,
-    image_manifest: str,
-    image_tag: str,
-    media_type: str | None,
-    digest: str | None,
-) -> Any:
-    repository = backend.repositories.get(repository_name)
-    if repository is None:
-        raise RepositoryNotFoundException(repository_name, backend.account_id)
-    try:
-        parsed = json.loads(image_manifest)
-    except ValueError as exc:
-        raise InvalidParameterException(
-            "Invalid parameter at 'imageManifest' failed to satisfy constraint: "
-            "'Invalid JSON syntax'"
-        ) from exc
-    if not media_type:
-        if not isinstance(parsed, dict) or "mediaType" not in parsed:
-            raise InvalidParameterException(
-                "image manifest mediatype not provided in manifest or parameter"
-            )
-        media_type = parsed["mediaType"]
-    actual = manifest_digest(image_manifest)
-    if digest and digest != actual:
-        raise EcrError(
-            "ImageDigestDoesNotMatchException",
-            f"The image digest '{digest}' does not match the digest of the manifest '{actual}'.",
-        )
-    holder = next((i for i in repository.images if image_tag in i.image_tags), None)
-    if holder is not None and holder.get_image_digest() == actual:
-        raise ImageAlreadyExistsException(
-            registry_id=repository.registry_id,
-            image_tag=image_tag,
-            digest=actual,
-            repository_name=repository_name,
-        )
-    if holder is not None and _tag_immutable(repository, image_tag):
-        raise EcrError(
-            "ImageTagAlreadyExistsException",
-            f"The image tag '{image_tag}' already exists in the '{repository_name}' "
-            "repository and cannot be overwritten because the repository is immutable.",
-        )
-    if holder is not None:  # real ECR keeps the old image, untagged
-        holder.remove_tag(image_tag)
-        if not holder.image_tags:
-            holder.image_tag = None
-    existing = next((i for i in repository.images if i.get_image_digest() == actual), None)
-    if existing is not None:
-        existing.update_tag(image_tag)
-        return existing
-    image = Image(
-        backend.account_id,
-        image_tag,
-        image_manifest,
-        repository_name,
-        media_type,
-        actual,
-    )
-    repository.images.append(image)
-    return image
 
 
 class SlowCalls:

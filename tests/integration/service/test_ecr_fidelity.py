@@ -9,7 +9,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from tests.ecr_fidelity import EcrFidelity, manifest_digest
+from service.domain.models import manifest_digest
+from tests.ecr_fidelity import EcrFidelity
 from tests.integration.service.helpers import manifest, tag_digest
 
 pytestmark = pytest.mark.integration

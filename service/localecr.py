@@ -1,0 +1,136 @@
+"""moto's ECR, corrected toward ECR where pushgate relies on it.
+
+``LocalAWS`` installs this, so ``pushgate serve --local``, the compose file's moto and
+the tests all talk to an ECR that answers like ECR (``shared/ECR.md``, "moto is not
+ECR"). moto keeps its backend in this process, so patching
+``moto.ecr.models.ECRBackend.put_image`` reaches every server here:
+
+============================================ =============================================
+moto departure                               corrected here
+============================================ =============================================
+digest = sha256 of joined layer digests      digest = sha256 of the exact manifest bytes
+duplicate detected by string equality        duplicate = same digest
+IMMUTABLE conflict -> ImageAlreadyExists     -> ImageTagAlreadyExistsException; the same
+                                             digest on the same tag -> ImageAlreadyExists
+exclusion filters as prefix regexes          wildcard filters (``*``) matched as globs
+moving a tag deletes the old image           the old image stays in the repository, untagged
+missing repository -> plain exception (500)  RepositoryNotFoundException (400)
+non-JSON manifest -> plain exception (500)   InvalidParameterException (400)
+``imageDigest`` not validated                ImageDigestDoesNotMatchException
+============================================ =============================================
+
+What is left to moto: layers and referenced images are not checked, and there is no
+throttling, KMS or 5xx (the tests inject those, ``tests/ecr_fidelity.py``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import threading
+from typing import Any
+
+from moto.core.exceptions import ServiceException
+from moto.ecr import models as ecr_models
+from moto.ecr.exceptions import (
+    ImageAlreadyExistsException,
+    InvalidParameterException,
+    RepositoryNotFoundException,
+)
+
+from service.domain.models import manifest_digest
+
+_install_lock = threading.Lock()
+_installed: list[bool] = []  # once per process; later wrappers (tests' faults) stay on top
+
+
+class EcrError(ServiceException):
+    """An error code of ECR's model that moto does not define, serialized with it."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+
+
+def install() -> None:
+    """Put the corrected ``put_image`` on moto's ECR backend (idempotent)."""
+    with _install_lock:
+        if _installed:
+            return
+        ecr_models.ECRBackend.put_image = put_image  # type: ignore[method-assign,assignment]
+        _installed.append(True)
+
+
+def put_image(
+    backend: Any,
+    repository_name: str,
+    image_manifest: str,
+    image_tag: str,
+    image_manifest_mediatype: str | None = None,
+    digest: str | None = None,
+) -> Any:
+    """``ECRBackend.put_image`` as ECR behaves (the table above)."""
+    repository = backend.repositories.get(repository_name)
+    if repository is None:
+        raise RepositoryNotFoundException(repository_name, backend.account_id)
+    try:
+        parsed = json.loads(image_manifest)
+    except ValueError as exc:
+        raise InvalidParameterException(
+            "Invalid parameter at 'imageManifest' failed to satisfy constraint: "
+            "'Invalid JSON syntax'"
+        ) from exc
+    media_type = image_manifest_mediatype
+    if not media_type:
+        if not isinstance(parsed, dict) or "mediaType" not in parsed:
+            raise InvalidParameterException(
+                "image manifest mediatype not provided in manifest or parameter"
+            )
+        media_type = parsed["mediaType"]
+    actual = manifest_digest(image_manifest)
+    if digest and digest != actual:
+        raise EcrError(
+            "ImageDigestDoesNotMatchException",
+            f"The image digest '{digest}' does not match the digest of the manifest '{actual}'.",
+        )
+    holder = next((i for i in repository.images if image_tag in i.image_tags), None)
+    if holder is not None and holder.get_image_digest() == actual:
+        raise ImageAlreadyExistsException(
+            registry_id=repository.registry_id,
+            image_tag=image_tag,
+            digest=actual,
+            repository_name=repository_name,
+        )
+    if holder is not None and tag_immutable(repository, image_tag):
+        raise EcrError(
+            "ImageTagAlreadyExistsException",
+            f"The image tag '{image_tag}' already exists in the '{repository_name}' "
+            "repository and cannot be overwritten because the repository is immutable.",
+        )
+    if holder is not None:  # real ECR keeps the old image, untagged
+        holder.remove_tag(image_tag)
+        if not holder.image_tags:
+            holder.image_tag = None
+    existing = next((i for i in repository.images if i.get_image_digest() == actual), None)
+    if existing is not None:
+        existing.update_tag(image_tag)
+        return existing
+    image = ecr_models.Image(
+        backend.account_id, image_tag, image_manifest, repository_name, media_type, actual
+    )
+    repository.images.append(image)
+    return image
+
+
+def tag_immutable(repository: Any, tag: str) -> bool:
+    """Whether ``tag`` may not move in ``repository``, exclusion filters as globs."""
+    mode = str(getattr(repository, "image_tag_mutability", "MUTABLE"))
+    filters = [
+        f.get("filter", "")
+        for f in (getattr(repository, "image_tag_mutability_exclusion_filters", None) or [])
+    ]
+    excluded = any(fnmatch.fnmatchcase(tag, pattern) for pattern in filters)
+    if mode.startswith("IMMUTABLE"):
+        return not excluded
+    if mode == "MUTABLE_WITH_EXCLUSION":
+        return excluded
+    return False
