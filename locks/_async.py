@@ -436,10 +436,12 @@ class AsyncLease:
             return
         self._released = True
         self._stop.set()
+        lock = self._lock
+        # before the first await: a release cancelled there must not leave this process
+        # counting a local holder (its waiters would wait for a hand-off that never comes)
+        lock._hold(self.key, -1)  # noqa: SLF001
         if asyncio.current_task() is not self._task:
             await asyncio.gather(self._task, return_exceptions=True)
-        lock = self._lock
-        lock._hold(self.key, -1)  # noqa: SLF001
         if not self.lost and await self._hand_off():
             return
         flow = release_flow(lock.table_name, self._grant, lock.config)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import pytest
 
 from locks import AcquireTimeout, LeaseUnavailable, LockConfig
-from tests.integration.locks._adapters import Driver
+from tests.integration.locks._adapters import Driver, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -259,3 +261,26 @@ async def test_sync_and_async_holders_exclude_each_other(driver: Driver) -> None
 
     assert lease.token < their_lease.token < back.token
     await back.release()
+
+
+async def test_cancelled_release_leaves_no_local_holder_behind(driver: Driver) -> None:
+    """A release cancelled at its first await (a request cancelled while it cleans up)
+    does not leave the process counting a local holder: the next acquire asks DynamoDB at
+    once instead of waiting for a hand-off that would never come."""
+    if driver.kind != "async":
+        pytest.skip("only an async release can be cancelled mid-way")
+    lock = await driver.ready_lock(config=LONG)
+    lease = await lock.acquire("cancelled-release")
+    releasing = asyncio.ensure_future(lease.release())
+    await asyncio.sleep(0)  # the release runs up to its first await
+    releasing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await releasing
+    calls = lock.record_calls()
+
+    acquiring = asyncio.ensure_future(lock.acquire("cancelled-release", timeout=2))
+    try:
+        await eventually(lambda: bool(calls), timeout=1.5, what="a DynamoDB call")
+    finally:
+        with contextlib.suppress(AcquireTimeout):  # the cancelled release never wrote
+            await acquiring
