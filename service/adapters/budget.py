@@ -370,9 +370,15 @@ class BudgetedRegistry:
         digest: str,
         timeout: float,
     ) -> PutStatus:
+        # The call must end by ``deadline`` (the use case set it inside the lease); the
+        # reservation's own round trip and the wait for the slot both count against it.
+        deadline = self._clock() + timeout
         key = (ref.key, digest)
         held = await self._slot(key)
-        allowed = max(0.0, timeout - self._reserve)
+        if self._clock() >= deadline:
+            self._held[key] = held
+            raise exhausted(0.0, "the reservation took the call's whole timeout")
+        allowed = max(0.0, deadline - self._clock() - self._reserve)
         wait = held.slot - self._clock()
         if wait > allowed:
             self._held[key] = held
@@ -391,7 +397,7 @@ class BudgetedRegistry:
             manifest=manifest,
             media_type=media_type,
             digest=digest,
-            timeout=timeout - max(0.0, wait),
+            timeout=deadline - self._clock(),
         )
 
     async def reserve(self, ref: ImageRef, digest: str) -> None:

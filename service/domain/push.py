@@ -416,10 +416,11 @@ class PushService:
 
     async def _put_with_retries(self, request: PushRequest, lease: Lease) -> PutStatus:
         last: RegistryError | None = None
+        may_have_landed = False  # an attempt failed after ECR may have applied it
         for attempt in range(self._policy.attempts):
             timeout = await self._call_budget(lease)
             try:
-                return await self._registry.put_image(
+                status = await self._registry.put_image(
                     request.ref,
                     manifest=request.manifest,
                     media_type=request.media_type,
@@ -430,11 +431,23 @@ class PushService:
                 # The put may still have landed: ECR is asked, not guessed.
                 if await self._registry.tag_digest(request.ref) == request.digest:
                     return PutStatus.PUSHED
-                last = exc
+                last, may_have_landed = exc, True
             except RegistryError as exc:
                 if not exc.retryable:
                     raise
                 last = exc
+                # a throttled call was refused; a fault or lost answer may have landed
+                may_have_landed = may_have_landed or not isinstance(exc, RegistryThrottled)
+            else:
+                # "already exists" may be this push's own earlier attempt, whose answer
+                # was lost (shared/ECR.md): then this push moved the tag
+                if (
+                    status is PutStatus.ALREADY_EXISTS
+                    and may_have_landed
+                    and await self._registry.tag_digest(request.ref) == request.digest
+                ):
+                    return PutStatus.PUSHED
+                return status
             if attempt + 1 < self._policy.attempts:
                 delay = self._backoff(attempt)
                 if last.retry_after is not None:  # e.g. a budget slot held for this push
@@ -452,7 +465,8 @@ class PushService:
             raise RegistryThrottled(
                 "The registry kept throttling PutImage; retry later.",
                 cause_code=last.cause_code,
-                retry_after=self._policy.throttle_retry_after_seconds,
+                # a full budget knows when its next slot is: not sooner than that
+                retry_after=max(self._policy.throttle_retry_after_seconds, last.retry_after or 0),
             ) from last
         raise last
 
@@ -472,13 +486,21 @@ class PushService:
                 await self._append_repair(attempt, lease, record, observed, "repair_failed")
                 return False
             manifest, media_type = found
-            await self._registry.put_image(
+            status = await self._registry.put_image(
                 ref,
                 manifest=manifest,
                 media_type=media_type,
                 digest=record.digest,
                 timeout=await self._call_budget(lease),
             )
+            # "already exists": the tag names the record's image after all, or ECR
+            # refused to move it (an immutable tag); only the first is a repair
+            if status is not PutStatus.PUSHED:
+                now = await self._registry.tag_digest(ref)
+                if now != record.digest:
+                    log.error("tag_repair_refused", key=ref.key, digest=record.digest, observed=now)
+                    await self._append_repair(attempt, lease, record, now, "repair_failed")
+                    return False
         except PushError as exc:
             log.warning("tag_verify_failed", key=ref.key, error=exc.code, message=exc.message)
             return False

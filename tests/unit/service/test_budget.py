@@ -339,6 +339,45 @@ async def test_reserved_slot_is_the_one_put_image_uses() -> None:
     assert 1 == len(budget_.asked)
 
 
+class SlowScriptedBudget(ScriptedBudget):
+    """Each reservation takes ``seconds`` of the clock (a slow or contended DynamoDB)."""
+
+    def __init__(self, waits: list[float | Exception], clock: FakeClock, seconds: float) -> None:
+        super().__init__(waits)
+        self.clock = clock
+        self.seconds = seconds
+
+    async def reserve(self, max_wait: float) -> float:
+        self.clock.now += self.seconds
+        return await super().reserve(max_wait)
+
+
+async def test_a_slow_reservation_counts_against_the_call_timeout() -> None:
+    """A reservation that took 4 s of a 10 s timeout, then a 1 s wait for the slot: the
+    ECR call gets the 5 s left, so it still ends when the use case said it must."""
+    clock, inner = FakeClock(), FakeRegistry()
+    start = clock.now
+    registry = BudgetedRegistry(
+        inner, SlowScriptedBudget([1.0], clock, 4.0), clock=clock, sleep=clock.sleep
+    )
+    await put(registry, timeout=10.0)
+    assert clock.now - start + inner.puts[0].timeout == pytest.approx(10.0)
+    assert inner.puts[0].timeout == pytest.approx(5.0)
+
+
+async def test_a_reservation_longer_than_the_timeout_calls_no_ecr() -> None:
+    """A reservation that took the call's whole timeout: registry_throttled, no ECR call,
+    and the slot is held for the use case's retry."""
+    clock, inner = FakeClock(), FakeRegistry()
+    budget_ = SlowScriptedBudget([0.0], clock, 6.0)
+    registry = BudgetedRegistry(inner, budget_, clock=clock, sleep=clock.sleep)
+    with pytest.raises(RegistryThrottled):
+        await put(registry, timeout=5.0)
+    assert [] == inner.puts
+    await put(registry, timeout=5.0)
+    assert (1, 1) == (len(budget_.asked), len(inner.puts))
+
+
 async def test_slots_are_reserved_up_to_max_wait() -> None:
     """The budget is asked for a slot at most max_wait away, whatever the call timeout."""
     budget_ = ScriptedBudget([0.0, 0.0])

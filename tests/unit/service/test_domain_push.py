@@ -154,6 +154,41 @@ async def test_timed_out_put_that_landed_counts_as_pushed(world: World) -> None:
     assert 1 == len(world.registry.puts)
 
 
+async def test_fault_after_the_put_landed_is_still_pushed(world: World) -> None:
+    """ECR applied the put but the answer was lost (a 5xx): the retry gets "already
+    exists" from this push's own image, and the push answers pushed, not unchanged."""
+    req = request(1)
+    lost: list[RegistryFault] = [RegistryFault("answer lost")]
+
+    def lose_answer() -> None:
+        if lost:
+            raise lost.pop()
+
+    world.registry.after_put = lose_answer
+    result = await world.push(req)
+    assert (Outcome.PUSHED, 2) == (result.outcome, len(world.registry.puts))
+    assert ["pushed"] == [e.outcome for e in world.history.entries]
+
+
+async def test_already_there_without_a_failed_attempt_is_unchanged(world: World) -> None:
+    """ECR already names the digest (no earlier attempt of this push): unchanged."""
+    req = request(1)
+    world.registry.tags[req.ref] = req.digest
+    assert Outcome.UNCHANGED == (await world.push(req)).outcome
+
+
+async def test_full_budget_keeps_its_retry_after(world: World) -> None:
+    """A budget whose next slot is 45 s away: the push fails registry_throttled telling
+    the client to come back in 45 s, not the policy's 2 s."""
+    world.registry.failures = [
+        RegistryThrottled("full", cause_code="PutImageBudget", retry_after=45.0)
+        for _ in range(world.policy.attempts)
+    ]
+    with pytest.raises(RegistryThrottled) as caught:
+        await world.push(request(1))
+    assert 45.0 == caught.value.retry_after
+
+
 async def test_ecr_timeout_ends_inside_the_lease() -> None:
     """The ECR call's timeout is the configured one, cut to the lease minus the margin."""
     short = World(PushPolicy(ecr_timeout_seconds=10.0, lease_margin_seconds=2.0))
@@ -251,6 +286,18 @@ async def test_repair_without_the_image_is_recorded_as_failed(world: World) -> N
     result = await world.push(request(2, sequence=1))
     assert not result.repaired
     assert "repair_failed" == world.history.entries[-2].outcome
+
+
+async def test_repair_refused_by_an_immutable_tag_is_recorded_as_failed(world: World) -> None:
+    """A drifted tag on an immutable repository: ECR refuses the repair ("already
+    exists"), so the push reports no repair and history says repair_failed."""
+    first = request(1, sequence=5)
+    await world.push(first)
+    world.registry.immutable.add(first.ref.repository)
+    world.registry.tags[first.ref] = "sha256:" + "b" * 64
+    result = await world.push(request(2, sequence=1))
+    assert (Outcome.SUPERSEDED, False) == (result.outcome, result.repaired)
+    assert ["pushed", "repair_failed", "superseded"] == [e.outcome for e in world.history.entries]
 
 
 async def test_every_push_is_appended_to_history(world: World) -> None:
