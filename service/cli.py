@@ -100,6 +100,20 @@ def init(
 
 
 @app.command()
+def local_settings(settings: Settings, endpoint: str) -> Settings:
+    """``--local``: AWS is the embedded moto at ``endpoint``; logs are readable (console)
+    unless ``PUSHGATE_LOG_FORMAT`` asks otherwise."""
+    log_format = settings.log_format if "log_format" in settings.model_fields_set else "console"
+    return settings.model_copy(
+        update={
+            "region": LOCAL_REGION,
+            "dynamodb_endpoint_url": endpoint,
+            "ecr_endpoint_url": endpoint,
+            "log_format": log_format,
+        }
+    )
+
+
 def serve(
     *,
     local: Annotated[
@@ -117,14 +131,7 @@ def serve(
     settings = Settings()
     if local:
         endpoint = _start_local_aws()
-        settings = settings.model_copy(
-            update={
-                "region": LOCAL_REGION,
-                "dynamodb_endpoint_url": endpoint,
-                "ecr_endpoint_url": endpoint,
-                "log_format": "console",
-            }
-        )
+        settings = local_settings(settings, endpoint)
         asyncio.run(_bootstrap(settings, [DEMO_REPOSITORY]))
         typer.echo(f"embedded moto (DynamoDB + ECR) at {endpoint}; repository '{DEMO_REPOSITORY}'")
     if not (settings.auth_tokens or settings.auth_tokens_file):

@@ -76,13 +76,33 @@ def fail(exc: BaseException, *, debug: bool, as_json: bool) -> NoReturn:
         payload["message"] = str(exc)
         payload.update(getattr(exc, "details", {}) or {})
         typer.echo(json.dumps(payload), err=True)
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        typer.echo(f"error: cannot read {exc.filename}: {exc.strerror or exc}", err=True)
     else:
         typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(int(code))
 
 
 def _client(url: str | None, token: str | None) -> PushClient:
-    return PushClient(url, token, caller=None)
+    return PushClient(url, token, caller=None, on_retry=_StillTrying())
+
+
+class _StillTrying:
+    """Says once, on stderr, that the command is retrying, so a CI log shows why it
+    waits instead of staying silent until the deadline."""
+
+    def __init__(self) -> None:
+        self.said = False
+
+    def __call__(self, error: Exception, delay: float, remaining: float) -> None:
+        if self.said:
+            return
+        self.said = True
+        typer.echo(
+            f"{error}; retrying in {delay:.1f} s, for up to {remaining:.0f} s "
+            "(PUSHGATE_DEADLINE_SECONDS sets the limit)",
+            err=True,
+        )
 
 
 def push(
@@ -167,6 +187,10 @@ def history(
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=100, help="Entries to show, newest first.")
     ] = 20,
+    cursor: Annotated[
+        str | None,
+        typer.Option("--cursor", help="Where to go on: the cursor a previous page printed."),
+    ] = None,
     *,
     url: Url = None,
     token: Token = None,
@@ -180,7 +204,7 @@ def history(
     try:
         repository, tag = split_ref(ref)
         with _client(url, token) as client:
-            page = client.history(repository, tag, limit=limit)
+            page = client.history(repository, tag, limit=limit, cursor=cursor)
     except (client_errors.PushgateError, ValueError) as exc:
         fail(exc, debug=debug, as_json=as_json)
     if as_json:
@@ -200,6 +224,8 @@ def history(
             item.caller,
         )
     Console(file=sys.stdout, width=160).print(table)
+    if page.next_cursor:
+        typer.echo(f"older entries: pushgate history {ref} --cursor {page.next_cursor}")
 
 
 def _short(digest: str | None) -> str:

@@ -13,6 +13,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from service.auth import AuthError
 from service.domain.errors import (
@@ -105,7 +106,23 @@ async def auth_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+#: Starlette's own answers (no such route, wrong method), in the API's error shape.
+_HTTP_ERRORS = {
+    404: ("not_found", "No such endpoint; the API is described at /docs."),
+    405: ("method_not_allowed", "This endpoint does not take that method; see /docs."),
+}
+
+
+async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+    code, message = _HTTP_ERRORS.get(exc.status_code, ("http_error", str(exc.detail)))
+    return JSONResponse(
+        {"error": code, "message": message}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(AuthError, auth_error_handler)
     app.add_exception_handler(PushError, push_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)

@@ -140,13 +140,17 @@ class BaseClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        on_retry: Callable[[Exception, float, float], None] | None = None,
     ) -> None:
+        """``on_retry(error, delay, remaining)`` is told of each retry before its sleep
+        (the CLI says once that it is still trying)."""
         self.base_url = (base_url or os.environ.get("PUSHGATE_URL") or DEFAULT_URL).rstrip("/")
         self.token = token if token is not None else os.environ.get("PUSHGATE_TOKEN")
         self.caller = caller
         self.timeout = timeout
         self.retry = retry or default_retry()
         self._rng = rng or random.Random()
+        self.on_retry = on_retry
 
     def _headers(self) -> dict[str, str]:
         headers = {"accept": "application/json", "user-agent": "pushgate-client/0.1"}
@@ -221,4 +225,7 @@ class BaseClient:
 
     def _next_delay(self, attempt: int, error: Exception, remaining: float) -> float | None:
         retry_after = error.retry_after if isinstance(error, Retryable) else None
-        return self.retry.delay(attempt, retry_after, remaining, self._rng.random())
+        delay = self.retry.delay(attempt, retry_after, remaining, self._rng.random())
+        if delay is not None and self.on_retry is not None:
+            self.on_retry(error, delay, remaining)
+        return delay

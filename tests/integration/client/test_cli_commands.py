@@ -69,12 +69,14 @@ def write(tmp_path: Path, n: int, salt: str) -> Path:
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The single sentence a failing command prints, checked to be just that."""
-    lines = result.stderr.strip().splitlines()
-    assert 1 == len(lines), result.stderr
-    assert lines[0].startswith("error: "), result.stderr
+    """The single sentence a failing command prints, checked to be just that (after at
+    most one note that it was retrying)."""
+    *notes, last = result.stderr.strip().splitlines()
+    assert len(notes) <= 1, result.stderr
+    assert all("; retrying in " in note for note in notes), result.stderr
+    assert last.startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    return lines[0]
+    return last
 
 
 # --- push ---------------------------------------------------------------------------
@@ -170,6 +172,17 @@ def test_history_json_honours_limit(cli: Run, sdk: PushClient, service: Service,
     assert page["next_cursor"]
 
 
+def test_history_cursor_pages_on(cli: Run, sdk: PushClient, service: Service, tag: str) -> None:
+    """``history --limit 2`` prints the command for older entries; running it shows them."""
+    for sequence in (1, 2, 3):
+        sdk.push(service.repo, tag, manifest(sequence, tag), sequence=sequence)
+    first = cli("history", f"{service.repo}:{tag}", "--limit", "2")
+    [more] = [line for line in first.stdout.splitlines() if line.startswith("older entries: ")]
+    cursor = more.split("--cursor ")[1]
+    older = cli("history", f"{service.repo}:{tag}", "--limit", "2", "--cursor", cursor, "--json")
+    assert [1] == [item["sequence"] for item in json.loads(older.stdout)["items"]]
+
+
 # --- exit codes ---------------------------------------------------------------------
 
 
@@ -185,7 +198,7 @@ def test_missing_manifest_file_exits_2(cli: Run, service: Service, tmp_path: Pat
     missing = tmp_path / "nope.json"
     result = cli("push", f"{service.repo}:v1", str(missing))
     assert 2 == result.returncode
-    assert "nope.json" in one_error_line(result)
+    assert f"error: cannot read {missing}: No such file or directory" == one_error_line(result)
 
 
 def test_invalid_request_exits_2(cli: Run, service: Service, tmp_path: Path) -> None:
@@ -235,10 +248,14 @@ def test_lease_timeout_exits_4(cli: Run, service: Service, tag: str, tmp_path: P
 
 
 def test_unreachable_service_exits_5(cli: Run) -> None:
-    """Nothing listening at ``PUSHGATE_URL``: exit 5 once the deadline is spent."""
-    result = cli("status", "team/app:v1", url=closed_port_url(), deadline=0.5)
+    """Nothing listening at ``PUSHGATE_URL``: exit 5 once the deadline is spent, after
+    saying once that it keeps trying (a CI log shows why it waits)."""
+    result = cli("status", "team/app:v1", url=closed_port_url(), deadline=1.5)
     assert 5 == result.returncode
     assert "127.0.0.1" in one_error_line(result)
+    [note] = result.stderr.splitlines()[:-1]
+    assert "did not answer" in note
+    assert "PUSHGATE_DEADLINE_SECONDS" in note
 
 
 def test_registry_error_exits_6(cli: Run, service: Service, tag: str, tmp_path: Path) -> None:

@@ -32,6 +32,23 @@ async def test_push_answers_outcome_and_digest(api: httpx.AsyncClient) -> None:
     assert data["digest"].startswith("sha256:")
 
 
+async def test_unknown_route_answers_in_the_error_shape(api: httpx.AsyncClient) -> None:
+    """No such endpoint: 404 with a code and a sentence, like every other error."""
+    answer = await api.get("/v1/nothing-here")
+    assert (404, "not_found") == (answer.status_code, answer.json()["error"])
+    assert "/docs" in answer.json()["message"]
+
+
+async def test_wrong_method_answers_in_the_error_shape(api: httpx.AsyncClient) -> None:
+    """A method the endpoint does not take: 405 naming the allowed one, in the error shape."""
+    answer = await api.delete("/v1/pushes")
+    assert (405, "method_not_allowed", "POST") == (
+        answer.status_code,
+        answer.json()["error"],
+        answer.headers.get("allow"),
+    )
+
+
 async def test_pydantic_error_is_invalid_request_naming_field(api: httpx.AsyncClient) -> None:
     """A wrongly typed field is a 422 invalid_request that names it."""
     answer = await api.post("/v1/pushes", json=body(sequence="seven"))

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 import service.settings
+from service.cli import local_settings
 from service.settings import Settings
 
 
@@ -46,3 +47,18 @@ def test_margin_must_fit_in_the_lease() -> None:
     """An ECR margin as long as the lease is refused at start-up."""
     with pytest.raises(ValidationError):
         Settings(lease_seconds=2.0, lease_margin_seconds=2.0)
+
+
+def test_local_logs_are_console_unless_asked_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve --local`` logs to the console by default, and keeps PUSHGATE_LOG_FORMAT
+    when it is set."""
+    endpoint = "http://127.0.0.1:5000"
+    monkeypatch.delenv("PUSHGATE_LOG_FORMAT", raising=False)
+    assert "console" == local_settings(Settings(), endpoint).log_format
+    monkeypatch.setenv("PUSHGATE_LOG_FORMAT", "json")
+    local = local_settings(Settings(), endpoint)
+    assert ("json", endpoint, endpoint) == (
+        local.log_format,
+        local.dynamodb_endpoint_url,
+        local.ecr_endpoint_url,
+    )
