@@ -99,7 +99,6 @@ def init(
     )
 
 
-@app.command()
 def local_settings(settings: Settings, endpoint: str) -> Settings:
     """``--local``: AWS is the embedded moto at ``endpoint``; logs are readable (console)
     unless ``PUSHGATE_LOG_FORMAT`` asks otherwise."""
@@ -114,6 +113,7 @@ def local_settings(settings: Settings, endpoint: str) -> Settings:
     )
 
 
+@app.command()
 def serve(
     *,
     local: Annotated[
