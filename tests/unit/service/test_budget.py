@@ -421,33 +421,33 @@ async def test_held_slots_nobody_came_back_for_are_forgotten() -> None:
     assert 2 == len(budget_.asked)
 
 
-async def test_a_call_within_forget_after_of_its_held_slot_uses_it() -> None:
-    """A reserved slot already past by less than forget_after (the intent write took a
-    few ms) is the call's: it goes at once, without a second reservation."""
+async def put_late(
+    late: float, waits: list[float | Exception]
+) -> tuple[FakeClock, FakeRegistry, ScriptedBudget]:
+    """Reserve a slot (forget_after 50 ms), then call PutImage ``late`` seconds after it."""
     clock, inner = FakeClock(), FakeRegistry()
-    budget_ = ScriptedBudget([0.0])
+    budget_ = ScriptedBudget(waits)
     registry = BudgetedRegistry(
         inner, budget_, clock=clock, sleep=clock.sleep, forget_after_seconds=0.05
     )
     req = request(1)
     await registry.reserve(req.ref, req.digest)
-    clock.now += 0.04
+    clock.now += late
     await put(registry, timeout=5.0)
+    return clock, inner, budget_
+
+
+async def test_a_call_within_forget_after_of_its_held_slot_uses_it() -> None:
+    """A reserved slot already past by less than forget_after (the intent write took a
+    few ms) is the call's: it goes at once, without a second reservation."""
+    clock, inner, budget_ = await put_late(0.04, [0.0])
     assert (1, 1, []) == (len(budget_.asked), len(inner.puts), clock.sleeps)
 
 
 async def test_a_call_later_than_forget_after_drops_its_slot_and_reserves_anew() -> None:
     """A call that comes more than forget_after after its reserved slot would start beside
     the slots after it: the old slot is left unused and the call waits for a new one."""
-    clock, inner = FakeClock(), FakeRegistry()
-    budget_ = ScriptedBudget([0.0, 0.3])
-    registry = BudgetedRegistry(
-        inner, budget_, clock=clock, sleep=clock.sleep, forget_after_seconds=0.05
-    )
-    req = request(1)
-    await registry.reserve(req.ref, req.digest)
-    clock.now += 0.2
-    await put(registry, timeout=5.0)
+    clock, inner, budget_ = await put_late(0.2, [0.0, 0.3])
     assert (2, 1) == (len(budget_.asked), len(inner.puts))
     assert clock.sleeps == pytest.approx([0.3])
 
