@@ -18,7 +18,9 @@ ensure_venv() {
     want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
     if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
         "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-        "$VENV/bin/python" -m pip install --quiet -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+        # setuptools warns on every editable install of a flat layout (packages at the root)
+        PYTHONWARNINGS="ignore:Editable installation" \
+            "$VENV/bin/python" -m pip install --quiet -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
         "$VENV/bin/python" -c 'import locks, service, moto, aioboto3, pynamodb, pytest' # fail loudly on a bad install
         echo "$want" > "$STAMP"
     fi

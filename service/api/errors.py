@@ -71,7 +71,7 @@ async def push_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(exc), status_code=status, headers=headers)
 
 
-async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
     errors = list(exc.errors())
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid"}
@@ -80,6 +80,9 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
     reason = str(first.get("msg", "invalid")).rstrip(".")
     if first.get("type") == "json_invalid":
         field, reason = "body", "is not valid JSON"
+    elif field == "body" and "json" not in request.headers.get("content-type", ""):
+        # FastAPI reads a body as JSON only when the request says it is JSON
+        reason = "must be a JSON object sent with content-type: application/json"
     body = error_body(InvalidRequest(field, reason))
     body["errors"] = [
         {"loc": [str(p) for p in e.get("loc", ())], "reason": str(e.get("msg", ""))} for e in errors

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import structlog
@@ -66,6 +68,15 @@ async def test_unknown_field_is_refused(api: httpx.AsyncClient) -> None:
     """A misspelt field is refused rather than ignored."""
     answer = await api.post("/v1/pushes", json=body(sequnce=1))
     assert (422, "sequnce") == (answer.status_code, answer.json()["field"])
+
+
+async def test_body_without_a_json_content_type_says_so(api: httpx.AsyncClient) -> None:
+    """JSON text sent as text/plain: 422 whose reason names the content type to send."""
+    answer = await api.post(
+        "/v1/pushes", content=json.dumps(body()), headers={"content-type": "text/plain"}
+    )
+    assert (422, "body") == (answer.status_code, answer.json()["field"])
+    assert "content-type: application/json" in answer.json()["reason"]
 
 
 async def test_body_that_is_not_json_is_invalid_request(api: httpx.AsyncClient) -> None:
