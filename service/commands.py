@@ -67,12 +67,24 @@ def exit_code(exc: BaseException) -> Exit:
     return Exit.FAILED
 
 
+def _code(exc: BaseException) -> str:
+    """The error's code for ``--json``: the API's, or one of the CLI's own."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        return code
+    if isinstance(exc, OSError):
+        return "unreadable_file"
+    if isinstance(exc, ValueError):
+        return "invalid_input"
+    return "error"
+
+
 def fail(exc: BaseException, *, debug: bool, as_json: bool) -> NoReturn:
     if debug:
         raise exc
     code = exit_code(exc)
     if as_json:
-        payload: dict[str, Any] = {"error": getattr(exc, "code", type(exc).__name__)}
+        payload: dict[str, Any] = {"error": _code(exc)}
         payload["message"] = str(exc)
         payload.update(getattr(exc, "details", {}) or {})
         typer.echo(json.dumps(payload), err=True)
@@ -83,8 +95,9 @@ def fail(exc: BaseException, *, debug: bool, as_json: bool) -> NoReturn:
     raise typer.Exit(int(code))
 
 
-def _client(url: str | None, token: str | None) -> PushClient:
-    return PushClient(url, token, caller=None, on_retry=_StillTrying())
+def _client(url: str | None, token: str | None, *, as_json: bool = False) -> PushClient:
+    # with --json, stderr carries one JSON document on failure and nothing else
+    return PushClient(url, token, caller=None, on_retry=None if as_json else _StillTrying())
 
 
 class _StillTrying:
@@ -99,7 +112,7 @@ class _StillTrying:
             return
         self.said = True
         typer.echo(
-            f"{error}; retrying in {delay:.1f} s, for up to {remaining:.0f} s "
+            f"{error}; retrying in {delay:.1f} s, for up to {remaining:.1f} s "
             "(PUSHGATE_DEADLINE_SECONDS sets the limit)",
             err=True,
         )
@@ -130,7 +143,7 @@ def push(
     """Push MANIFEST_FILE to REPOSITORY:TAG through pushgate."""
     try:
         repository, tag = split_ref(ref)
-        with _client(url, token) as client:
+        with _client(url, token, as_json=as_json) as client:
             result = client.push_file(
                 repository,
                 tag,
@@ -162,7 +175,7 @@ def status(
 
     try:
         repository, tag = split_ref(ref)
-        with _client(url, token) as client:
+        with _client(url, token, as_json=as_json) as client:
             record = client.tag(repository, tag)
     except (client_errors.PushgateError, ValueError) as exc:
         fail(exc, debug=debug, as_json=as_json)
@@ -203,7 +216,7 @@ def history(
 
     try:
         repository, tag = split_ref(ref)
-        with _client(url, token) as client:
+        with _client(url, token, as_json=as_json) as client:
             page = client.history(repository, tag, limit=limit, cursor=cursor)
     except (client_errors.PushgateError, ValueError) as exc:
         fail(exc, debug=debug, as_json=as_json)
@@ -225,7 +238,9 @@ def history(
         )
     Console(file=sys.stdout, width=160).print(table)
     if page.next_cursor:
-        typer.echo(f"older entries: pushgate history {ref} --cursor {page.next_cursor}")
+        typer.echo(
+            f"older entries: pushgate history {ref} --limit {limit} --cursor {page.next_cursor}"
+        )
 
 
 def _short(digest: str | None) -> str:

@@ -317,12 +317,16 @@ class BudgetedRegistry:
     starts with less lease left than its timeout.
 
     ``reserve`` takes the slot of a coming call ahead of it (the use case does so beside
-    its intent write). A held slot is used by a call that comes at most
-    ``forget_after_seconds`` (``f``) after its time, so a call a few ms late, after the
-    intent write, keeps its slot. Calls then start in ``[slot, slot + f]``, and a window of
-    length ``L`` holds at most ``floor((L + f) / interval) + 1`` of them; the service passes
-    ``f = 0.4 * interval``, which at the default share (0.95) keeps every 1 s window at or
-    under the rate (at 10/s: ``floor(1.042 * 9.5) + 1 = 10``).
+    its intent write). A held slot is due at its time, or when its reservation was
+    answered if that is later (a slot handed out "now" is already a round trip old when
+    it arrives), and is used by a call that comes at most ``forget_after_seconds``
+    (``f``) after it is due, so a call a few ms late, after the intent write, keeps its
+    slot. While the schedule is busy, slots are in the future when answered and calls
+    start in ``[slot, slot + f]``: a window of length ``L`` holds at most
+    ``floor((L + f) / interval) + 1`` of them, and the service's ``f = 0.4 * interval``
+    keeps every 1 s window at or under the rate at the default share (0.95; at 10/s:
+    ``floor(1.042 * 9.5) + 1 = 10``). The first call after a pause may also start a
+    round trip after its slot.
     Later than that the slot is dropped, unused, and the call reserves anew: a late call
     on an old slot would start right beside the slots after it (two late calls and the
     on-time ones of the next second make a burst over the rate), and a slot whose push
@@ -358,7 +362,9 @@ class BudgetedRegistry:
         held = self._held.pop(key, None)
         if held is None:
             wait = await self._budget.reserve(self._max_wait)
-            held = _Held(slot=self._clock() + wait, reserved_at=now)
+            # a slot that began during the reservation's round trip is due from its
+            # answer: nobody can call before knowing the slot is theirs
+            held = _Held(slot=self._clock() + max(0.0, wait), reserved_at=now)
         return held
 
     async def put_image(
@@ -375,8 +381,7 @@ class BudgetedRegistry:
         deadline = self._clock() + timeout
         key = (ref.key, digest)
         held = await self._slot(key)
-        if self._clock() >= deadline:
-            self._held[key] = held
+        if self._clock() >= deadline:  # the slot goes unused: it will be stale by the retry
             raise exhausted(0.0, "the reservation took the call's whole timeout")
         allowed = max(0.0, deadline - self._clock() - self._reserve)
         wait = held.slot - self._clock()

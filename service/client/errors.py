@@ -35,6 +35,8 @@ class PushgateError(Exception):
 class ServiceUnreachable(PushgateError):
     """The service gave no answer before the deadline."""
 
+    code = "service_unreachable"
+
 
 class ApiError(PushgateError):
     """The service answered with an error document."""

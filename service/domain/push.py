@@ -440,7 +440,9 @@ class PushService:
                 may_have_landed = may_have_landed or not isinstance(exc, RegistryThrottled)
             else:
                 # "already exists" may be this push's own earlier attempt, whose answer
-                # was lost (shared/ECR.md): then this push moved the tag
+                # was lost (shared/ECR.md): then this push moved the tag. (If the tag
+                # already named it before this push and the failed attempt never landed,
+                # this says pushed where unchanged was true: both end with the tag right.)
                 if (
                     status is PutStatus.ALREADY_EXISTS
                     and may_have_landed
@@ -450,7 +452,7 @@ class PushService:
                 return status
             if attempt + 1 < self._policy.attempts:
                 delay = self._backoff(attempt)
-                if last.retry_after is not None:  # e.g. a budget slot held for this push
+                if last.retry_after:  # e.g. a budget slot held for this push, that far away
                     delay = min(delay, last.retry_after)
                 log.warning(
                     "registry_retry",

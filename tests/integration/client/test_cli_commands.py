@@ -258,6 +258,13 @@ def test_unreachable_service_exits_5(cli: Run) -> None:
     assert "PUSHGATE_DEADLINE_SECONDS" in note
 
 
+def test_unreachable_service_with_json_prints_one_document(cli: Run) -> None:
+    """``--json``: stderr holds the error as one JSON document, no retry note."""
+    result = cli("status", "team/app:v1", "--json", url=closed_port_url(), deadline=1.0)
+    assert 5 == result.returncode
+    assert "service_unreachable" == json.loads(result.stderr)["error"]
+
+
 def test_registry_error_exits_6(cli: Run, service: Service, tag: str, tmp_path: Path) -> None:
     """A registry fault that outlasts the client's retries (kms_error) exits 6."""
     members = {"kmsError": "KMSDisabledException"}

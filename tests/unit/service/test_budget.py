@@ -366,16 +366,31 @@ async def test_a_slow_reservation_counts_against_the_call_timeout() -> None:
 
 
 async def test_a_reservation_longer_than_the_timeout_calls_no_ecr() -> None:
-    """A reservation that took the call's whole timeout: registry_throttled, no ECR call,
-    and the slot is held for the use case's retry."""
+    """A reservation that took the call's whole timeout: registry_throttled and no ECR
+    call; its slot is not kept (it would be stale by the retry), the retry reserves anew."""
     clock, inner = FakeClock(), FakeRegistry()
-    budget_ = SlowScriptedBudget([0.0], clock, 6.0)
+    budget_ = SlowScriptedBudget([0.0, 0.0], clock, 6.0)
     registry = BudgetedRegistry(inner, budget_, clock=clock, sleep=clock.sleep)
     with pytest.raises(RegistryThrottled):
         await put(registry, timeout=5.0)
     assert [] == inner.puts
+    await put(registry, timeout=10.0)
+    assert (2, 1) == (len(budget_.asked), len(inner.puts))
+
+
+async def test_a_slot_that_began_during_its_reservation_is_due_from_the_answer() -> None:
+    """The budget was idle: the slot is "now" as the write left, 0.1 s before the answer
+    came (a wait of -0.1). Reserved ahead and called at once, it is the call's: no second
+    reservation, although it began longer ago than forget_after."""
+    clock, inner = FakeClock(), FakeRegistry()
+    budget_ = SlowScriptedBudget([-0.1], clock, 0.1)
+    registry = BudgetedRegistry(
+        inner, budget_, clock=clock, sleep=clock.sleep, forget_after_seconds=0.05
+    )
+    req = request(1)
+    await registry.reserve(req.ref, req.digest)
     await put(registry, timeout=5.0)
-    assert (1, 1) == (len(budget_.asked), len(inner.puts))
+    assert (1, 1, []) == (len(budget_.asked), len(inner.puts), clock.sleeps)
 
 
 async def test_slots_are_reserved_up_to_max_wait() -> None:

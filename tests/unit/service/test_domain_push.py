@@ -177,6 +177,17 @@ async def test_already_there_without_a_failed_attempt_is_unchanged(world: World)
     assert Outcome.UNCHANGED == (await world.push(req)).outcome
 
 
+async def test_throttle_with_retry_after_zero_still_backs_off(world: World) -> None:
+    """A throttle saying "retry after 0 s" does not cut the backoff to nothing: the
+    retries sleep the jittered backoff (0.1, 0.2, 0.4 s here)."""
+    world.registry.failures = [
+        RegistryThrottled("slow budget", retry_after=0.0) for _ in range(world.policy.attempts)
+    ]
+    with pytest.raises(RegistryThrottled):
+        await world.push(request(1))
+    assert world.clock.sleeps == pytest.approx([0.1, 0.2, 0.4])
+
+
 async def test_full_budget_keeps_its_retry_after(world: World) -> None:
     """A budget whose next slot is 45 s away: the push fails registry_throttled telling
     the client to come back in 45 s, not the policy's 2 s."""
