@@ -34,6 +34,12 @@ reserved: the caller gets ``RegistryThrottled`` (code ``registry_throttled``, re
 retries (see there). A reserved slot whose caller gives up is simply unused: the budget
 errs towards under-use.
 
+Each replica plans from ``now`` plus the round trip it has recently seen: the caller
+learns of its slot only when the answer comes back, so an idle slot planned at the
+instant the write left would already be a round trip old, and its call would start right
+beside the next slot. Planning a little ahead is, for the schedule, a clock running
+ahead (below): it costs at most that much waiting, never a slot too close.
+
 Clock skew
 ----------
 
@@ -185,6 +191,7 @@ class DynamoPutImageBudget:
         self._max_attempts = max_attempts
         self._cleanup_after = cleanup_after_seconds
         self._believed: int | None = None
+        self._lead = 0  # microseconds: a reservation's round trip, as recently seen
         self._turn = asyncio.Lock()
         self._queue: list[_Request] = []
 
@@ -221,7 +228,11 @@ class DynamoPutImageBudget:
     async def _serve(self, batch: list[_Request]) -> None:
         """Reserve slots for every request queued in this process, in one UpdateItem."""
         for _ in range(self._max_attempts):
-            now = int(self._clock() * MICROS)
+            sent = int(self._clock() * MICROS)
+            # Plan from when the answer is expected back: an idle slot planned at the
+            # instant the write leaves is already a round trip old when its caller hears
+            # of it, and would start right beside the next slot.
+            now = sent + self._lead
             first = plan(now, self._believed, self._interval).slot
             fits = fitting(first, now, self._interval, [r.max_wait for r in batch])
             count = sum(fits)
@@ -235,11 +246,13 @@ class DynamoPutImageBudget:
                     ):
                         self._fail_open(exc, batch)
                         return
+                    self._learn(sent)
                     self._believed = _tat_of(exc.response.get("Item"))  # type: ignore[arg-type]
                     continue
                 except BotoCoreError as exc:
                     self._fail_open(exc, batch)
                     return
+                self._learn(sent)
                 self._believed = attempt.new_tat
             # Waits run from now, not from ``now`` above: the write took a round trip, and
             # a caller adding a wait from before it to its clock after it would start late.
@@ -261,6 +274,12 @@ class DynamoPutImageBudget:
         error = exhausted(self.interval_seconds, "too many concurrent reservations")
         for request in batch:
             request.answer.set_exception(error)
+
+    def _learn(self, sent: int) -> None:
+        """Track the round trip: up at once, down slowly (a late slot bunches, an early
+        one only waits), never above a second."""
+        trip = max(0, int(self._clock() * MICROS) - sent)
+        self._lead = min(MICROS, max(trip, (4 * self._lead + trip) // 5))
 
     async def _write(self, attempt: Plan, now: int) -> None:
         values: dict[str, Any] = {

@@ -145,6 +145,17 @@ async def test_waits_run_from_the_answer_not_from_before_the_round_trip() -> Non
     assert slots == pytest.approx([0.0, INTERVAL], abs=1e-6)
 
 
+async def test_an_idle_slot_is_planned_a_round_trip_ahead() -> None:
+    """Once a 0.05 s round trip has been seen, a reservation on an idle schedule gets the
+    slot at which its answer comes back (a wait of 0), not the instant its write left
+    (a wait of -0.05, a slot already past that would start beside the next one)."""
+    clock = FakeClock()
+    budget_ = budget(SlowBudgetTable(clock, 0.05), clock)
+    await budget_.reserve(5.0)  # learns the round trip
+    clock.now += 10.0  # the schedule is idle again
+    assert 0.0 == pytest.approx(await budget_.reserve(5.0), abs=1e-6)
+
+
 async def test_reservations_at_one_instant_are_spaced_by_the_interval() -> None:
     """Five reservations at the same instant get slots 0, 0.1, ..., 0.4 s away, one
     UpdateItem each."""
