@@ -276,10 +276,11 @@ class DynamoPutImageBudget:
             request.answer.set_exception(error)
 
     def _learn(self, sent: int) -> None:
-        """Track the round trip: up at once, down slowly (a late slot bunches, an early
-        one only waits), never above a second."""
+        """Track the round trip: up at once (a slot planned too early bunches with the
+        next), down by half each time (a spike should not keep later calls waiting),
+        never above a second."""
         trip = max(0, int(self._clock() * MICROS) - sent)
-        self._lead = min(MICROS, max(trip, (4 * self._lead + trip) // 5))
+        self._lead = min(MICROS, max(trip, (self._lead + trip) // 2))
 
     async def _write(self, attempt: Plan, now: int) -> None:
         values: dict[str, Any] = {
