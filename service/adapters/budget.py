@@ -37,8 +37,9 @@ errs towards under-use.
 Each replica plans from ``now`` plus the round trip it has recently seen: the caller
 learns of its slot only when the answer comes back, so an idle slot planned at the
 instant the write left would already be a round trip old, and its call would start right
-beside the next slot. Planning a little ahead is, for the schedule, a clock running
-ahead (below): it costs at most that much waiting, never a slot too close.
+beside the next slot. Planning a little ahead (at most one interval) is, for the
+schedule, a clock running ahead (below): it costs at most that much waiting, never a
+slot too close.
 
 Clock skew
 ----------
@@ -278,9 +279,11 @@ class DynamoPutImageBudget:
     def _learn(self, sent: int) -> None:
         """Track the round trip: up at once (a slot planned too early bunches with the
         next), down by half each time (a spike should not keep later calls waiting),
-        never above a second."""
+        never above an interval: a loaded replica's "round trip" is mostly its own
+        event loop's lag, and a lead of a second would leave a second of the schedule
+        unused each time the queue runs dry."""
         trip = max(0, int(self._clock() * MICROS) - sent)
-        self._lead = min(MICROS, max(trip, (self._lead + trip) // 2))
+        self._lead = min(self._interval, max(trip, (self._lead + trip) // 2))
 
     async def _write(self, attempt: Plan, now: int) -> None:
         values: dict[str, Any] = {

@@ -156,6 +156,17 @@ async def test_an_idle_slot_is_planned_a_round_trip_ahead() -> None:
     assert 0.0 == pytest.approx(await budget_.reserve(5.0), abs=1e-6)
 
 
+async def test_the_round_trip_lead_is_at_most_one_interval() -> None:
+    """A 0.3 s round trip (a loaded replica's own lag) moves an idle slot at most one
+    interval (0.1 s) ahead of its write, so a lag spike cannot idle the schedule for long:
+    the slot is 0.2 s past when the answer comes."""
+    clock = FakeClock()
+    budget_ = budget(SlowBudgetTable(clock, 0.3), clock)
+    await budget_.reserve(5.0)
+    clock.now += 10.0
+    assert -0.2 == pytest.approx(await budget_.reserve(5.0), abs=1e-6)
+
+
 async def test_reservations_at_one_instant_are_spaced_by_the_interval() -> None:
     """Five reservations at the same instant get slots 0, 0.1, ..., 0.4 s away, one
     UpdateItem each."""
