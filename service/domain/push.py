@@ -201,8 +201,8 @@ class PushService:
                 request_id=attempt.request_id,
             )
             await self._write_intent(request, intent, lease)
-            status = await self._put_with_retries(request, lease)
-            outcome = await self._outcome_of(request, status)
+            status, may_have_landed = await self._put_with_retries(request, lease)
+            outcome = await self._outcome_of(request, status, may_have_landed=may_have_landed)
             new = self._record(attempt, lease, sequence)
             await self._record_with_entry(new, lease, self._entry(attempt, lease, outcome))
             return self._result(attempt, lease, outcome, new, repaired=False), new
@@ -385,15 +385,23 @@ class PushService:
         except PushError as exc:  # put_image reserves again, inside its retries
             log.info("putimage_reserve_deferred", key=request.ref.key, error=exc.code)
 
-    async def _outcome_of(self, request: PushRequest, status: PutStatus) -> Outcome:
+    async def _outcome_of(
+        self, request: PushRequest, status: PutStatus, *, may_have_landed: bool
+    ) -> Outcome:
+        """``may_have_landed``: an earlier attempt of this push failed after ECR may have
+        applied it."""
         if status is PutStatus.PUSHED:
             return Outcome.PUSHED
         # ImageAlreadyExists / ImageTagAlreadyExists: which one ECR sends for an immutable
         # tag is uncertain (shared/ECR.md), so both are settled by comparing digests.
         existing = await self._registry.tag_digest(request.ref)
-        if existing == request.digest:
-            return Outcome.UNCHANGED
-        raise TagImmutable(request.ref.repository, request.ref.tag, existing_digest=existing)
+        if existing != request.digest:
+            raise TagImmutable(request.ref.repository, request.ref.tag, existing_digest=existing)
+        # "already exists" may be this push's own earlier attempt, whose answer was lost
+        # (shared/ECR.md): then this push moved the tag. (If the tag already named it
+        # before this push and the failed attempt never landed, this says pushed where
+        # unchanged was true: both end with the tag right.)
+        return Outcome.PUSHED if may_have_landed else Outcome.UNCHANGED
 
     async def _call_budget(self, lease: Lease) -> float:
         """A timeout for the next ECR call that ends well inside the lease. The lease is
@@ -414,7 +422,8 @@ class PushService:
         )
         return ceiling * self._jitter()  # full jitter
 
-    async def _put_with_retries(self, request: PushRequest, lease: Lease) -> PutStatus:
+    async def _put_with_retries(self, request: PushRequest, lease: Lease) -> tuple[PutStatus, bool]:
+        """ECR's answer, and whether an earlier attempt may have landed unanswered."""
         last: RegistryError | None = None
         may_have_landed = False  # an attempt failed after ECR may have applied it
         for attempt in range(self._policy.attempts):
@@ -430,7 +439,7 @@ class PushService:
             except RegistryTimeout as exc:
                 # The put may still have landed: ECR is asked, not guessed.
                 if await self._registry.tag_digest(request.ref) == request.digest:
-                    return PutStatus.PUSHED
+                    return PutStatus.PUSHED, True
                 last, may_have_landed = exc, True
             except RegistryError as exc:
                 if not exc.retryable:
@@ -439,17 +448,7 @@ class PushService:
                 # a throttled call was refused; a fault or lost answer may have landed
                 may_have_landed = may_have_landed or not isinstance(exc, RegistryThrottled)
             else:
-                # "already exists" may be this push's own earlier attempt, whose answer
-                # was lost (shared/ECR.md): then this push moved the tag. (If the tag
-                # already named it before this push and the failed attempt never landed,
-                # this says pushed where unchanged was true: both end with the tag right.)
-                if (
-                    status is PutStatus.ALREADY_EXISTS
-                    and may_have_landed
-                    and await self._registry.tag_digest(request.ref) == request.digest
-                ):
-                    return PutStatus.PUSHED
-                return status
+                return status, may_have_landed
             if attempt + 1 < self._policy.attempts:
                 delay = self._backoff(attempt)
                 if last.retry_after:  # e.g. a budget slot held for this push, that far away
@@ -498,10 +497,12 @@ class PushService:
             # "already exists": the tag names the record's image after all, or ECR
             # refused to move it (an immutable tag); only the first is a repair
             if status is not PutStatus.PUSHED:
-                now = await self._registry.tag_digest(ref)
-                if now != record.digest:
-                    log.error("tag_repair_refused", key=ref.key, digest=record.digest, observed=now)
-                    await self._append_repair(attempt, lease, record, now, "repair_failed")
+                current = await self._registry.tag_digest(ref)
+                if current != record.digest:
+                    log.error(
+                        "tag_repair_refused", key=ref.key, digest=record.digest, observed=current
+                    )
+                    await self._append_repair(attempt, lease, record, current, "repair_failed")
                     return False
         except PushError as exc:
             log.warning("tag_verify_failed", key=ref.key, error=exc.code, message=exc.message)
