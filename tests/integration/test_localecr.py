@@ -7,9 +7,7 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,11 +16,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from service.domain.models import manifest_digest
-from service.stress.processes import free_port
+from tests.servers import ROOT, free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 OCI = "application/vnd.oci.image.manifest.v1+json"
 
 
@@ -36,26 +33,19 @@ def ecr() -> Iterator[Any]:
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    client = boto3.client(
-        "ecr",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
-    )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.describe_repositories()
-                break
-            except Exception:  # not listening yet
-                assert time.monotonic() < deadline, "python -m service.localaws did not start"
-                time.sleep(0.1)
+        wait_for_port(port, timeout=30)
+        client = boto3.client(
+            "ecr",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+        )
         yield client
-    finally:
         client.close()
+    finally:
         proc.terminate()
         proc.wait(timeout=10)
 
