@@ -50,15 +50,26 @@ from service import localecr
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+_patch_lock = threading.Lock()
+_patched: list[bool] = []  # once per process, as moto's backends are
+
+
+def _patch_moto() -> None:
+    """Remove moto's two growing costs and correct its ECR (``service.localecr``)."""
+    with _patch_lock:
+        if not _patched:
+            _list_moto_modules_once()
+            _transactions_copy_items_only()
+            _patched.append(True)
+    localecr.install()
+
+
 def _list_moto_modules_once() -> None:
-    if getattr(backends.list_of_moto_modules, "pushgate_cached", False):
-        return
     modules = tuple(backends.list_of_moto_modules())
 
     def cached() -> tuple[str, ...]:
         return modules
 
-    cached.pushgate_cached = True  # type: ignore[attr-defined]
     backends.list_of_moto_modules = cached
 
 
@@ -95,8 +106,6 @@ def _restore(saved: list[_Snapshot]) -> None:
 
 def _transactions_copy_items_only() -> None:
     original = DynamoDBBackend.transact_write_items
-    if getattr(original, "pushgate_items_only", False):
-        return
 
     def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
         saved = _snapshot(self, transact_items)
@@ -112,7 +121,6 @@ def _transactions_copy_items_only() -> None:
             for table in tables:
                 delattr(table, "__deepcopy__")
 
-    transact_write_items.pushgate_items_only = True  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
@@ -142,9 +150,7 @@ class LocalAWS(ThreadedMotoServer):
         super().__init__(ip_address=host, port=port, verbose=False)
 
     def _server_entry(self) -> None:
-        _list_moto_modules_once()
-        _transactions_copy_items_only()
-        localecr.install()
+        _patch_moto()
         app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(
             self._ip_address, self._port, app, threaded=True, request_handler=_QuietHandler
