@@ -13,7 +13,7 @@ import structlog
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from locks._models import LockConfig
+from locks._models import PK, LockConfig
 from locks._protocol import Call, ConditionFailed
 from locks.exceptions import AcquireTimeout, LeaseUnavailable, LockBackendError, TableNotFound
 
@@ -69,12 +69,11 @@ def translate(exc: Exception, call: Call) -> ConditionFailed | LockBackendError:
 
 
 def create_table_params(table_name: str) -> dict[str, Any]:
-    from locks._models import lease_model  # noqa: PLC0415 - keeps pynamodb off the hot import path
-
-    schema = lease_model(table_name)._get_schema()  # noqa: SLF001 - PynamoDB's schema builder
+    """CreateTable of a lease table: ``lease_model``'s key, pay per request (a test
+    checks the two agree, so the drivers need not import PynamoDB)."""
     return {
         "TableName": table_name,
-        "KeySchema": schema["key_schema"],
-        "AttributeDefinitions": schema["attribute_definitions"],
+        "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": PK, "AttributeType": "S"}],
         "BillingMode": "PAY_PER_REQUEST",
     }

@@ -3,16 +3,17 @@
 The item schema is a PynamoDB model (``lease_model``); the protocol core builds
 raw requests with the same attribute names, which a unit test checks against
 the model so the sync, async and PynamoDB views of one table never drift.
+PynamoDB is imported only when ``lease_model`` is called; the drivers never need it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
-from pynamodb.models import Model
+if TYPE_CHECKING:
+    from pynamodb.models import Model
 
 # Attribute names of a lease item. The protocol, both drivers and the PynamoDB
 # model use these and nothing else.
@@ -192,6 +193,9 @@ def lease_model(
     table_name: str, *, region: str | None = None, host: str | None = None
 ) -> type[Model]:
     """The PynamoDB model of a lease table (one class per table name)."""
+    from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute  # noqa: PLC0415
+    from pynamodb.models import Model  # noqa: PLC0415 - only callers of lease_model need PynamoDB
+
     meta_attrs: dict[str, Any] = {"table_name": table_name, "billing_mode": "PAY_PER_REQUEST"}
     if region is not None:
         meta_attrs["region"] = region

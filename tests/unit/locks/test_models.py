@@ -9,6 +9,7 @@ import pytest
 from pynamodb.attributes import TTLAttribute
 
 import locks
+from locks._common import create_table_params
 from locks._models import (
     CLAIM_EXPIRES_AT,
     CLAIM_SINCE,
@@ -215,6 +216,17 @@ def test_model_meta_carries_table_region_host_and_billing():
         meta.region,
         meta.host,
         meta.billing_mode,
+    )
+
+
+def test_create_table_params_match_the_pynamodb_model():
+    """The table the drivers create has the key schema of lease_model."""
+    schema = lease_model("leases")._get_schema()
+    params = create_table_params("leases")
+
+    assert (schema["key_schema"], schema["attribute_definitions"]) == (
+        params["KeySchema"],
+        params["AttributeDefinitions"],
     )
 
 
