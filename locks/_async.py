@@ -1,25 +1,22 @@
-"""The asyncio driver: an aioboto3 DynamoDB client, a heartbeat task per lease.
+"""The asyncio driver: an aiobotocore DynamoDB client, a heartbeat task per lease.
 
-Kept line-for-line parallel with ``_sync.py``: the protocol decides, this file
-only carries out its requests.
+Written by hand; ``_sync.py`` is generated from it by ``scripts/unasync.py``
+(what differs lives in ``_synchronization.py``). The protocol decides, this
+file only carries out its requests.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-import aioboto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from locks._common import (
     Clock,
-    botocore_config,
     create_table_params,
     default_owner,
     log,
@@ -43,6 +40,18 @@ from locks._protocol import (
     release_flow,
     renew_flow,
 )
+from locks._synchronization import (
+    AsyncBackground,
+    AsyncCondition,
+    AsyncEvent,
+    AsyncLock,
+    AsyncSleepFn,
+    AsyncThreadLock,
+    async_default_client,
+    async_open_client,
+    async_shield,
+    async_sleep,
+)
 from locks.exceptions import (
     LeaseLost,
     LeaseUnavailable,
@@ -52,23 +61,19 @@ from locks.exceptions import (
 )
 
 if TYPE_CHECKING:
+    import aioboto3
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 
 class _Ticket:
     def __init__(self) -> None:
-        self.wake = asyncio.Event()
+        self.wake = AsyncEvent()
         self.grant: Grant | None = None  # set by a local holder handing the lease over
 
     async def sleep(self, seconds: float) -> bool | Grant:
         """Wait for a local release or hand-off; the handed-over grant if any."""
         if self.grant is None:
-            try:
-                async with asyncio.timeout(seconds):
-                    await self.wake.wait()
-                woke = True
-            except TimeoutError:
-                woke = False
+            woke = await self.wake.wait(seconds)
             self.wake.clear()
             if self.grant is None:
                 return woke
@@ -79,53 +84,48 @@ class _LocalQueue:
     """FIFO of this lock's waiters per key; only the head talks to DynamoDB."""
 
     def __init__(self) -> None:
-        self._cond = asyncio.Condition()
+        self._turns = AsyncCondition()
         self._queues: dict[str, deque[_Ticket]] = {}
 
     def join(self, key: str) -> _Ticket:
         ticket = _Ticket()
-        self._queues.setdefault(key, deque()).append(ticket)
+        with self._turns:
+            self._queues.setdefault(key, deque()).append(ticket)
         return ticket
 
     async def wait_turn(self, key: str, ticket: _Ticket, timeout: float | None) -> bool:
-        if self._queues[key][0] is ticket:  # wait_for(..., 0) would cancel before checking
-            return True
-        async with self._cond:
-            try:
-                await asyncio.wait_for(
-                    self._cond.wait_for(lambda: self._queues[key][0] is ticket), timeout
-                )
-            except TimeoutError:
-                return False
-            return True
+        return await self._turns.wait_for(lambda: self._queues[key][0] is ticket, timeout)
 
-    async def leave(self, key: str, ticket: _Ticket) -> Grant | None:
+    def leave(self, key: str, ticket: _Ticket) -> Grant | None:
         """Leave the queue; a grant handed over meanwhile is the caller's to keep."""
-        queue = self._queues[key]
-        queue.remove(ticket)
-        if not queue:
-            del self._queues[key]
-        async with self._cond:
-            self._cond.notify_all()
-        return ticket.grant
+        with self._turns:
+            queue = self._queues[key]
+            queue.remove(ticket)
+            if not queue:
+                del self._queues[key]
+            self._turns.notify_all()
+            return ticket.grant
 
     def head(self, key: str) -> _Ticket | None:
-        queue = self._queues.get(key)
-        return queue[0] if queue else None
+        with self._turns:
+            queue = self._queues.get(key)
+            return queue[0] if queue else None
 
     def deliver(self, key: str, ticket: _Ticket, grant: Grant) -> bool:
         """Hand ``grant`` to ``ticket`` if it is still waiting."""
-        if ticket not in self._queues.get(key, ()):
-            return False
-        ticket.grant = grant
-        ticket.wake.set()
-        return True
+        with self._turns:
+            if ticket not in self._queues.get(key, ()):
+                return False
+            ticket.grant = grant
+            ticket.wake.set()
+            return True
 
     def released(self, key: str) -> None:
         """A local holder released: wake the head waiter at once."""
-        queue = self._queues.get(key)
-        if queue:
-            queue[0].wake.set()
+        with self._turns:
+            queue = self._queues.get(key)
+            if queue:
+                queue[0].wake.set()
 
 
 class AsyncLeaseLock:
@@ -134,6 +134,7 @@ class AsyncLeaseLock:
     Pass ``client`` (an aiobotocore DynamoDB client you manage), or use the lock
     as ``async with AsyncLeaseLock(...) as lock`` to open a client from
     ``session`` (default: a new ``aioboto3.Session()``, the standard AWS chain).
+    ``clock`` returns epoch milliseconds and is injectable for tests of skew.
     """
 
     def __init__(
@@ -149,13 +150,16 @@ class AsyncLeaseLock:
     ) -> None:
         self.table_name = table_name
         self.config = config or LockConfig()
-        self._client = client
+        self._client: DynamoDBClient | None = (
+            client if client is not None else async_default_client(session, self.config)
+        )
         self._session = session
         self._stack: contextlib.AsyncExitStack | None = None
         self.owner = owner or default_owner()
         self.clock = clock or wall_clock_ms
         self._rng = rng or random.Random()
         self._queue = _LocalQueue()
+        self._mutex = AsyncThreadLock()
         self._holding: dict[str, int] = {}  # leases held in this process, per key
         self._streaks: dict[str, int] = {}  # local hand-offs in a row, per key
 
@@ -168,10 +172,7 @@ class AsyncLeaseLock:
     async def __aenter__(self) -> Self:
         if self._client is None:
             self._stack = contextlib.AsyncExitStack()
-            session = self._session or aioboto3.Session()
-            self._client = await self._stack.enter_async_context(
-                session.client("dynamodb", config=botocore_config(self.config))
-            )
+            self._client = await async_open_client(self._stack, self._session, self.config)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -205,19 +206,23 @@ class AsyncLeaseLock:
             )
             grant, _ = await self._run(flow, ticket.sleep)
         except LeaseUnavailable as exc:
-            handed = await self._queue.leave(key, ticket)
+            handed = self._queue.leave(key, ticket)
             if handed is None:
                 log.debug("lease_unavailable", key=key, owner=self.owner, holder=exc.holder)
                 raise
             grant = handed  # a hand-off crossed our timeout: the lease is ours
         except BaseException:
-            orphan = await self._queue.leave(key, ticket)
-            if orphan is not None:  # cancelled after a hand-off reached us: free it
-                await self._run(release_flow(self.table_name, orphan, self.config), None)
+            # any other error, a cancellation or Ctrl-C: the ticket must not stay at the
+            # head of the queue, or every later acquire of this key would wait behind it
+            orphan = self._queue.leave(key, ticket)
+            if orphan is not None:  # a hand-off reached us meanwhile: free it
+                freeing = release_flow(self.table_name, orphan, self.config)
+                with contextlib.suppress(LockError):  # else it expires; the first error matters
+                    await async_shield(self._run(freeing, None))
                 self._queue.released(key)
             raise
         else:
-            await self._queue.leave(key, ticket)
+            self._queue.leave(key, ticket)
         lease = AsyncLease(self, grant, waited_ms=self.clock() - started)
         log.info(
             "lease_acquired",
@@ -294,15 +299,17 @@ class AsyncLeaseLock:
     # --- driver ------------------------------------------------------------
 
     def _hold(self, key: str, delta: int) -> None:
-        self._holding[key] = self._holding.get(key, 0) + delta
-        if self._holding[key] <= 0:
-            del self._holding[key]
+        with self._mutex:
+            self._holding[key] = self._holding.get(key, 0) + delta
+            if self._holding[key] <= 0:
+                del self._holding[key]
 
     def _streak(self, key: str, *, handed_off: bool) -> None:
-        if handed_off:
-            self._streaks[key] = self._streaks.get(key, 0) + 1
-        else:
-            self._streaks.pop(key, None)
+        with self._mutex:
+            if handed_off:
+                self._streaks[key] = self._streaks.get(key, 0) + 1
+            else:
+                self._streaks.pop(key, None)
 
     async def _execute(self, call: Call) -> Any:
         method = getattr(self.client, call.op)
@@ -317,7 +324,7 @@ class AsyncLeaseLock:
     async def _run(
         self,
         flow: Flow,
-        sleep: Callable[[float], Awaitable[bool | Grant]] | None,
+        wait: AsyncSleepFn | None,
         lease: AsyncLease | None = None,
     ) -> Any:
         answer: Any = None
@@ -329,15 +336,12 @@ class AsyncLeaseLock:
                 return stop.value
             answer, error = None, None
             try:
-                answer = await self._answer(request, sleep, lease)
+                answer = await self._answer(request, wait, lease)
             except LockBackendError as exc:  # the flow decides: retry, or let it propagate
                 error = exc
 
     async def _answer(
-        self,
-        request: Any,
-        sleep: Callable[[float], Awaitable[bool | Grant]] | None,
-        lease: AsyncLease | None,
+        self, request: Any, wait: AsyncSleepFn | None, lease: AsyncLease | None
     ) -> Any:
         if isinstance(request, Now):
             return self.clock()
@@ -347,10 +351,10 @@ class AsyncLeaseLock:
                     return await self._execute(request)
             return await self._execute(request)
         if isinstance(request, Sleep):
-            if sleep is None:
-                await asyncio.sleep(request.seconds)
+            if wait is None:
+                await async_sleep(request.seconds)
                 return False
-            return await sleep(request.seconds)
+            return await wait(request.seconds)
         if isinstance(request, Renewed):
             if lease is not None:
                 lease._renewed(request.grant)  # noqa: SLF001
@@ -366,7 +370,7 @@ def _single(call: Call) -> Flow:
 
 
 class AsyncLease:
-    """A held lease. Renews itself in a background task until released.
+    """A held lease. Renews itself in a heartbeat task until released.
 
     Use it as an async context manager: leaving the block releases it and raises
     :class:`LeaseLost` if the lease was lost while the block ran (an exception
@@ -376,13 +380,14 @@ class AsyncLease:
     def __init__(self, lock: AsyncLeaseLock, grant: Grant, *, waited_ms: float) -> None:
         self._lock = lock
         self._grant = grant
-        self._io = asyncio.Lock()
+        self._io = AsyncLock()
+        self._state = AsyncThreadLock()
         self._lost_reason: str | None = None
         self._released = False
-        self._stop = asyncio.Event()
+        self._stop = AsyncEvent()
         self.waited_ms = waited_ms
         lock._hold(grant.key, 1)  # noqa: SLF001
-        self._task = asyncio.create_task(self._heartbeat(), name=f"lease-heartbeat-{grant.key}")
+        self._beat = AsyncBackground(self._heartbeat, name=f"lease-heartbeat-{grant.key}")
 
     @property
     def key(self) -> str:
@@ -432,16 +437,17 @@ class AsyncLease:
 
     async def release(self) -> None:
         """Release the lease. Idempotent; never frees another holder's lease."""
-        if self._released:
-            return
-        self._released = True
+        with self._state:
+            if self._released:
+                return
+            self._released = True
         self._stop.set()
         lock = self._lock
-        # before the first await: a release cancelled there must not leave this process
-        # counting a local holder (its waiters would wait for a hand-off that never comes)
+        # before any I/O: a release interrupted there must not leave this process counting
+        # a local holder (its waiters would wait for a hand-off that never comes)
         lock._hold(self.key, -1)  # noqa: SLF001
-        if asyncio.current_task() is not self._task:
-            await asyncio.gather(self._task, return_exceptions=True)
+        # a renewal in flight ends first; one that lands after this release fails its condition
+        await self._beat.join()
         if not self.lost and await self._hand_off():
             return
         flow = release_flow(lock.table_name, self._grant, lock.config)
@@ -503,25 +509,17 @@ class AsyncLease:
         log.debug("lease_renewed", key=grant.key, owner=grant.owner, token=grant.token)
 
     def _mark_lost(self, reason: str) -> None:
-        if self._lost_reason is None:
+        with self._state:  # the heartbeat and the caller may both find it lost
+            if self._lost_reason is not None:
+                return
             self._lost_reason = reason
-            log.warning(
-                "lease_lost", key=self.key, owner=self.owner, token=self.token, reason=reason
-            )
-
-    async def _stop_sleep(self, seconds: float) -> bool:
-        try:
-            async with asyncio.timeout(seconds):
-                await self._stop.wait()
-        except TimeoutError:
-            return False
-        return True
+        log.warning("lease_lost", key=self.key, owner=self.owner, token=self.token, reason=reason)
 
     async def _heartbeat(self) -> None:
         lock = self._lock
         flow = heartbeat_flow(lock.table_name, self._grant, lock.config, lock._rng)  # noqa: SLF001
         try:
-            await lock._run(flow, self._stop_sleep, self)  # noqa: SLF001
+            await lock._run(flow, self._stop.wait, self)  # noqa: SLF001
         except LeaseLost as exc:
             if not self._released:
                 self._mark_lost(exc.reason)

@@ -1,24 +1,23 @@
+# Generated from _async.py by scripts/unasync.py: edit that file, then run the script.
 """The blocking driver: a boto3 DynamoDB client, a heartbeat thread per lease.
 
-Kept line-for-line parallel with ``_async.py``: the protocol decides, this file
-only carries out its requests.
+Generated from ``_async.py`` by ``scripts/unasync.py``
+(what differs lives in ``_synchronization.py``). The protocol decides, this
+file only carries out its requests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
-import threading
 from collections import deque
-from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from locks._common import (
     Clock,
-    botocore_config,
     create_table_params,
     default_owner,
     log,
@@ -42,6 +41,18 @@ from locks._protocol import (
     release_flow,
     renew_flow,
 )
+from locks._synchronization import (
+    Background,
+    Condition,
+    Event,
+    Lock,
+    SleepFn,
+    ThreadLock,
+    default_client,
+    open_client,
+    shield,
+    sleep,
+)
 from locks.exceptions import (
     LeaseLost,
     LeaseUnavailable,
@@ -51,12 +62,13 @@ from locks.exceptions import (
 )
 
 if TYPE_CHECKING:
+    import boto3
     from types_boto3_dynamodb import DynamoDBClient
 
 
 class _Ticket:
     def __init__(self) -> None:
-        self.wake = threading.Event()
+        self.wake = Event()
         self.grant: Grant | None = None  # set by a local holder handing the lease over
 
     def sleep(self, seconds: float) -> bool | Grant:
@@ -73,37 +85,36 @@ class _LocalQueue:
     """FIFO of this lock's waiters per key; only the head talks to DynamoDB."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._turns = Condition()
         self._queues: dict[str, deque[_Ticket]] = {}
 
     def join(self, key: str) -> _Ticket:
         ticket = _Ticket()
-        with self._cond:
+        with self._turns:
             self._queues.setdefault(key, deque()).append(ticket)
         return ticket
 
     def wait_turn(self, key: str, ticket: _Ticket, timeout: float | None) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._queues[key][0] is ticket, timeout)
+        return self._turns.wait_for(lambda: self._queues[key][0] is ticket, timeout)
 
     def leave(self, key: str, ticket: _Ticket) -> Grant | None:
         """Leave the queue; a grant handed over meanwhile is the caller's to keep."""
-        with self._cond:
+        with self._turns:
             queue = self._queues[key]
             queue.remove(ticket)
             if not queue:
                 del self._queues[key]
-            self._cond.notify_all()
+            self._turns.notify_all()
             return ticket.grant
 
     def head(self, key: str) -> _Ticket | None:
-        with self._cond:
+        with self._turns:
             queue = self._queues.get(key)
             return queue[0] if queue else None
 
     def deliver(self, key: str, ticket: _Ticket, grant: Grant) -> bool:
         """Hand ``grant`` to ``ticket`` if it is still waiting."""
-        with self._cond:
+        with self._turns:
             if ticket not in self._queues.get(key, ()):
                 return False
             ticket.grant = grant
@@ -112,7 +123,7 @@ class _LocalQueue:
 
     def released(self, key: str) -> None:
         """A local holder released: wake the head waiter at once."""
-        with self._cond:
+        with self._turns:
             queue = self._queues.get(key)
             if queue:
                 queue[0].wake.set()
@@ -121,9 +132,9 @@ class _LocalQueue:
 class LeaseLock:
     """Leases on keys of one DynamoDB table, for threads.
 
-    ``client`` is a boto3 DynamoDB client (default: the standard AWS chain, with
-    botocore's standard retry mode). ``clock`` returns epoch milliseconds and is
-    injectable for tests of skew.
+    Pass ``client`` (a boto3 DynamoDB client you manage), or ``session`` to build
+    one from (default: the standard AWS chain, with botocore's standard retry mode).
+    ``clock`` returns epoch milliseconds and is injectable for tests of skew.
     """
 
     def __init__(
@@ -131,6 +142,7 @@ class LeaseLock:
         table_name: str,
         *,
         client: DynamoDBClient | None = None,
+        session: boto3.Session | None = None,
         config: LockConfig | None = None,
         owner: str | None = None,
         clock: Clock | None = None,
@@ -138,16 +150,36 @@ class LeaseLock:
     ) -> None:
         self.table_name = table_name
         self.config = config or LockConfig()
-        self.client: DynamoDBClient = client or boto3.client(
-            "dynamodb", config=botocore_config(self.config)
+        self._client: DynamoDBClient | None = (
+            client if client is not None else default_client(session, self.config)
         )
+        self._session = session
+        self._stack: contextlib.ExitStack | None = None
         self.owner = owner or default_owner()
         self.clock = clock or wall_clock_ms
         self._rng = rng or random.Random()
         self._queue = _LocalQueue()
-        self._mutex = threading.Lock()
+        self._mutex = ThreadLock()
         self._holding: dict[str, int] = {}  # leases held in this process, per key
         self._streaks: dict[str, int] = {}  # local hand-offs in a row, per key
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            raise LockStateError("no client: pass client= or use 'with LeaseLock(...)'")
+        return self._client
+
+    def __enter__(self) -> Self:
+        if self._client is None:
+            self._stack = contextlib.ExitStack()
+            self._client = open_client(self._stack, self._session, self.config)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+            self._client = None
 
     def acquire(self, key: str, timeout: float | None = None) -> Lease:
         """Block until ``key`` is granted; ``timeout`` in seconds (None: forever).
@@ -179,6 +211,16 @@ class LeaseLock:
                 log.debug("lease_unavailable", key=key, owner=self.owner, holder=exc.holder)
                 raise
             grant = handed  # a hand-off crossed our timeout: the lease is ours
+        except BaseException:
+            # any other error, a cancellation or Ctrl-C: the ticket must not stay at the
+            # head of the queue, or every later acquire of this key would wait behind it
+            orphan = self._queue.leave(key, ticket)
+            if orphan is not None:  # a hand-off reached us meanwhile: free it
+                freeing = release_flow(self.table_name, orphan, self.config)
+                with contextlib.suppress(LockError):  # else it expires; the first error matters
+                    shield(self._run(freeing, None))
+                self._queue.released(key)
+            raise
         else:
             self._queue.leave(key, ticket)
         lease = Lease(self, grant, waited_ms=self.clock() - started)
@@ -210,20 +252,19 @@ class LeaseLock:
     def ensure_table(self, *, poll_seconds: float = 0.5, wait_seconds: float = 120.0) -> None:
         """Create the table if missing (PAY_PER_REQUEST, TTL on ``cleanup_at``) and
         wait until it is ACTIVE. A no-op when it exists."""
+        client = self.client
         try:
             try:
-                status = self.client.describe_table(TableName=self.table_name)["Table"][
-                    "TableStatus"
-                ]
-            except self.client.exceptions.ResourceNotFoundException:
+                status = (client.describe_table(TableName=self.table_name))["Table"]["TableStatus"]
+            except client.exceptions.ResourceNotFoundException:
                 try:
-                    self.client.create_table(**create_table_params(self.table_name))
+                    client.create_table(**create_table_params(self.table_name))
                     log.info("lease_table_created", table=self.table_name)
-                except self.client.exceptions.ResourceInUseException:
+                except client.exceptions.ResourceInUseException:
                     pass  # created concurrently by another process
                 status = "CREATING"
             if status != "ACTIVE":
-                self.client.get_waiter("table_exists").wait(
+                client.get_waiter("table_exists").wait(
                     TableName=self.table_name,
                     WaiterConfig={
                         "Delay": poll_seconds,  # type: ignore[typeddict-item]
@@ -281,7 +322,7 @@ class LeaseLock:
     def _run(
         self,
         flow: Flow,
-        sleep: Callable[[float], bool | Grant] | None,
+        wait: SleepFn | None,
         lease: Lease | None = None,
     ) -> Any:
         answer: Any = None
@@ -293,13 +334,11 @@ class LeaseLock:
                 return stop.value
             answer, error = None, None
             try:
-                answer = self._answer(request, sleep, lease)
+                answer = self._answer(request, wait, lease)
             except LockBackendError as exc:  # the flow decides: retry, or let it propagate
                 error = exc
 
-    def _answer(
-        self, request: Any, sleep: Callable[[float], bool | Grant] | None, lease: Lease | None
-    ) -> Any:
+    def _answer(self, request: Any, wait: SleepFn | None, lease: Lease | None) -> Any:
         if isinstance(request, Now):
             return self.clock()
         if isinstance(request, Call):
@@ -308,10 +347,10 @@ class LeaseLock:
                     return self._execute(request)
             return self._execute(request)
         if isinstance(request, Sleep):
-            if sleep is None:
-                threading.Event().wait(request.seconds)
+            if wait is None:
+                sleep(request.seconds)
                 return False
-            return sleep(request.seconds)
+            return wait(request.seconds)
         if isinstance(request, Renewed):
             if lease is not None:
                 lease._renewed(request.grant)  # noqa: SLF001
@@ -327,7 +366,7 @@ def _single(call: Call) -> Flow:
 
 
 class Lease:
-    """A held lease. Renews itself in a background thread until released.
+    """A held lease. Renews itself in a heartbeat thread until released.
 
     Use it as a context manager: leaving the block releases it and raises
     :class:`LeaseLost` if the lease was lost while the block ran (an exception
@@ -337,17 +376,14 @@ class Lease:
     def __init__(self, lock: LeaseLock, grant: Grant, *, waited_ms: float) -> None:
         self._lock = lock
         self._grant = grant
-        self._io = threading.Lock()
-        self._state = threading.Lock()
+        self._io = Lock()
+        self._state = ThreadLock()
         self._lost_reason: str | None = None
         self._released = False
-        self._stop = threading.Event()
+        self._stop = Event()
         self.waited_ms = waited_ms
         lock._hold(grant.key, 1)  # noqa: SLF001
-        self._thread = threading.Thread(
-            target=self._heartbeat, name=f"lease-heartbeat-{grant.key}", daemon=True
-        )
-        self._thread.start()
+        self._beat = Background(self._heartbeat, name=f"lease-heartbeat-{grant.key}")
 
     @property
     def key(self) -> str:
@@ -401,11 +437,13 @@ class Lease:
             if self._released:
                 return
             self._released = True
-        # no join: a renewal still in flight holds ``_io``, so the write below waits for
-        # it, and one that lands after the release or hand-off fails its condition
         self._stop.set()
         lock = self._lock
+        # before any I/O: a release interrupted there must not leave this process counting
+        # a local holder (its waiters would wait for a hand-off that never comes)
         lock._hold(self.key, -1)  # noqa: SLF001
+        # a renewal in flight ends first; one that lands after this release fails its condition
+        self._beat.join()
         if not self.lost and self._hand_off():
             return
         flow = release_flow(lock.table_name, self._grant, lock.config)
@@ -467,7 +505,7 @@ class Lease:
         log.debug("lease_renewed", key=grant.key, owner=grant.owner, token=grant.token)
 
     def _mark_lost(self, reason: str) -> None:
-        with self._state:  # the heartbeat thread and the caller's may both find it lost
+        with self._state:  # the heartbeat and the caller may both find it lost
             if self._lost_reason is not None:
                 return
             self._lost_reason = reason

@@ -35,6 +35,8 @@ def check_sync_lock(lock: LeaseLock) -> None:
     assert_type(lock.config, LockConfig)
     assert_type(lock.owner, str)
     assert_type(lock.table_name, str)
+    with lock as opened:
+        assert_type(opened, LeaseLock)
 
 
 def check_sync_lease(lease: Lease) -> None:

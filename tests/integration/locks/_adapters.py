@@ -177,9 +177,9 @@ class Held:
 
     async def heartbeat_done(self) -> None:
         if isinstance(self.raw, Lease):
-            await asyncio.to_thread(self.raw._thread.join, 5)
+            await asyncio.to_thread(self.raw._beat._thread.join, 5)
         else:
-            await asyncio.wait_for(asyncio.shield(self.raw._task), 5)
+            await asyncio.wait_for(asyncio.shield(self.raw._beat._task), 5)
 
     async def __aenter__(self) -> Self:
         return self
@@ -227,6 +227,44 @@ class Locker:
         injector = Injector(self.kind, operation, status, code, times)
         self.client.meta.events.register(f"before-send.dynamodb.{operation}", injector)
         return injector
+
+    async def acquire_interrupted(self, key: str) -> BaseException:
+        """Start an acquire and interrupt it inside its first UpdateItem: Ctrl-C for the
+        sync driver (a KeyboardInterrupt raised in the call), a task cancelled while the
+        call is in flight for the async one. Returns what the acquire raised."""
+        if self.kind == "sync":
+            return await asyncio.to_thread(self._acquire_with_ctrl_c, key)
+        entered = asyncio.Event()
+
+        async def hang(**_: Any) -> None:
+            entered.set()
+            await asyncio.Event().wait()
+
+        self.client.meta.events.register("before-send.dynamodb.UpdateItem", hang)
+        acquiring = asyncio.ensure_future(self.raw.acquire(key, timeout=5))  # type: ignore[arg-type]
+        try:
+            await asyncio.wait_for(entered.wait(), 5)
+            acquiring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acquiring
+        finally:
+            self.client.meta.events.unregister("before-send.dynamodb.UpdateItem", hang)
+        assert acquiring.cancelled()
+        return asyncio.CancelledError()
+
+    def _acquire_with_ctrl_c(self, key: str) -> BaseException:
+        def ctrl_c(**_: Any) -> None:
+            raise KeyboardInterrupt
+
+        assert isinstance(self.raw, LeaseLock)
+        self.client.meta.events.register("before-send.dynamodb.UpdateItem", ctrl_c)
+        try:
+            self.raw.acquire(key, timeout=5)
+        except KeyboardInterrupt as interrupt:  # caught here: it must not reach the event loop
+            return interrupt
+        finally:
+            self.client.meta.events.unregister("before-send.dynamodb.UpdateItem", ctrl_c)
+        raise AssertionError("the acquire was not interrupted")
 
     def queued(self, key: str) -> int:
         """How many of this lock's local waiters are queued on ``key``."""
