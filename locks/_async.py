@@ -447,7 +447,7 @@ class AsyncLease:
         # a local holder (its waiters would wait for a hand-off that never comes)
         lock._hold(self.key, -1)  # noqa: SLF001
         # a renewal in flight ends first; one that lands after this release fails its condition
-        await self._beat.join()
+        await self._beat.stopped()
         if not self.lost and await self._hand_off():
             return
         flow = release_flow(lock.table_name, self._grant, lock.config)

@@ -443,7 +443,7 @@ class Lease:
         # a local holder (its waiters would wait for a hand-off that never comes)
         lock._hold(self.key, -1)  # noqa: SLF001
         # a renewal in flight ends first; one that lands after this release fails its condition
-        self._beat.join()
+        self._beat.stopped()
         if not self.lost and self._hand_off():
             return
         flow = release_flow(lock.table_name, self._grant, lock.config)

@@ -114,8 +114,9 @@ class AsyncBackground:
     def __init__(self, target: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
         self._task = asyncio.create_task(target(), name=name)
 
-    async def join(self) -> None:
-        """Wait until it ends (at once when called from the heartbeat itself)."""
+    async def stopped(self) -> None:
+        """After its stop was set: wait for the task to end, a renewal in flight included,
+        so no task outlives its lease (at once when called from the heartbeat itself)."""
         if asyncio.current_task() is not self._task:
             await asyncio.gather(self._task, return_exceptions=True)
 
@@ -213,10 +214,10 @@ class Background:
         self._thread = threading.Thread(target=target, name=name, daemon=True)
         self._thread.start()
 
-    def join(self) -> None:
-        """Wait until it ends (at once when called from the heartbeat itself)."""
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
+    def stopped(self) -> None:
+        """After its stop was set: return at once. A renewal in flight holds the lease's
+        I/O lock, which the release's write waits for; the thread then ends by itself.
+        (Joining would make every hand-off wait for the heartbeat thread's turn.)"""
 
 
 def sleep(seconds: float) -> None:
