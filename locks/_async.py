@@ -217,9 +217,11 @@ class AsyncLeaseLock:
             orphan = self._queue.leave(key, ticket)
             if orphan is not None:  # a hand-off reached us meanwhile: free it
                 freeing = release_flow(self.table_name, orphan, self.config)
-                with contextlib.suppress(LockError):  # else it expires; the first error matters
-                    await async_shield(self._run(freeing, None))
-                self._queue.released(key)
+                try:
+                    with contextlib.suppress(LockError):  # else it expires; the first error matters
+                        await async_shield(self._run(freeing, None))
+                finally:
+                    self._queue.released(key)
             raise
         else:
             self._queue.leave(key, ticket)

@@ -9,6 +9,7 @@ than after a wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -80,3 +81,26 @@ async def test_acquire_after_an_interrupted_acquire_is_granted_at_once(driver: D
 
     assert (lock.owner, 0) == (lease.owner, lock.queued("key"))
     await lease.release()
+
+
+async def test_waiter_cancelled_after_a_hand_off_frees_the_lease(driver: Driver) -> None:
+    """A waiter cancelled after a local holder handed it the lease, before it woke up,
+    frees that lease: another lock is granted the key on its first attempt."""
+    if driver.kind != "async":
+        pytest.skip("only an async waiter can be stopped between the hand-off and its wake-up")
+    lock = await driver.ready_lock(config=LONG)
+    other = await driver.lock(config=LONG)
+    lease = await lock.acquire("key")
+    waiting = asyncio.ensure_future(lock.acquire("key", timeout=10))
+    await eventually(lambda: lock.queued("key") == 1, timeout=5, what="the waiter queued")
+    await asyncio.sleep(0.05)  # it reaches its wait for the hand-off (no I/O before it)
+    await lease.release()  # hands the lease to the waiter, which has not run since
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    assert waiting.cancelled()
+
+    theirs = await other.acquire("key", timeout=0)
+
+    assert (other.owner, lease.token + 2) == (theirs.owner, theirs.token)
+    await theirs.release()
