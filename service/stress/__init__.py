@@ -1,5 +1,5 @@
 """The stress suite: reproduce the concurrent-push race under moto, prove pushgate
-removes it, and keep proving it under faults (issue 5).
+removes it, and keep proving it under faults.
 
 - ``record``: the attempt log (attempts, lease holds, tag writes, observations);
 - ``invariants``: the six invariants, checked purely from a recorded history;

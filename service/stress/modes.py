@@ -105,7 +105,7 @@ def raw_put(client: Any, spec: PushSpec, run: Run) -> tuple[str, str | None]:
         code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
         if code in ALREADY_EXISTS:
             # AWS: "treat it as a non-error". Which of the two codes an immutable tag
-            # answers is uncertain (shared/ECR.md), so tolerant clients accept both, and
+            # answers is uncertain (docs/ecr.md), so tolerant clients accept both, and
             # without comparing digests they report success for an image that lost.
             return "unchanged", None
         return "error", code
