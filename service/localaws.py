@@ -8,9 +8,8 @@ two images. Real AWS applies each call atomically. This server restores that
 by applying one request at a time (a WSGI middleware holding a lock while the
 backend runs); connections are still accepted and read concurrently.
 
-Its ECR answers like ECR where pushgate relies on it (``service.localecr``: digests of
-the manifest bytes, immutable tags, untagged images kept, a missing repository as
-``RepositoryNotFoundException``).
+Its ECR answers like ECR where pushgate relies on it (``service.localecr``; each moto
+departure and its correction: docs/ecr.md).
 
 Two of moto's costs grow where AWS's do not, and ``LocalAWS`` removes them:
 

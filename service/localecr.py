@@ -1,26 +1,16 @@
 """moto's ECR, corrected toward ECR where pushgate relies on it.
 
 ``LocalAWS`` installs this, so ``pushgate serve --local``, the compose file's moto and
-the tests all talk to an ECR that answers like ECR (``shared/ECR.md``, "moto is not
-ECR"). moto keeps its backend in this process, so patching
-``moto.ecr.models.ECRBackend.put_image`` reaches every server here:
+the tests all talk to an ECR that answers like ECR. moto keeps its backend in this
+process, so patching ``moto.ecr.models.ECRBackend.put_image`` reaches every server here.
 
-============================================ =============================================
-moto departure                               corrected here
-============================================ =============================================
-digest = sha256 of joined layer digests      digest = sha256 of the exact manifest bytes
-duplicate detected by string equality        duplicate = same digest
-IMMUTABLE conflict -> ImageAlreadyExists     -> ImageTagAlreadyExistsException; the same
-                                             digest on the same tag -> ImageAlreadyExists
-exclusion filters as prefix regexes          wildcard filters (``*``) matched as globs
-moving a tag deletes the old image           the old image stays in the repository, untagged
-missing repository -> plain exception (500)  RepositoryNotFoundException (400)
-non-JSON manifest -> plain exception (500)   InvalidParameterException (400)
-``imageDigest`` not validated                ImageDigestDoesNotMatchException
-============================================ =============================================
-
-What is left to moto: layers and referenced images are not checked, and there is no
-throttling, KMS or 5xx (the tests inject those, ``tests/ecr_fidelity.py``).
+Corrected: the digest is that of the exact manifest bytes, a duplicate is the same digest
+(``ImageAlreadyExistsException``), an immutable tag answers
+``ImageTagAlreadyExistsException``, exclusion filters are globs, a moved tag leaves the
+old image untagged, a missing repository and a non-JSON manifest get ECR's errors, and
+``imageDigest`` is checked. Each moto departure, and what is left to moto (layers,
+referenced images, throttling, KMS, 5xx: the tests inject those), is in docs/ecr.md,
+"moto is not ECR".
 """
 
 from __future__ import annotations

@@ -1,21 +1,15 @@
 """ECR fidelity for tests: moto's ECR corrected toward ECR, plus fault injection.
 
-The corrections themselves (digest of the manifest bytes, ``ImageTagAlreadyExists`` on
-immutable tags, untagged images kept, missing repositories and non-JSON manifests as
-ECR answers them) live in ``service.localecr``, which ``LocalAWS`` installs for
-``--local`` too; :class:`EcrFidelity` makes sure they are installed and adds what only
-tests need:
+The corrections themselves live in ``service.localecr``, which ``LocalAWS`` installs
+for ``--local`` too; :class:`EcrFidelity` makes sure they are installed and adds what
+only tests need (docs/ecr.md, "moto is not ECR"):
 
-============================================ =============================================
-moto departure                               here
-============================================ =============================================
-no lock on ECR state                         put_image is serialized by a lock
-no throttling, KMS, 5xx, missing layers      :meth:`EcrFidelity.inject` raises any ECR error
-                                             code for the next N calls on one repository
-no slow calls                                :func:`slow_calls` delays a client's requests
-============================================ =============================================
-
-Injection is keyed by repository name, so tests sharing one moto server stay isolated.
+- :meth:`EcrFidelity.inject`: any ECR error code (throttling, KMS, 5xx, missing layers)
+  for the next N calls of one operation on one repository, so tests sharing one moto
+  server stay isolated;
+- a lock on ECR state around ``put_image`` and ``batch_get_image``, as ECR applies each
+  call atomically;
+- :func:`slow_calls`: delays a client's requests.
 
 Slowness is injected on the *client* (an aiobotocore ``before-send`` hook that sleeps
 before the request leaves), not in the backend: the session's server

@@ -1,71 +1,10 @@
 """The account-wide PutImage budget, shared by every replica through one DynamoDB item.
 
-ECR allows 10 PutImage/s per account and Region, for all repositories together
-(``shared/ECR.md``, quotas). Replicas share that budget without a new server: each
-PutImage first *reserves a time slot* in a DynamoDB item, then sleeps until its slot and
-calls ECR. A farm therefore queues at pushgate instead of being throttled by ECR.
-
-The schedule (GCRA, "virtual scheduling" of a token bucket with no burst)
---------------------------------------------------------------------------
-
-One item per scope (``putimage#<registry>#<region>``) holds ``tat``, the *theoretical
-arrival time*: the earliest instant the next PutImage may start, in epoch microseconds.
-With ``interval = 1 / (rate * share)``, a reservation at time ``now`` gets the slot
-``max(tat, now)`` and moves ``tat`` to ``slot + interval``, with one conditional
-``UpdateItem``:
-
-- believed idle (``tat <= now``, or no item):
-  ``SET tat = now + interval`` if ``attribute_not_exists(tat) OR tat <= :now``;
-- believed busy (``tat > now``): ``SET tat = :old + interval`` if ``tat = :old``.
-
-A failed condition returns the item (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), so
-the next try knows the real ``tat`` without a read; every failure means another replica
-got a slot, so the loop is lock-free and bounded (``max_attempts``). In one process,
-reservations are batched: callers queue, and whoever holds the turn (an ``asyncio.Lock``,
-held for the reservation call only, never for the sleep) reserves consecutive slots for
-every queued caller with one ``UpdateItem`` (``tat += n * interval``), so a burst of local
-callers costs one DynamoDB call per round trip, not one each, and they never collide on
-the condition. Slots are spaced exactly ``interval`` apart: any interval of length ``L``
-holds at most ``floor(L / interval) + 1`` slots (and calls start at most a fraction of an
-interval after their slot, see ``BudgetedRegistry``).
-A slot further than the caller's allowed wait (``budget_max_wait_seconds``) is not
-reserved: the caller gets ``RegistryThrottled`` (code ``registry_throttled``, retryable).
-``BudgetedRegistry`` keeps a slot beyond one ECR call's timeout across the use case's
-retries (see there). A reserved slot whose caller gives up is simply unused: the budget
-errs towards under-use.
-
-Each replica plans from ``now`` plus the round trip it has recently seen: the caller
-learns of its slot only when the answer comes back, so an idle slot planned at the
-instant the write left would already be a round trip old, and its call would start right
-beside the next slot. Planning a little ahead (at most one interval) is, for the
-schedule, a clock running ahead (below): it costs at most that much waiting, never a
-slot too close.
-
-Clock skew
-----------
-
-``now`` comes from each replica's clock; the item only orders reservations. If replica
-A's clock runs ``d`` seconds ahead of B's, A starts its slots ``d`` seconds early in real
-time relative to B's, so two consecutive slots reserved by A after B can start as little
-as ``interval - d`` apart, and any window of length ``L`` holds at most
-``floor((L + d) / interval) + 1`` starts. At 9.5/s (``interval`` ~105 ms), NTP-synced
-hosts (``d`` < 10 ms) lose nothing; a 100 ms skew allows one extra PutImage in a second.
-The opposite case costs only throughput: a replica whose clock is ahead writes a ``tat``
-in the others' future, and they wait for it. ``share`` (default 0.95) keeps headroom for
-skew, for scheduling delay between waking up and the request reaching ECR, and for
-PutImage calls from outside pushgate; a ThrottlingException that still happens is retried
-by the use case with jittered backoff.
-
-Failure of the budget itself
-----------------------------
-
-A DynamoDB error while reserving (other than a failed condition) *fails open*: the
-PutImage goes ahead unbudgeted and ``putimage_budget_unavailable`` is logged. ECR still
-enforces its quota and the use case retries throttling, so a budget outage degrades to
-the behaviour without a budget instead of failing pushes.
-
-The item carries ``cleanup_at`` (epoch seconds, a day after the last reservation) for the
-table's TTL, so scopes of registries no longer used disappear.
+ECR allows 10 PutImage/s per account and Region, for all repositories together. Each
+PutImage first reserves a time slot in the scope's item (GCRA: the item holds ``tat``,
+the earliest start of the next PutImage), then sleeps until its slot and calls ECR.
+The design (batching, planning a round trip ahead, clock skew, held slots, failing
+open) is in docs/budget.md.
 """
 
 from __future__ import annotations
@@ -166,7 +105,7 @@ class PutImageBudget(Protocol):
 
 
 class DynamoPutImageBudget:
-    """The shared schedule in one item of ``table`` (see the module docstring)."""
+    """The shared schedule in one item of ``table`` (docs/budget.md, "The schedule")."""
 
     def __init__(
         self,
@@ -329,32 +268,12 @@ class _Held:
 class BudgetedRegistry:
     """A ``Registry`` whose PutImage waits for the shared budget; other calls pass through.
 
-    Each PutImage reserves a slot at most ``max_wait_seconds`` away (else
-    ``registry_throttled`` at once). One *call* may only wait until its own ``timeout``
-    (which the use case sets inside the remaining lease) less ``call_reserve_seconds``
-    kept for the call itself. A slot further than that is *held*: the call waits what it
-    may, then raises ``registry_throttled``; the use case backs off, checks its lease
-    (renewing it when what is left could not hold a whole call) and calls again, and the
-    retry (same repo:tag and digest) waits for the held slot instead of queueing anew. So
-    a push keeps its place in the queue across the use case's retries, while no ECR call
-    starts with less lease left than its timeout.
-
-    ``reserve`` takes the slot of a coming call ahead of it (the use case does so beside
-    its intent write). A held slot is due at its time, or when its reservation was
-    answered if that is later (a slot handed out "now" is already a round trip old when
-    it arrives), and is used by a call that comes at most ``forget_after_seconds``
-    (``f``) after it is due, so a call a few ms late, after the intent write, keeps its
-    slot. While the schedule is busy, slots are in the future when answered and calls
-    start in ``[slot, slot + f]``: a window of length ``L`` holds at most
-    ``floor((L + f) / interval) + 1`` of them, and the service's ``f = 0.4 * interval``
-    keeps every 1 s window at or under the rate at the default share (0.95; at 10/s:
-    ``floor(1.042 * 9.5) + 1 = 10``). The first call after a pause may also start a
-    round trip after its slot.
-    Later than that the slot is dropped, unused, and the call reserves anew: a late call
-    on an old slot would start right beside the slots after it (two late calls and the
-    on-time ones of the next second make a burst over the rate), and a slot whose push
-    failed must never let a later PutImage start outside the schedule. The use case's
-    backoff never outlasts a held slot's ``retry_after``, so a retry comes back on time."""
+    A slot further away than one call may wait (its ``timeout`` less
+    ``call_reserve_seconds``) is *held*: the call raises ``registry_throttled`` and the
+    use case's retry of the same repo:tag and digest waits for that slot instead of
+    queueing anew. A held slot is used by a call at most ``forget_after_seconds`` after it
+    is due, else dropped, so no PutImage starts outside the schedule (docs/budget.md,
+    "Held slots")."""
 
     def __init__(
         self,

@@ -73,7 +73,7 @@ _ECR_FIELDS = {
 ALREADY_EXISTS = PutStatus.ALREADY_EXISTS
 ErrorFactory = Callable[[_Failure], PushError]
 
-#: Every ECR error code of ``shared/ECR.md``'s table, and what a push answers.
+#: Every ECR error code of docs/ecr.md's table, and what a push answers.
 #: ImageAlreadyExists / ImageTagAlreadyExists are not errors: the use case compares the
 #: tag's digest with the pushed one (-> ``unchanged``, or 409 ``tag_immutable``).
 ERROR_TABLE: dict[str, PutStatus | ErrorFactory] = {

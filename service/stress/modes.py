@@ -21,10 +21,9 @@ import contextlib
 import random
 import sys
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -32,7 +31,6 @@ from locks import AsyncLease, LeaseLock, LockConfig, LockError
 from service.adapters.leases import LockLease
 from service.stress.harness import (
     MEDIA_TYPE,
-    REGION,
     Counters,
     Dispatcher,
     Faults,
@@ -53,7 +51,9 @@ from service.stress.harness import (
     tag_digest,
 )
 from service.stress.invariants import Verdict, check
-from service.stress.record import Attempt, History, Hold, Recorder
+from service.stress.processes import run_service_mode
+from service.stress.record import Attempt, History, Hold, Observation, Recorder
+from service.stress.run import MODES, Mode, Run, RunConfig, finish, stress_settings
 
 if TYPE_CHECKING:
     from service.adapters.aws import Clients
@@ -64,50 +64,6 @@ if TYPE_CHECKING:
 #: The codes a tolerant raw client reports as "already pushed".
 ALREADY_EXISTS = frozenset({"ImageAlreadyExistsException", "ImageTagAlreadyExistsException"})
 
-Mode = Literal["raw", "lease", "pushgate", "service"]
-MODES: tuple[Mode, ...] = ("raw", "lease", "pushgate", "service")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """One stress run. Times in seconds unless named ``_ms``."""
-
-    mode: Mode = "raw"
-    workers: int = 10
-    tags: int = 4
-    pushes: int = 200
-    jitter_ms: float = 20.0
-    immutable: bool = False
-    seed: int = 1
-    check_then_act: bool = False
-    copies: int = 2
-    reruns: int = 1
-    lease_seconds: float = 10.0
-    instances: int = 2
-    deadline_seconds: float = 600.0
-    request_deadline_seconds: float = 120.0
-    dynamodb_faults: float = 0.0
-    ecr_faults: float = 0.0
-    switch_interval: float | None = None
-    observe: bool = True
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}")
-        if self.workers < 1 or self.tags < 1 or self.pushes < 1 or self.instances < 1:
-            raise ValueError("workers, tags, pushes and instances must be >= 1")
-        if not (0 <= self.dynamodb_faults < 1 and 0 <= self.ecr_faults < 1):
-            raise ValueError("fault rates must be in [0, 1)")
-
-    @property
-    def repository(self) -> str:
-        return f"stress-{self.run_id}"
-
-    @property
-    def tag_names(self) -> list[str]:
-        return [f"t{i}" for i in range(self.tags)]
-
 
 @dataclass(frozen=True)
 class RunResult:
@@ -117,37 +73,6 @@ class RunResult:
     counters: Counters
     elapsed: float
     not_started: int
-
-
-@dataclass
-class Run:
-    """A run in progress: what the modes share."""
-
-    config: RunConfig
-    endpoint: str
-    plan: list[PushSpec]
-    dispatcher: Dispatcher
-    recorder: Recorder
-    counters: Counters
-    jitter: Jitter
-    faults: Faults
-
-    def start(self, spec: PushSpec, worker: str) -> Attempt:
-        return self.recorder.start(
-            request_id=spec.request_id,
-            worker=worker,
-            key=spec.key,
-            sequence=spec.sequence,
-            digest=spec.digest,
-            started=time.time(),
-        )
-
-
-def finish(attempt: Attempt, outcome: str, error: str | None = None) -> None:
-    attempt.ended = time.time()
-    if error is not None:
-        attempt.error = error
-    attempt.outcome = outcome  # last: an attempt is done once it has an outcome
 
 
 # --- raw and lease: put_image from threads ------------------------------------------------
@@ -161,8 +86,6 @@ def raw_put(client: Any, spec: PushSpec, run: Run) -> tuple[str, str | None]:
             repositoryName=spec.repository, imageIds=[{"imageTag": spec.tag}]
         )
         images = answer.get("images") or []
-        from service.stress.record import Observation  # noqa: PLC0415
-
         current = str(images[0]["imageId"]["imageDigest"]) if images else None
         run.recorder.observe(Observation(spec.key, current, sent, time.time()))
         if current == spec.digest:
@@ -182,7 +105,7 @@ def raw_put(client: Any, spec: PushSpec, run: Run) -> tuple[str, str | None]:
         code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
         if code in ALREADY_EXISTS:
             # AWS: "treat it as a non-error". Which of the two codes an immutable tag
-            # answers is uncertain (shared/ECR.md), so tolerant clients accept both, and
+            # answers is uncertain (docs/ecr.md), so tolerant clients accept both, and
             # without comparing digests they report success for an image that lost.
             return "unchanged", None
         return "error", code
@@ -255,27 +178,6 @@ def _run_lease(run: Run) -> None:
 
 
 # --- pushgate: the use case in-process -----------------------------------------------------
-
-
-def stress_settings(config: RunConfig, endpoint: str | None) -> Settings:
-    """Service settings for a run: its own tables, short leases, quiet logs."""
-    from service.settings import Settings  # noqa: PLC0415 - pydantic only when needed
-
-    lease = config.lease_seconds
-    return Settings(
-        region=REGION,
-        lease_table=f"stress-{config.run_id}-leases",
-        tags_table=f"stress-{config.run_id}-tags",
-        history_table=f"stress-{config.run_id}-history",
-        lease_seconds=lease,
-        lease_margin_seconds=min(2.0, lease / 5),
-        ecr_timeout_seconds=min(10.0, lease / 2),
-        default_wait_seconds=min(120.0, config.request_deadline_seconds),
-        max_wait_seconds=120.0,
-        dynamodb_endpoint_url=endpoint,
-        ecr_endpoint_url=endpoint,
-        log_level="warning",
-    )
 
 
 class RecordingLease(LockLease):
@@ -443,8 +345,6 @@ def _run_pushgate(run: Run) -> None:
 
 
 def _run_service(run: Run) -> None:
-    from service.stress.processes import run_service_mode  # noqa: PLC0415
-
     run_service_mode(run)
 
 

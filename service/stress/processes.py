@@ -28,10 +28,10 @@ import httpx
 
 from service.stress.harness import REGION, PushSpec, current_worker, run_threads
 from service.stress.record import SUCCESS, Attempt, Hold, TagWrite
+from service.stress.run import Run, finish, stress_settings
 
 if TYPE_CHECKING:
     from service.settings import Settings
-    from service.stress.modes import Run
 
 
 def free_port() -> int:
@@ -209,7 +209,6 @@ def run_service_mode(run: Run, chaos: Chaos | None = None) -> None:
     ``service.client.PushClient`` (which retries connection errors and 503s)."""
     from service.client import PushClient, PushgateError, RetryPolicy  # noqa: PLC0415
     from service.client import TagImmutable as ClientTagImmutable  # noqa: PLC0415
-    from service.stress.modes import finish, stress_settings  # noqa: PLC0415
 
     settings = stress_settings(run.config, None)
     ensure_tables(stress_settings(run.config, run.endpoint))
@@ -317,7 +316,6 @@ def run_worker_processes(
     have stopped trusting it, hands the request out again (its caller retries), and
     starts a fresh process. A process that stops itself (``pause``) is resumed with
     SIGCONT after ``pause_seconds``."""
-    from service.stress.modes import stress_settings  # noqa: PLC0415
 
     settings = stress_settings(run.config, None)
     ensure_tables(stress_settings(run.config, run.endpoint))

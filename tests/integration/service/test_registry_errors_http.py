@@ -1,4 +1,4 @@
-"""Every row of ECR's error table (shared/ECR.md) through HTTP, by error injection into
+"""Every row of ECR's error table (docs/ecr.md) through HTTP, by error injection into
 moto's ECR backend (tests/ecr_fidelity.py); a failed push never leaves a lease held."""
 
 from __future__ import annotations

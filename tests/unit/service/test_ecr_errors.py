@@ -1,4 +1,4 @@
-"""The ECR error table: every code of shared/ECR.md maps to one pushgate answer."""
+"""The ECR error table: every code of docs/ecr.md maps to one pushgate answer."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_code_maps_to_answer(code: str, expected: object) -> None:
 
 
 def test_every_table_row_is_covered() -> None:
-    """The table has exactly the codes of shared/ECR.md (plus one throttling alias)."""
+    """The table has exactly the codes of docs/ecr.md's error table."""
     assert {
         "ImageAlreadyExistsException",
         "ImageTagAlreadyExistsException",
