@@ -179,7 +179,7 @@ async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
         body = exc.status_code == 400  # noqa: PLR2004
         invalid = InvalidRequest(
             "body" if body else "request",
-            "could not be read as UTF-8 JSON" if body else str(exc.detail).rstrip("."),
+            "is not UTF-8 JSON, or is nested too deeply" if body else str(exc.detail).rstrip("."),
         )
         return answer(entry.status, entry.name, invalid.message, invalid.details(), headers)
     message = _HTTP_MESSAGES.get(entry.name, str(exc.detail))
