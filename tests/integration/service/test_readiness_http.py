@@ -68,6 +68,19 @@ async def test_not_ready_when_a_table_is_missing(settings: Settings, aws_session
     assert "no-such-table" in answer.json()["checks"]["dynamodb"]
 
 
+async def test_readiness_names_the_table_but_not_dynamodbs_text(
+    settings: Settings, aws_session: Any
+) -> None:
+    """/readyz is unauthenticated: its check names the missing table and the error code,
+    never DynamoDB's own message."""
+    answer = await ready(settings.model_copy(update={"tags_table": "no-such-table"}), aws_session)
+    check = answer.json()["checks"]["dynamodb"]
+    assert (True, False) == (
+        "ResourceNotFoundException" in check,
+        "Requested resource not found" in check,
+    )
+
+
 async def test_not_ready_when_the_budget_table_is_missing(
     settings: Settings, aws_session: Any
 ) -> None:
