@@ -79,10 +79,6 @@ def answer(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
-def error_body(exc: PushError) -> dict[str, Any]:
-    return {"error": exc.code, "message": exc.message, **exc.details()}
-
-
 @dataclass(slots=True)
 class BackendFault:
     """The last deployment fault DynamoDB answered with, and when (monotonic seconds)."""
@@ -103,8 +99,7 @@ def backend_fault(app: FastAPI, *, now: float | None = None) -> str | None:
 async def push_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PushError)  # noqa: S101 - registered for PushError only
     entry = codes.lookup(exc.code, 500)
-    assert entry.status is not None  # noqa: S101 - a push error's code is an answer
-    status = entry.status
+    status = status_of(exc)
     headers = {}
     if entry.retryable and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
