@@ -167,7 +167,11 @@ def backend_error(exc: ClientError | BotoCoreError, what: str) -> BackendUnavail
     log.warning("dynamodb_failed", call=what, code=code, permanent=permanent, error=str(exc)[:1000])
     if not permanent:
         return BackendUnavailable(f"DynamoDB {what} failed ({code}).", cause_code=code)
-    cure = "check the service's permissions and tables" if deployment else "this is a bug"
+    cure = (
+        "check the service's permissions, tables and DynamoDB endpoint"
+        if deployment
+        else "this is a bug"
+    )
     return BackendRejected(
         f"DynamoDB refused {what} ({code}); retrying will not help: {cure}.",
         cause_code=code,

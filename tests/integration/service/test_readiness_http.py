@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 
+from service.adapters.aws import open_clients
+from service.adapters.tables import ensure_tables
 from service.main import create_app
 from service.settings import Settings
-from tests.integration.service.helpers import closed_port_url
+from tests.integration.service.helpers import closed_port_url, held_leases, manifest
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +117,33 @@ async def test_healthz_needs_no_backend(settings: Settings, aws_session: Any) ->
         ) as http,
     ):
         assert 200 == (await http.get("/healthz")).status_code
+
+
+async def test_unsupported_operation_is_not_retryable_and_not_ready(
+    settings: Settings, aws_session: Any, dynalite_endpoint: str, repo: str
+) -> None:
+    """On a DynamoDB without transactions (dynalite), a push is refused with 500
+    backend_rejected and no Retry-After, the lease released, and /readyz, ready before
+    (its probes pass), then reports the refusal."""
+    local = settings.model_copy(update={"dynamodb_endpoint_url": dynalite_endpoint})
+    async with open_clients(local, session=aws_session) as clients:
+        await ensure_tables(clients.dynamodb, local)
+    app = create_app(local, session=aws_session)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pg") as http,
+    ):
+        before = await http.get("/readyz")
+        body = {"repository": repo, "tag": "v1", "manifest": manifest(1)}
+        answer = await http.post("/v1/pushes", json=body)
+        after = await http.get("/readyz")
+    assert (200, 500, "backend_rejected", "UnknownOperationException", None, 503) == (
+        before.status_code,
+        answer.status_code,
+        answer.json()["error"],
+        answer.json()["cause"],
+        answer.headers.get("retry-after"),
+        after.status_code,
+    )
+    dynamodb = boto3.client("dynamodb", endpoint_url=dynalite_endpoint, region_name="us-east-1")
+    assert [] == held_leases(dynamodb, local, repo)
