@@ -2,7 +2,8 @@
 
 They use :mod:`service.client` only (httpx), so a build agent needs neither FastAPI
 nor aioboto3. Errors print one sentence and exit with a documented code; ``--debug``
-shows the traceback instead.
+shows the traceback instead. What the server sends is printed as plain text, never as
+rich markup, with control characters escaped: a ``caller`` is anyone's free text.
 
 Exit codes come from ``service.codes``: each error code names its own (README's table
 is generated from it).
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -22,6 +24,9 @@ from service import codes
 from service.client import PushClient, split_ref
 from service.client import errors as client_errors
 from service.codes import Exit
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 #: Errors that are not the API's: the CLI's own input, and no answer at all.
 EXIT_FOR: list[tuple[type[Exception], Exit]] = [
@@ -38,6 +43,29 @@ Token = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 Ref = Annotated[str, typer.Argument(metavar="REPOSITORY:TAG", help="e.g. team/app:latest")]
+
+
+#: What a terminal acts on rather than shows: C0 controls (ESC among them), DEL, C1
+#: controls, and the bidirectional controls that reorder what follows them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: object) -> str:
+    """``value`` as text a terminal shows as it is: each control character as its
+    escape (``\\x1b``, ``\\u202e``)."""
+    return _CONTROL.sub(_escape, str(value))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"  # noqa: PLR2004
+
+
+def _text(value: object) -> Text:
+    """A table cell or title: plain text, never read as rich markup."""
+    from rich.text import Text  # noqa: PLC0415 - only for the tables
+
+    return Text(printable(value))
 
 
 def exit_code(exc: BaseException) -> Exit:
@@ -73,9 +101,10 @@ def fail(exc: BaseException, *, debug: bool, as_json: bool) -> NoReturn:
         payload.update(getattr(exc, "details", {}) or {})
         typer.echo(json.dumps(payload), err=True)
     elif isinstance(exc, OSError) and exc.filename is not None:
-        typer.echo(f"error: cannot read {exc.filename}: {exc.strerror or exc}", err=True)
+        reason = exc.strerror or exc
+        typer.echo(printable(f"error: cannot read {exc.filename}: {reason}"), err=True)
     else:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(printable(f"error: {exc}"), err=True)
     raise typer.Exit(int(code))
 
 
@@ -96,8 +125,10 @@ class _StillTrying:
             return
         self.said = True
         typer.echo(
-            f"{error}; retrying in {delay:.1f} s, for up to {remaining:.1f} s "
-            "(PUSHGATE_DEADLINE_SECONDS sets the limit)",
+            printable(
+                f"{error}; retrying in {delay:.1f} s, for up to {remaining:.1f} s more "
+                "(PUSHGATE_DEADLINE_SECONDS bounds the whole command)"
+            ),
             err=True,
         )
 
@@ -147,7 +178,7 @@ def push(
     line += f" (token {result.token}, waited {result.waited_ms:.0f} ms)"
     if result.outcome == "superseded" and result.current_digest:
         line += f"; the tag stays at {result.current_digest} (sequence {result.current_sequence})"
-    typer.echo(line)
+    typer.echo(printable(line))
 
 
 def status(
@@ -166,7 +197,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(record)))
         return
-    table = Table(title=f"{record.repository}:{record.tag}", show_header=False)
+    table = Table(title=_text(f"{record.repository}:{record.tag}"), show_header=False)
     for name, value in [
         ("digest", record.digest),
         ("sequence", record.sequence),
@@ -175,7 +206,7 @@ def status(
         ("moved at", record.updated_at),
         ("request id", record.request_id),
     ]:
-        table.add_row(name, "-" if value is None else str(value))
+        table.add_row(name, _text("-" if value is None else value))
     Console(file=sys.stdout, width=140).print(table)
 
 
@@ -207,24 +238,24 @@ def history(
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(page)))
         return
-    table = Table(title=f"{page.repository}:{page.tag} history (newest first)")
+    table = Table(title=_text(f"{page.repository}:{page.tag} history (newest first)"))
     for column in ("finished", "outcome", "sequence", "digest", "previous", "token", "caller"):
         table.add_column(column)
     for item in page.items:
-        table.add_row(
+        cells = [
             item.finished_at,
             item.outcome,
-            "-" if item.sequence is None else str(item.sequence),
+            "-" if item.sequence is None else item.sequence,
             _short(item.digest),
             _short(item.previous_digest),
-            "-" if item.token is None else str(item.token),
+            "-" if item.token is None else item.token,
             item.caller,
-        )
+        ]
+        table.add_row(*map(_text, cells))
     Console(file=sys.stdout, width=160).print(table)
     if page.next_cursor:
-        typer.echo(
-            f"older entries: pushgate history {ref} --limit {limit} --cursor {page.next_cursor}"
-        )
+        more = f"older entries: pushgate history {ref} --limit {limit} --cursor {page.next_cursor}"
+        typer.echo(printable(more))
 
 
 def _short(digest: str | None) -> str:

@@ -1,26 +1,28 @@
-"""The asyncio client: only I/O; everything else is in ``_base``. Parallel to ``_sync``."""
+"""A pushgate client: only I/O; requests, answers and retries are planned in ``_base``.
+
+``_sync.py`` is generated from ``_async.py`` (``scripts/unasync_client.py``): edit
+``_async.py`` and regenerate.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
+import tenacity
 
-from service.client._base import BaseClient, Call, api_error, read_manifest
-from service.client.errors import PushgateError, ServiceUnreachable
+from service.client._base import BaseClient, Call, read_manifest
 from service.client.models import HistoryPage, PushResult, TagStatus
 
 T = TypeVar("T")
 
 
 class AsyncPushClient(BaseClient):
-    """Push manifests through pushgate. ``PushClient()`` reads ``PUSHGATE_URL`` and
-    ``PUSHGATE_TOKEN``; use it as a context manager to close its connections."""
+    """Push manifests through pushgate. It reads ``PUSHGATE_URL`` and ``PUSHGATE_TOKEN``
+    when not given them; use it as a context manager to close its connections."""
 
     def __init__(
         self,
@@ -45,6 +47,8 @@ class AsyncPushClient(BaseClient):
         sequence: int | None = None,
         wait_seconds: float | None = None,
     ) -> PushResult:
+        """Push ``manifest`` to ``repository:tag``. With ``wait_seconds``, a tag still
+        busy after that wait raises ``LeaseTimeout`` without a retry."""
         call = self._push_call(repository, tag, manifest, media_type, sequence, wait_seconds)
         return await self._send(call, PushResult.from_json)
 
@@ -70,13 +74,15 @@ class AsyncPushClient(BaseClient):
         )
 
     async def tag(self, repository: str, tag: str) -> TagStatus:
+        """The tag's record; ``TagNotFound`` when pushgate has none."""
         return await self._send(self._tag_call(repository, tag), TagStatus.from_json)
 
     async def history(
         self, repository: str, tag: str, *, limit: int = 20, cursor: str | None = None
     ) -> HistoryPage:
+        """The tag's recorded pushes, newest first; ``TagNotFound`` when it has none."""
         call = self._tag_call(repository, tag, history=True, limit=limit, cursor=cursor)
-        return await self._send(call, HistoryPage.from_json)
+        return await self._send(call, self._history_parser(first=not cursor))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -93,30 +99,12 @@ class AsyncPushClient(BaseClient):
         await self.aclose()
 
     async def _send(self, call: Call, parse: Callable[[dict[str, Any]], T]) -> T:
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.request(
-                    call.method,
-                    call.path,
-                    json=call.json,
-                    params=call.params,
-                    timeout=self._timeout(call, self.retry.deadline - (time.monotonic() - started)),
-                )
-            except httpx.TransportError as exc:
-                error: PushgateError = ServiceUnreachable(
-                    f"pushgate at {self.base_url} did not answer: {exc}"
-                )
-                error.__cause__ = exc
-            else:
-                if not self._should_retry(response):
-                    return self._parse(response, parse)
-                error = api_error(response)
-            delay = self._next_delay(
-                attempt, error, self.retry.deadline - (time.monotonic() - started)
-            )
-            if delay is None:
-                raise error
-            await asyncio.sleep(delay)
-            attempt += 1
+        async for attempt in tenacity.AsyncRetrying(**self._retrying(call)):
+            with attempt:
+                request = self._request(call, attempt.retry_state.start_time)
+                try:
+                    response = await self._http.request(**request)
+                except httpx.TransportError as exc:
+                    raise self._unreachable(exc) from exc
+                return self._parse(response, parse)
+        raise AssertionError("tenacity returns the answer or raises the last error")

@@ -1,9 +1,12 @@
 """What the sync and async clients share: building requests, reading answers,
-mapping errors and deciding retries. No I/O here (httpx's ``BaseClient`` split).
+mapping errors and planning retries. No I/O here (httpx's ``BaseClient`` split).
 
-A push is idempotent (the same manifest on the same tag answers ``unchanged``),
-so the clients retry connection failures and 502/503 answers, honouring
-``Retry-After``, until a total deadline.
+A push is idempotent (the same manifest on the same tag answers ``unchanged``), so the
+clients retry what may succeed later: no answer, a 502/503/504, or an error code marked
+retryable, honouring ``Retry-After``. tenacity runs the loop; ``RetryPlan`` gives it
+the hooks. The deadline bounds the whole call, every request included; refused
+connections get a shorter budget (nothing listens there), and a ``lease_timeout`` is
+final when the push named its own ``wait_seconds``.
 """
 
 from __future__ import annotations
@@ -11,15 +14,25 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import httpx
+import tenacity
 
-from service.client.errors import ApiError, Retryable, error_class
+from service.client.errors import (
+    ApiError,
+    LeaseTimeout,
+    Retryable,
+    ServiceUnreachable,
+    TagNotFound,
+    error_class,
+)
+from service.client.models import HistoryPage
 
 T = TypeVar("T")
 
@@ -32,11 +45,20 @@ SERVER_MAX_WAIT_SECONDS = 120.0
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, capped, within a total deadline (seconds)."""
+    """Exponential backoff with jitter, capped, within a total deadline (seconds) that
+    also bounds each request. Refused connections are retried for ``connect_deadline``
+    seconds in a row at most: a service that is down is reported at once."""
 
     deadline: float = 120.0
     base: float = 0.2
     cap: float = 10.0
+    connect_deadline: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("deadline", "connect_deadline"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
     def delay(
         self, attempt: int, retry_after: float | None, remaining: float, jitter: float
@@ -59,8 +81,10 @@ def default_retry() -> RetryPolicy:
         deadline = float(value)
     except ValueError:
         deadline = math.nan
-    if not math.isfinite(deadline) or deadline < 0:
-        raise ValueError(f"PUSHGATE_DEADLINE_SECONDS must be a number of seconds, got {value!r}")
+    if not math.isfinite(deadline) or deadline <= 0:
+        raise ValueError(
+            f"PUSHGATE_DEADLINE_SECONDS must be a positive number of seconds, got {value!r}"
+        )
     return RetryPolicy(deadline=deadline)
 
 
@@ -71,6 +95,8 @@ class Call:
     json: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
     read_timeout: float | None = None
+    #: the ``wait_seconds`` a push named: its lease_timeout is then final
+    lease_wait: float | None = None
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -160,11 +186,39 @@ class BaseClient:
             headers["x-pushgate-caller"] = self.caller
         return headers
 
-    def _timeout(self, call: Call, remaining: float) -> httpx.Timeout:
-        """Connecting never outlasts the deadline; reading may, since a push waits for
-        its lease on the server and the answer is worth more than the deadline."""
-        connect = max(0.05, min(self.timeout, remaining))
-        return httpx.Timeout(self.timeout, connect=connect, read=call.read_timeout or self.timeout)
+    def _request(self, call: Call, started: float) -> dict[str, Any]:
+        """httpx's arguments for one attempt of ``call``. Each phase of the request gets
+        at most what is left of the deadline, so no answer outlasts it; a push's read
+        may take its lease wait on top of the I/O timeout, within that bound."""
+        left = max(0.01, self.retry.deadline - (time.monotonic() - started))
+        read = min(call.read_timeout or self.timeout, left)
+        return {
+            "method": call.method,
+            "url": call.path,
+            "json": call.json,
+            "params": call.params,
+            "timeout": httpx.Timeout(min(self.timeout, left), read=read),
+        }
+
+    def _unreachable(self, exc: httpx.TransportError) -> ServiceUnreachable:
+        if isinstance(exc, httpx.TimeoutException):
+            why = f"in time ({type(exc).__name__})"
+        else:
+            why = f"({exc or type(exc).__name__})"
+        error = ServiceUnreachable(f"pushgate at {self.base_url} did not answer {why}")
+        error.__cause__ = exc
+        return error
+
+    def _retrying(self, call: Call) -> dict[str, Any]:
+        """tenacity's arguments for one call (``Retrying`` or ``AsyncRetrying``)."""
+        plan = RetryPlan(call, self.retry, self._rng, self.on_retry)
+        return {
+            "retry": plan.retry,
+            "wait": plan.wait,
+            "stop": plan.stop,
+            "before_sleep": plan.before_sleep,
+            "retry_error_callback": plan.give_up,
+        }
 
     def _push_call(
         self,
@@ -186,7 +240,7 @@ class BaseClient:
         # default (unknown here) when none is given, which its max bounds
         wait = SERVER_MAX_WAIT_SECONDS if wait_seconds is None else wait_seconds
         read = self.timeout + wait
-        return Call("POST", "/v1/pushes", json=body, read_timeout=read)
+        return Call("POST", "/v1/pushes", json=body, read_timeout=read, lease_wait=wait_seconds)
 
     @staticmethod
     def _tag_call(
@@ -208,6 +262,20 @@ class BaseClient:
         return Call("GET", "/v1/tags/history", params=params)
 
     @staticmethod
+    def _history_parser(*, first: bool) -> Callable[[dict[str, Any]], HistoryPage]:
+        """The server answers an empty first page for a tag it has no push of; that is
+        the ``tag_not_found`` that ``tag()`` raises for the same tag."""
+
+        def parse(data: dict[str, Any]) -> HistoryPage:
+            page = HistoryPage.from_json(data)
+            if first and not page.items:
+                message = f"No push of {page.repository}:{page.tag} is recorded."
+                raise TagNotFound(404, "tag_not_found", message)
+            return page
+
+        return parse
+
+    @staticmethod
     def _parse(response: httpx.Response, parse: Callable[[dict[str, Any]], T]) -> T:
         if not response.is_success:
             raise api_error(response)
@@ -220,12 +288,86 @@ class BaseClient:
             )
             raise ApiError(response.status_code, "unexpected_answer", message) from exc
 
-    def _should_retry(self, response: httpx.Response) -> bool:
-        return response.status_code in RETRY_STATUSES
 
-    def _next_delay(self, attempt: int, error: Exception, remaining: float) -> float | None:
-        retry_after = error.retry_after if isinstance(error, Retryable) else None
-        delay = self.retry.delay(attempt, retry_after, remaining, self._rng.random())
-        if delay is not None and self.on_retry is not None:
-            self.on_retry(error, delay, remaining)
-        return delay
+def refused(error: BaseException | None) -> bool:
+    """No connection at all: nothing listens there (or the name does not resolve)."""
+    return isinstance(error, ServiceUnreachable) and isinstance(error.__cause__, httpx.ConnectError)
+
+
+def retryable(error: BaseException | None, call: Call) -> bool:
+    """Worth another attempt: no answer, a gateway's or a busy service's 502/503/504, or
+    a code marked retryable. A push that named its ``wait_seconds`` takes its
+    ``lease_timeout`` as final: the caller said how long to wait for the tag."""
+    if isinstance(error, LeaseTimeout) and call.lease_wait is not None:
+        return False
+    if isinstance(error, ServiceUnreachable | Retryable):
+        return True
+    return isinstance(error, ApiError) and error.status in RETRY_STATUSES
+
+
+class RetryPlan:
+    """One call's retries as tenacity's hooks, which it calls in this order after a
+    failed attempt: ``retry`` (worth another?), ``wait`` (how long), ``stop`` (too
+    long?), ``before_sleep``."""
+
+    def __init__(
+        self,
+        call: Call,
+        policy: RetryPolicy,
+        rng: random.Random,
+        on_retry: Callable[[Exception, float, float], None] | None,
+    ) -> None:
+        self.call = call
+        self.policy = policy
+        self.rng = rng
+        self.on_retry = on_retry
+        self.refused_since: float | None = None  # start of the current run of refusals
+        self.left = policy.deadline
+        self.answer: ApiError | None = None  # the service's last answer
+
+    def retry(self, state: tenacity.RetryCallState) -> bool:
+        error = _error(state)
+        now = state.outcome_timestamp or time.monotonic()
+        self.left = self.policy.deadline - (now - state.start_time)
+        if refused(error):
+            self.refused_since = self.refused_since or now
+            spent = now - self.refused_since
+            self.left = min(self.left, self.policy.connect_deadline - spent)
+        else:
+            self.refused_since = None
+        if isinstance(error, ApiError):
+            self.answer = error
+        return retryable(error, self.call)
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        """The policy's delay; infinite when it gives up, which ``stop`` reads."""
+        error = _error(state)
+        retry_after = error.retry_after if isinstance(error, ApiError) else None
+        delay = self.policy.delay(
+            state.attempt_number - 1, retry_after, self.left, self.rng.random()
+        )
+        return math.inf if delay is None else delay
+
+    def stop(self, state: tenacity.RetryCallState) -> bool:
+        return state.upcoming_sleep >= self.left
+
+    def before_sleep(self, state: tenacity.RetryCallState) -> None:
+        error = _error(state)
+        if self.on_retry is not None and isinstance(error, Exception):
+            self.on_retry(error, state.upcoming_sleep, self.left)
+
+    def give_up(self, state: tenacity.RetryCallState) -> NoReturn:
+        """Raise the last error; but when the deadline cut the last attempt short, the
+        service's last answer says more (busy, say) than "did not answer"."""
+        error = _error(state)
+        cut = isinstance(error, ServiceUnreachable) and isinstance(
+            error.__cause__, httpx.TimeoutException
+        )
+        if cut and self.answer is not None:
+            raise self.answer from None
+        assert error is not None  # noqa: S101 - tenacity gives up only after an error
+        raise error
+
+
+def _error(state: tenacity.RetryCallState) -> BaseException | None:
+    return None if state.outcome is None else state.outcome.exception()

@@ -1,25 +1,28 @@
-"""The blocking client: only I/O; everything else is in ``_base``."""
+"""A pushgate client: only I/O; requests, answers and retries are planned in ``_base``.
+
+``_sync.py`` is generated from ``_async.py`` (``scripts/unasync_client.py``): edit
+``_async.py`` and regenerate.
+"""
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
+import tenacity
 
-from service.client._base import BaseClient, Call, api_error, read_manifest
-from service.client.errors import PushgateError, ServiceUnreachable
+from service.client._base import BaseClient, Call, read_manifest
 from service.client.models import HistoryPage, PushResult, TagStatus
 
 T = TypeVar("T")
 
 
 class PushClient(BaseClient):
-    """Push manifests through pushgate. ``PushClient()`` reads ``PUSHGATE_URL`` and
-    ``PUSHGATE_TOKEN``; use it as a context manager to close its connections."""
+    """Push manifests through pushgate. It reads ``PUSHGATE_URL`` and ``PUSHGATE_TOKEN``
+    when not given them; use it as a context manager to close its connections."""
 
     def __init__(
         self,
@@ -44,6 +47,8 @@ class PushClient(BaseClient):
         sequence: int | None = None,
         wait_seconds: float | None = None,
     ) -> PushResult:
+        """Push ``manifest`` to ``repository:tag``. With ``wait_seconds``, a tag still
+        busy after that wait raises ``LeaseTimeout`` without a retry."""
         call = self._push_call(repository, tag, manifest, media_type, sequence, wait_seconds)
         return self._send(call, PushResult.from_json)
 
@@ -69,13 +74,15 @@ class PushClient(BaseClient):
         )
 
     def tag(self, repository: str, tag: str) -> TagStatus:
+        """The tag's record; ``TagNotFound`` when pushgate has none."""
         return self._send(self._tag_call(repository, tag), TagStatus.from_json)
 
     def history(
         self, repository: str, tag: str, *, limit: int = 20, cursor: str | None = None
     ) -> HistoryPage:
+        """The tag's recorded pushes, newest first; ``TagNotFound`` when it has none."""
         call = self._tag_call(repository, tag, history=True, limit=limit, cursor=cursor)
-        return self._send(call, HistoryPage.from_json)
+        return self._send(call, self._history_parser(first=not cursor))
 
     def close(self) -> None:
         self._http.close()
@@ -92,30 +99,12 @@ class PushClient(BaseClient):
         self.close()
 
     def _send(self, call: Call, parse: Callable[[dict[str, Any]], T]) -> T:
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                response = self._http.request(
-                    call.method,
-                    call.path,
-                    json=call.json,
-                    params=call.params,
-                    timeout=self._timeout(call, self.retry.deadline - (time.monotonic() - started)),
-                )
-            except httpx.TransportError as exc:
-                error: PushgateError = ServiceUnreachable(
-                    f"pushgate at {self.base_url} did not answer: {exc}"
-                )
-                error.__cause__ = exc
-            else:
-                if not self._should_retry(response):
-                    return self._parse(response, parse)
-                error = api_error(response)
-            delay = self._next_delay(
-                attempt, error, self.retry.deadline - (time.monotonic() - started)
-            )
-            if delay is None:
-                raise error
-            time.sleep(delay)
-            attempt += 1
+        for attempt in tenacity.Retrying(**self._retrying(call)):
+            with attempt:
+                request = self._request(call, attempt.retry_state.start_time)
+                try:
+                    response = self._http.request(**request)
+                except httpx.TransportError as exc:
+                    raise self._unreachable(exc) from exc
+                return self._parse(response, parse)
+        raise AssertionError("tenacity returns the answer or raises the last error")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from locks import LeaseLock, LockConfig
@@ -38,16 +39,14 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture
 def cli(service: Service) -> Run:
     """Runs ``pushgate ARGS...`` with ``PUSHGATE_URL`` on the service (``url=`` to
-    override) and a short client deadline (``deadline=``)."""
+    override) and a short client deadline (``deadline=``; None for the default)."""
 
-    def run(*args: str, url: str | None = None, deadline: float = 10.0) -> Any:
-        env = {
-            **os.environ,
-            "PUSHGATE_URL": url or service.url,
-            "PUSHGATE_DEADLINE_SECONDS": str(deadline),
-            "PYTHONPATH": str(ROOT),
-        }
+    def run(*args: str, url: str | None = None, deadline: float | None = 10.0) -> Any:
+        env = {**os.environ, "PUSHGATE_URL": url or service.url, "PYTHONPATH": str(ROOT)}
         env.pop("PUSHGATE_TOKEN", None)
+        env.pop("PUSHGATE_DEADLINE_SECONDS", None)
+        if deadline is not None:
+            env["PUSHGATE_DEADLINE_SECONDS"] = str(deadline)
         return subprocess.run(
             [*COMMAND, *args], capture_output=True, text=True, env=env, timeout=60, check=False
         )
@@ -247,10 +246,30 @@ def test_lease_timeout_exits_4(cli: Run, service: Service, tag: str, tmp_path: P
     one_error_line(result)
 
 
+def test_push_with_wait_exits_4_after_that_wait(
+    cli: Run, service: Service, tag: str, tmp_path: Path
+) -> None:
+    """``push --wait`` on a tag another holder keeps busy exits 4 after that one wait:
+    no retry of the lease_timeout, however long ``PUSHGATE_DEADLINE_SECONDS`` is."""
+    lock = LeaseLock(
+        service.settings.lease_table,
+        client=service.dynamodb,
+        config=LockConfig(lease_seconds=30.0),
+        owner="another-pushgate",
+    )
+    path = str(write(tmp_path, 1, tag))
+    with lock.acquire(ImageRef(service.repo, tag).key, timeout=5.0):
+        result = cli("push", f"{service.repo}:{tag}", path, "--wait", "0.3", deadline=25.0)
+    assert 4 == result.returncode
+    assert [] == result.stderr.splitlines()[:-1]  # no "retrying" note
+    one_error_line(result)
+
+
 def test_unreachable_service_exits_5(cli: Run) -> None:
-    """Nothing listening at ``PUSHGATE_URL``: exit 5 once the deadline is spent, after
-    saying once that it keeps trying (a CI log shows why it waits)."""
-    result = cli("status", "team/app:v1", url=closed_port_url(), deadline=1.5)
+    """Nothing listening at ``PUSHGATE_URL``, with the default 120 s deadline: exit 5
+    after a few seconds of retries (not the deadline), having said once that it keeps
+    trying (a CI log shows why it waits)."""
+    result = cli("status", "team/app:v1", url=closed_port_url(), deadline=None)
     assert 5 == result.returncode
     assert "127.0.0.1" in one_error_line(result)
     [note] = result.stderr.splitlines()[:-1]
@@ -324,6 +343,14 @@ def test_unexpected_answer_exits_1(cli: Run) -> None:
 # --- error output -------------------------------------------------------------------
 
 
+def test_history_of_a_tag_never_pushed_exits_7(cli: Run, service: Service, tag: str) -> None:
+    """``history`` of a tag with no recorded push is not found (exit 7), as ``status``
+    is, not an empty table and exit 0."""
+    result = cli("history", f"{service.repo}:{tag}")
+    assert (7, "") == (result.returncode, result.stdout)
+    assert tag in one_error_line(result)
+
+
 def test_json_error_is_a_document(cli: Run, service: Service, tag: str) -> None:
     """``status`` of a tag never pushed is not found (exit 7); with ``--json`` the error is
     one JSON document on stderr carrying the API code."""
@@ -338,3 +365,41 @@ def test_debug_shows_the_traceback(cli: Run, service: Service, tag: str) -> None
     assert 0 != result.returncode
     assert "Traceback" in result.stderr
     assert "TagNotFound" in result.stderr
+
+
+# --- what other callers wrote ---------------------------------------------------------
+
+MARKUP_CALLER = "[/bold] [link=https://evil.example]release-bot[/link] [red]x"
+CONTROL_CALLER = "mallory\x1b[2K\rrelease-bot\u202e\x9b"
+
+
+def push_as(service: Service, tag: str, caller: str) -> None:
+    """A push whose body names ``caller`` (free text, as the API takes it)."""
+    body = {"repository": service.repo, "tag": tag, "manifest": manifest(1, tag), "caller": caller}
+    response = httpx.post(f"{service.url}/v1/pushes", json=body, timeout=30.0)
+    assert 200 == response.status_code, response.text
+
+
+@pytest.mark.parametrize("command", ["status", "history"])
+def test_a_caller_written_as_markup_is_printed_as_text(
+    cli: Run, service: Service, tag: str, command: str
+) -> None:
+    """A ``caller`` holding rich markup neither breaks ``status``/``history`` nor
+    styles their output: it is printed as the text it is."""
+    push_as(service, tag, MARKUP_CALLER)
+    result = cli(command, f"{service.repo}:{tag}")
+    assert (0, "") == (result.returncode, result.stderr)
+    assert "[/bold] [link=https://evil.example]release-bot" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["status", "history"])
+def test_control_characters_of_a_caller_are_escaped(
+    cli: Run, service: Service, tag: str, command: str
+) -> None:
+    """ESC, carriage return, C1 and bidirectional controls in a ``caller`` reach the
+    terminal as visible escapes, never as the controls themselves."""
+    push_as(service, tag, CONTROL_CALLER)
+    result = cli(command, f"{service.repo}:{tag}")
+    assert 0 == result.returncode, result.stderr
+    assert not any(ch in result.stdout for ch in "\x1b\r\x9b\u202e")
+    assert "mallory\\x1b[2K" in result.stdout

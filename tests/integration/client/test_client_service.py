@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,8 @@ from tests.uvicorn_server import serve
 pytestmark = pytest.mark.integration
 
 MakeClient = Callable[..., Driver]
-SHORT = RetryPolicy(deadline=0.5, base=0.05)
+#: short, yet long enough for the service's own registry retries to answer once
+SHORT = RetryPolicy(deadline=2.0, base=0.05)
 
 
 @pytest.fixture
@@ -348,71 +348,105 @@ async def test_env_deadline_bounds_the_retries(
     make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``PUSHGATE_DEADLINE_SECONDS`` replaces the default 120 s deadline: an unreachable
-    service is reported within it."""
+    service is reported within it, the planned waits fitting in it."""
     monkeypatch.setenv("PUSHGATE_DEADLINE_SECONDS", "0.3")
-    client = make_client(closed_port_url())
-    started = time.monotonic()
+    delays: list[float] = []
+    client = make_client(closed_port_url(), on_retry=lambda _e, delay, _l: delays.append(delay))
     with pytest.raises(ServiceUnreachable):
         await client.tag("team/app", "v1")
     assert 0.3 == client.client.retry.deadline
-    assert time.monotonic() - started < 5.0
+    assert sum(delays) < 0.3
 
 
-@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+@pytest.mark.parametrize("value", ["soon", "-1", "0", "nan"])
 def test_env_deadline_must_be_seconds(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    """A ``PUSHGATE_DEADLINE_SECONDS`` that is not a number of seconds is a ValueError
-    naming the variable (the CLI's exit 2)."""
+    """A ``PUSHGATE_DEADLINE_SECONDS`` that is not a positive number of seconds is a
+    ValueError naming the variable (the CLI's exit 2)."""
     monkeypatch.setenv("PUSHGATE_DEADLINE_SECONDS", value)
     with pytest.raises(ValueError, match="PUSHGATE_DEADLINE_SECONDS"):
         PushClient("http://127.0.0.1:9")
 
 
 class SlowApp:
-    """Answers a push after ``delay`` seconds, as a pushgate waiting for a busy tag's lease
-    (its default wait, when the push names none) answers late."""
+    """Reads a request, then holds its answer until ``released`` (a server that has
+    the push but answers late); counts the answers it sent."""
 
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.calls = 0
+    def __init__(self) -> None:
+        self.released = False
+        self.answered = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         while (await receive()).get("more_body"):
             pass
-        self.calls += 1
-        await asyncio.sleep(self.delay)
-        body = {
-            "outcome": "pushed",
-            "repository": "team/app",
-            "tag": "v1",
-            "digest": "sha256:" + "b" * 64,
-            "previous_digest": None,
-            "sequence": None,
-            "token": 3,
-            "waited_ms": self.delay * 1000,
-        }
+        for _ in range(600):  # at most 30 s, so a client that waits gets its answer
+            if self.released:
+                break
+            await asyncio.sleep(0.05)
+        body = {"error": "lease_timeout", "message": "answered late"}
         await send(
             {
                 "type": "http.response.start",
-                "status": 200,
+                "status": 503,
                 "headers": [(b"content-type", b"application/json")],
             }
         )
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+        self.answered += 1
 
 
-async def test_push_without_wait_allows_the_servers_default_wait(
+async def test_the_deadline_bounds_a_request_the_server_answers_late(
     make_client: MakeClient,
 ) -> None:
-    """A push naming no ``wait_seconds`` lets the server wait its default for the lease:
-    the answer arrives even when that takes longer than the client's I/O timeout, in one
-    request (not a read timeout, a retry and ServiceUnreachable)."""
-    app = SlowApp(delay=1.0)
+    """A server that has read the push but holds its answer cannot keep the client past
+    its deadline: the client gives up with ``ServiceUnreachable`` before any answer,
+    although its I/O timeout and the lease wait it allows are longer."""
+    app = SlowApp()
     with serve(app) as url:
-        client = make_client(url, timeout=0.5, retry=RetryPolicy(deadline=0.3))
-        result = await client.push("team/app", "v1", manifest(1))
-    assert ("pushed", 1) == (result.outcome, app.calls)
+        client = make_client(url, timeout=60.0, retry=RetryPolicy(deadline=0.5))
+        try:
+            with pytest.raises(ServiceUnreachable):
+                await client.push("team/app", "v1", manifest(1), wait_seconds=30.0)
+            answered = app.answered
+        finally:
+            app.released = True
+    assert 0 == answered
+
+
+async def test_a_push_naming_its_wait_takes_lease_timeout_as_final(
+    make_client: MakeClient, service: Service, tag: str
+) -> None:
+    """A push with ``wait_seconds`` whose tag stays busy raises ``LeaseTimeout`` after
+    that one wait, without retrying to the client's (longer) deadline."""
+    retries: list[Exception] = []
+    lock = LeaseLock(
+        service.settings.lease_table,
+        client=service.dynamodb,
+        config=LockConfig(lease_seconds=30.0),
+        owner="another-pushgate",
+    )
+    client = make_client(
+        service.url,
+        retry=RetryPolicy(deadline=20.0, base=0.05),
+        on_retry=lambda error, _delay, _left: retries.append(error),
+    )
+    with (
+        lock.acquire(ImageRef(service.repo, tag).key, timeout=5.0),
+        pytest.raises(LeaseTimeout),
+    ):
+        await client.push(service.repo, tag, manifest(1, tag), wait_seconds=0.3)
+    assert [] == retries
+
+
+async def test_history_of_a_tag_never_pushed_is_tag_not_found(
+    client: Driver, service: Service, tag: str
+) -> None:
+    """``history()`` of a tag with no recorded push raises ``TagNotFound``, as ``tag()``
+    does, rather than answering an empty page."""
+    with pytest.raises(TagNotFound) as caught:
+        await client.history(service.repo, tag)
+    assert "tag_not_found" == caught.value.code
 
 
 async def test_an_answer_that_is_not_pushgates_is_a_client_error(make_client: MakeClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -98,3 +99,65 @@ def test_unreachable_service_is_a_clear_error() -> None:
         pytest.raises(ServiceUnreachable, match=r"127\.0\.0\.1"),
     ):
         client.tag("team/app", "v1")
+
+
+def test_refused_connections_are_retried_briefly() -> None:
+    """Nothing listening, with the default 120 s deadline: a few attempts whose planned
+    waits fit in the 5 s connection budget, then ServiceUnreachable."""
+    delays: list[float] = []
+    url = f"http://127.0.0.1:{free_port()}"
+    with (
+        PushClient(url, on_retry=lambda _error, delay, _left: delays.append(delay)) as client,
+        pytest.raises(ServiceUnreachable),
+    ):
+        client.tag("team/app", "v1")
+    assert 120.0 == client.retry.deadline
+    assert len(delays) >= 2, delays
+    assert sum(delays) <= 5.0, delays
+
+
+def test_503s_are_retried_past_the_connection_budget() -> None:
+    """The short budget is for refused connections only: answers that say busy keep
+    being retried within the deadline."""
+    app = FlakyApp(failures=3, retry_after="0.2")
+    retry = RetryPolicy(deadline=10.0, connect_deadline=0.1)
+    with serve(app) as url, PushClient(url, retry=retry) as client:
+        result = client.push("team/app", "v1", "{}")
+    assert ("pushed", 4) == (result.outcome, len(app.arrivals))
+
+
+class BusyThenSilent:
+    """Answers the first request 503 lease_timeout, then holds every answer until
+    ``released``."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.released = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        self.requests += 1
+        for _ in range(600 if self.requests > 1 else 0):  # at most 30 s
+            if self.released:
+                break
+            await asyncio.sleep(0.05)
+        body = json.dumps({"error": "lease_timeout", "message": "busy"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"retry-after", b"0.1")]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def test_an_attempt_cut_by_the_deadline_reports_the_last_answer() -> None:
+    """When the deadline cuts a retry short, the error is the service's last answer
+    (busy: LeaseTimeout), not a bare "did not answer"."""
+    app = BusyThenSilent()
+    with serve(app) as url, PushClient(url, retry=RetryPolicy(deadline=1.0)) as client:
+        try:
+            with pytest.raises(LeaseTimeout):
+                client.push("team/app", "v1", "{}")
+        finally:
+            app.released = True
+    assert 2 == app.requests

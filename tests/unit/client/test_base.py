@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from service.client import errors
 from service.client._base import (
+    BaseClient,
+    Call,
     RetryPolicy,
     api_error,
     read_manifest,
     retry_after_seconds,
+    retryable,
     split_ref,
 )
+
+ROOT = Path(__file__).resolve().parents[3]
+PUSH = Call("POST", "/v1/pushes", read_timeout=150.0)
 
 
 def test_split_ref_takes_the_last_colon() -> None:
@@ -147,3 +155,62 @@ def test_client_package_imports_no_server_dependencies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "" == out.stdout.strip()
+
+
+def _answer(status: int, code: str) -> errors.ApiError:
+    return api_error(httpx.Response(status, json={"error": code, "message": "m"}))
+
+
+def _unreachable(cause: Exception) -> errors.ServiceUnreachable:
+    error = errors.ServiceUnreachable("no answer")
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (_unreachable(httpx.ConnectError("refused")), True),
+        (_unreachable(httpx.ReadTimeout("late")), True),
+        (_answer(503, "backend_unavailable"), True),
+        (_answer(503, "lease_timeout"), True),
+        (_answer(502, "http_502"), True),
+        (_answer(404, "tag_not_found"), False),
+        (_answer(409, "tag_immutable"), False),
+        (_answer(422, "invalid_request"), False),
+    ],
+)
+def test_retryable_answers(error: Exception, expected: bool) -> None:
+    """No answer, a 502/503/504 or a retryable code is retried; a client error is not."""
+    assert expected == retryable(error, PUSH)
+
+
+def test_lease_timeout_is_final_when_the_push_named_its_wait() -> None:
+    """A push that named ``wait_seconds`` does not retry its lease_timeout."""
+    call = Call("POST", "/v1/pushes", lease_wait=5.0)
+    assert retryable(_answer(503, "lease_timeout"), call) is False
+
+
+def test_each_phase_of_a_request_gets_at_most_what_is_left_of_the_deadline() -> None:
+    """With 1 s of a 10 s deadline left, neither connecting nor reading a push's
+    answer (I/O timeout 30 s plus its lease wait) may take longer than that second."""
+    client = BaseClient("http://pushgate", timeout=30.0, retry=RetryPolicy(deadline=10.0))
+    timeout = client._request(PUSH, started=time.monotonic() - 9.0)["timeout"]
+    assert max(timeout.connect, timeout.read, timeout.write, timeout.pool) <= 1.0
+
+
+@pytest.mark.parametrize("deadline", [0.0, -1.0, float("inf"), float("nan")])
+def test_retry_policy_deadline_must_be_positive_seconds(deadline: float) -> None:
+    """A deadline of zero (no request could finish) or not finite is refused."""
+    with pytest.raises(ValueError, match="deadline"):
+        RetryPolicy(deadline=deadline)
+
+
+def test_sync_client_is_generated_from_the_async_one() -> None:
+    """``_sync.py`` is what ``scripts/unasync_client.py`` makes of ``_async.py``: the
+    twins cannot drift (regenerate it after editing ``_async.py``)."""
+    script = ROOT / "scripts/unasync_client.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert (0, "") == (result.returncode, result.stdout)
