@@ -17,17 +17,20 @@ def _cloudformation_table_settings() -> Iterator[None]:
     ``TimeToLiveSpecification`` and ``PointInTimeRecoverySpecification``, which AWS
     applies. Apply them as AWS does while this module's tests run (the moto server is in
     this process), so DescribeTimeToLive compares what the template declares."""
-    original = Table.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+    original = Table.create_from_cloudformation_json
 
     def create(
-        cls: type[Table],
+        _cls: type[Table],
+        /,
         resource_name: str,
         cloudformation_json: dict[str, Any],
         account_id: str,
         region_name: str,
         **kwargs: Any,
     ) -> Table:
-        table = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        table: Table = original(
+            resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
         properties = cloudformation_json["Properties"]
         backend = dynamodb_backends[account_id][region_name]
         if ttl := properties.get("TimeToLiveSpecification"):
@@ -39,8 +42,6 @@ def _cloudformation_table_settings() -> Iterator[None]:
             backend.update_continuous_backups(table.name, {"PointInTimeRecoveryEnabled": enabled})
         return table
 
-    Table.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Table, "create_from_cloudformation_json", classmethod(create))
         yield
-    finally:
-        Table.create_from_cloudformation_json = classmethod(original)  # type: ignore[method-assign,assignment]

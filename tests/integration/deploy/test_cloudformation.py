@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from cfnlint.api import lint_file
+from cfnlint.api import lint_file  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
