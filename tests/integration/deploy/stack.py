@@ -70,9 +70,12 @@ def policy_document(endpoint: str, arn: str) -> dict[str, Any]:
 
 
 @contextmanager
-def pushgate_serve(endpoint: str, stack: Stack, log: Path) -> Iterator[str]:
+def pushgate_serve(
+    endpoint: str, stack: Stack, log: Path, *, preamble: str = "", env: dict[str, str] | None = None
+) -> Iterator[str]:
     """`pushgate serve` in a subprocess, configured by environment variables only (as in
-    the Kubernetes manifests), on the stack's tables; yields its URL once /readyz is 200."""
+    the Kubernetes manifests), on the stack's tables; yields its URL once /readyz is 200.
+    ``preamble`` is Python run first in that process."""
     port = free_port()
     env = {
         **os.environ,
@@ -81,8 +84,10 @@ def pushgate_serve(endpoint: str, stack: Stack, log: Path) -> Iterator[str]:
         "PUSHGATE_DYNAMODB_ENDPOINT_URL": endpoint,
         "PUSHGATE_ECR_ENDPOINT_URL": endpoint,
         **{TABLES[key]: value for key, value in stack.tables.items()},
+        **(env or {}),
     }
-    command = [sys.executable, "-c", "from service.cli import main; main()", "serve"]
+    code = f"{preamble}\nfrom service.cli import main\nmain()"
+    command = [sys.executable, "-c", code, "serve"]
     with log.open("w") as output:
         process = subprocess.Popen(
             [*command, "--port", str(port)], stdout=output, stderr=subprocess.STDOUT, env=env
