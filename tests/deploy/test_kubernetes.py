@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from service.settings import Settings
@@ -18,7 +18,7 @@ KUBERNETES_VERSION = "1.30.0"  # the oldest version whose schemas the manifests 
 
 def _container(documents: list[dict[str, Any]]) -> dict[str, Any]:
     [container] = one(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
-    return container
+    return dict(container)
 
 
 @pytest.mark.parametrize("tree", TREES)
