@@ -3,6 +3,7 @@ subprocess against it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +23,19 @@ from tests.servers import free_port
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = ROOT / "deploy/cloudformation/pushgate.yaml"
 REGION = "us-east-1"
+MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": "sha256:" + "0" * 64,
+            "size": 2,
+        },
+        "layers": [],
+    },
+    separators=(",", ":"),
+)
 TABLES = {  # template parameter -> pushgate setting
     "LeaseTableName": "PUSHGATE_LEASE_TABLE",
     "TagsTableName": "PUSHGATE_TAGS_TABLE",

@@ -4,7 +4,6 @@ identical tables to `pushgate init`'s, and a policy that is exactly what a runni
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 
 from service.cli import app
 from tests.integration.deploy.stack import (
+    MANIFEST,
     REGION,
     TABLES,
     TEMPLATE,
@@ -32,20 +32,6 @@ pytestmark = pytest.mark.integration
 DYNAMODB_ACTIONS = {
     "TransactWriteItems": {"dynamodb:ConditionCheckItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 }
-
-MANIFEST = json.dumps(
-    {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": "sha256:" + "0" * 64,
-            "size": 2,
-        },
-        "layers": [],
-    },
-    separators=(",", ":"),
-)
 
 
 def test_template_is_cfn_lint_clean() -> None:

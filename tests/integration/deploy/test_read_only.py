@@ -9,8 +9,7 @@ import boto3
 import httpx
 import pytest
 
-from tests.integration.deploy.stack import REGION, create_stack, pushgate_serve
-from tests.integration.deploy.test_cloudformation import MANIFEST
+from tests.integration.deploy.stack import MANIFEST, REGION, create_stack, pushgate_serve
 
 pytestmark = pytest.mark.integration
 
