@@ -221,8 +221,20 @@ class Metrics:
         return generate_latest(self.registry)
 
     def names(self) -> set[str]:
-        """Every series name this registry exposes (``_total``, ``_bucket``... included)."""
-        return {sample.name for family in self.registry.collect() for sample in family.samples}
+        """Every series name this registry can expose (``_total``, ``_bucket``, ``_info``
+        included), whether or not a labelled series has been observed yet."""
+        return {
+            family.name + suffix
+            for family in self.registry.collect()
+            for suffix in _SUFFIXES.get(family.type, ("",))
+        }
+
+
+_SUFFIXES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_count", "_sum"),
+    "info": ("_info",),
+}
 
 
 class HttpMetricsMiddleware:
