@@ -4,13 +4,14 @@ hold what a production deployment of pushgate needs."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from service.settings import Settings
-from tests.deploy.manifests import TREES, one, render
+from tests.deploy.manifests import ROOT, TREES, one, render
 
 CUSTOM = {("monitoring.coreos.com/v1", "ServiceMonitor")}  # CRDs: no schema offline
 KUBERNETES_VERSION = "1.30.0"  # the oldest version whose schemas the manifests must meet
@@ -120,3 +121,14 @@ def test_every_pushgate_variable_is_a_setting(tree: str) -> None:
     pushgate = {name for name in names if name.startswith("PUSHGATE_")}
     assert set() == pushgate - settings
     assert "PUSHGATE_LOG_FORMAT" in pushgate
+
+
+def test_pods_run_as_the_images_user() -> None:
+    """The Deployment's runAsUser is the uid the Dockerfile creates and switches to."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    uid = re.search(r"useradd .*--uid (\d+)", dockerfile)
+    pod = one(render("base"), "Deployment")["spec"]["template"]["spec"]
+    assert (True, pod["securityContext"]["runAsUser"]) == (
+        uid is not None,
+        int(uid[1]) if uid else None,
+    )
