@@ -84,7 +84,7 @@ def test_actionlint_finds_nothing_in_the_github_files() -> None:
     assert 0 == done.returncode, done.stdout + done.stderr
 
 
-def _readme_snippets() -> list[dict[str, Any]]:
+def _readme_snippets() -> list[Any]:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Deployment", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
