@@ -120,3 +120,28 @@ def test_policy_is_exactly_what_a_running_pushgate_calls(
         granted,
         sorted(tables),
     )
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS..EKS..PodIdentityAssociation:UserWarning")
+def test_pod_identity_role_carries_the_policy(moto_endpoint: str) -> None:
+    """With EksClusterName, the stack makes a role that EKS Pod Identity may assume and
+    that has the service policy attached. (moto does not create the association itself;
+    cfn-lint checks its properties.)"""
+    stack = create_stack(moto_endpoint, EksClusterName="prod")
+    iam = boto3.client("iam", endpoint_url=moto_endpoint, region_name=REGION)
+    role_name = stack.outputs["ServiceRoleArn"].rsplit("/", 1)[1]
+    role = iam.get_role(RoleName=role_name)["Role"]
+    attached = iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
+    [statement] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert (
+        {"Service": "pods.eks.amazonaws.com"},
+        ["sts:AssumeRole", "sts:TagSession"],
+        [stack.outputs["ServicePolicyArn"]],
+    ) == (statement["Principal"], statement["Action"], [p["PolicyArn"] for p in attached])
+
+
+def test_without_a_cluster_no_role_is_made(moto_endpoint: str) -> None:
+    """By default (IRSA or another setup) the stack makes no role: the policy is attached
+    to a role the team makes for its cluster."""
+    stack = create_stack(moto_endpoint)
+    assert "ServiceRoleArn" not in stack.outputs
