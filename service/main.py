@@ -31,7 +31,7 @@ from service.domain.coalesce import CoalescingPushService
 from service.domain.ports import Registry
 from service.domain.push import PushPolicy
 from service.logging import configure_logging
-from service.metrics import Metrics
+from service.metrics import HttpMetricsMiddleware, Metrics
 from service.settings import Settings
 
 VERSION = "0.1.0"
@@ -80,6 +80,7 @@ def build_services(
     )
     history = DynamoHistory(clients.dynamodb, table=settings.history_table)
     metrics = Metrics()
+    metrics.observe_dynamodb(clients.dynamodb)
     budgeted: Registry = registry
     budget: DynamoPutImageBudget | None = None
     if settings.putimage_budget:
@@ -156,6 +157,7 @@ def create_app(
     )
     app.state.auth = auth
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetricsMiddleware)
     errors.install(app)
     app.include_router(push.router)
     app.include_router(tags.router)
