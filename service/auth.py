@@ -10,6 +10,9 @@ A scope is an ``fnmatch`` glob on the repository name (``*`` matches ``/`` too, 
 ``team-a/*`` covers ``team-a/app`` and ``team-a/x/y``). The token itself is never
 stored nor logged; comparison is constant-time. With no tokens configured the service
 is open and says so at start-up. ``pushgate token new`` prints a token and its entry.
+
+A bearer token shaped like a JWT is an OIDC ID token from a CI system instead, verified
+by :mod:`service.oidc` (its ``sub`` is the caller, its scopes come from claim rules).
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from service.domain.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from service.oidc import OidcVerifier
 
 
 class AuthError(Exception):
@@ -44,12 +52,18 @@ class TokenEntry:
         return any(fnmatch.fnmatchcase(repository, scope) for scope in self.scopes)
 
 
+class Grant(Protocol):
+    """What a credential may act on: a static token's entry or a verified OIDC token."""
+
+    def allows(self, repository: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Identity:
-    """Who called: the token's name (or ``anonymous`` when auth is off)."""
+    """Who called: the token's name or OIDC subject (``anonymous`` when auth is off)."""
 
     name: str
-    entry: TokenEntry | None
+    entry: Grant | None
 
     def check(self, repository: str) -> None:
         """Raise 403 unless this identity may act on ``repository``."""
@@ -91,30 +105,48 @@ def parse_entries(data: Any, *, source: str) -> list[TokenEntry]:
 class Authenticator:
     """Turns an ``Authorization`` header into an :class:`Identity`."""
 
-    def __init__(self, entries: list[TokenEntry]) -> None:
+    def __init__(self, entries: list[TokenEntry], oidc: OidcVerifier | None = None) -> None:
         self._entries = entries
+        self._oidc = oidc
 
     @classmethod
-    def from_settings(cls, tokens_file: str | None, tokens_json: str | None) -> Authenticator:
+    def from_settings(
+        cls, tokens_file: str | None, tokens_json: str | None, oidc: OidcVerifier | None = None
+    ) -> Authenticator:
         entries: list[TokenEntry] = []
         if tokens_file:
             path = Path(tokens_file)
             entries += parse_entries(json.loads(path.read_text()), source=str(path))
         if tokens_json:
             entries += parse_entries(json.loads(tokens_json), source="PUSHGATE_AUTH_TOKENS")
-        return cls(entries)
+        return cls(entries, oidc)
 
     @property
     def enabled(self) -> bool:
-        return bool(self._entries)
+        return bool(self._entries) or self._oidc is not None
+
+    async def authenticate(self, authorization: str | None) -> Identity:
+        """:meth:`identify`, with OIDC ID tokens verified against their issuer's keys."""
+        # joserfc is a server dependency; `pushgate token` imports this module on the client
+        from service.oidc import OidcRejected, OidcUnavailable, looks_like_jwt  # noqa: PLC0415
+
+        token = _bearer(authorization) if self.enabled else ""
+        if self._oidc is None or not looks_like_jwt(token):
+            return self.identify(authorization)
+        try:
+            grant = await self._oidc.verify(token)
+        except OidcRejected as exc:
+            raise AuthError(401, "unauthorized", str(exc)) from exc
+        except OidcUnavailable as exc:
+            unavailable = BackendUnavailable(str(exc), cause_code="oidc_keys_unavailable")
+            unavailable.retry_after = max(1.0, exc.retry_after)
+            raise unavailable from exc
+        return Identity(grant.subject, grant)
 
     def identify(self, authorization: str | None) -> Identity:
         if not self.enabled:
             return ANONYMOUS
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthError(401, "unauthorized", "A bearer token is required.")
-        digest = hash_token(token.strip())
+        digest = hash_token(_bearer(authorization))
         found = None
         for entry in self._entries:  # every entry is compared: no early exit timing
             if hmac.compare_digest(digest, entry.sha256):
@@ -122,3 +154,10 @@ class Authenticator:
         if found is None:
             raise AuthError(401, "unauthorized", "The bearer token is not valid.")
         return Identity(found.name, found)
+
+
+def _bearer(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError(401, "unauthorized", "A bearer token is required.")
+    return token.strip()

@@ -32,6 +32,7 @@ from service.domain.ports import Registry
 from service.domain.push import PushPolicy
 from service.logging import configure_logging
 from service.metrics import HttpMetricsMiddleware, Metrics
+from service.oidc import OidcVerifier, load_config
 from service.settings import Settings
 
 VERSION = "0.1.0"
@@ -45,6 +46,16 @@ def push_policy(settings: Settings) -> PushPolicy:
         backoff_base_seconds=settings.ecr_backoff_base_seconds,
         backoff_max_seconds=settings.ecr_backoff_max_seconds,
         throttle_retry_after_seconds=settings.throttle_retry_after_seconds,
+    )
+
+
+def oidc_verifier(settings: Settings) -> OidcVerifier | None:
+    """The OIDC verifier when issuers are configured (``service.oidc``)."""
+    issuers = load_config(settings.oidc_config, settings.oidc_config_file)
+    if not issuers:
+        return None
+    return OidcVerifier(
+        issuers, leeway=settings.oidc_leeway_seconds, refresh_interval=settings.oidc_refresh_seconds
     )
 
 
@@ -132,7 +143,9 @@ def create_app(
     standard AWS chain)."""
     settings = settings or Settings()
     configure_logging(settings)
-    auth = Authenticator.from_settings(settings.auth_tokens_file, settings.auth_tokens)
+    auth = Authenticator.from_settings(
+        settings.auth_tokens_file, settings.auth_tokens, oidc_verifier(settings)
+    )
     if not auth.enabled:
         structlog.get_logger("pushgate").warning(
             "auth_disabled", reason="no bearer tokens configured: the API is open"

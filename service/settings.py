@@ -39,6 +39,10 @@ PUSHGATE_PUTIMAGE_BUDGET_SHARE        0.95               share of the quota push
 PUSHGATE_BUDGET_TABLE                 pushgate-budget    the budget's schedule (one item per scope)
 PUSHGATE_BUDGET_MAX_WAIT_SECONDS      30                 longest wait for a PutImage slot
 PUSHGATE_COALESCE                     1                  0: every waiting push runs on its own
+PUSHGATE_OIDC_CONFIG                  (none)             JSON: trusted OIDC issuers and claim rules
+PUSHGATE_OIDC_CONFIG_FILE             (none)             the same JSON in a file
+PUSHGATE_OIDC_LEEWAY_SECONDS          60                 clock skew allowed on exp/nbf/iat
+PUSHGATE_OIDC_REFRESH_SECONDS         30                 least time between two JWKS fetches
 ===================================== ================== ==========================================
 """
 
@@ -93,6 +97,12 @@ class Settings(BaseSettings):
     budget_table: str = "pushgate-budget"
     budget_max_wait_seconds: float = Field(default=30.0, ge=0)
     coalesce: bool = True
+
+    # OIDC ID tokens from CI systems as bearer tokens (service.oidc)
+    oidc_config: str | None = None
+    oidc_config_file: str | None = None
+    oidc_leeway_seconds: float = Field(default=60.0, ge=0, le=300)
+    oidc_refresh_seconds: float = Field(default=30.0, ge=1)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

@@ -58,10 +58,10 @@ def get_metrics(request: Request) -> Metrics:
     return get_services(request).metrics
 
 
-def get_identity(request: Request) -> Identity:
+async def get_identity(request: Request) -> Identity:
     """The caller, from the bearer token (401 when auth is on and it is missing or bad)."""
     auth: Authenticator = request.app.state.auth
-    return auth.identify(request.headers.get("authorization"))
+    return await auth.authenticate(request.headers.get("authorization"))
 
 
 def get_request_id(request: Request) -> str:
