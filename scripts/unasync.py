@@ -1,7 +1,9 @@
-"""Write ``locks/_sync.py`` from ``locks/_async.py`` with the ``unasync`` library.
+"""Write the sync twins from the async sources with the ``unasync`` library:
+``locks/_sync.py`` from ``locks/_async.py`` and ``service/client/_sync.py`` from
+``service/client/_async.py``.
 
-python scripts/unasync.py          # regenerate locks/_sync.py
-python scripts/unasync.py --check  # exit 1 if locks/_sync.py is not what it would write
+python scripts/unasync.py          # regenerate both
+python scripts/unasync.py --check  # exit 1 if either is not what it would write
 
 unasync drops ``async``/``await`` and renames tokens; the names below map each
 ``_synchronization`` twin and each async-only library name to its sync one. Prose
@@ -98,9 +100,28 @@ def generate() -> str:
     return _format(HEADER + text)
 
 
-def _format(text: str) -> str:
+CLIENT_SOURCE = ROOT / "service" / "client" / "_async.py"
+CLIENT_TARGET = ROOT / "service" / "client" / "_sync.py"
+CLIENT_NAMES = {
+    "AsyncPushClient": "PushClient",
+    "AsyncClient": "Client",
+    "AsyncBaseTransport": "BaseTransport",
+    "AsyncRetrying": "Retrying",
+    "aclose": "close",
+}
+
+
+def generate_client() -> str:
+    """The blocking client's source, formatted (its prose needs no rewriting)."""
+    rule = unasync.Rule(fromdir="/_async/", todir="/_sync/", additional_replacements=CLIENT_NAMES)
+    tokens = tokenize_rt.src_to_tokens(CLIENT_SOURCE.read_text(encoding="utf-8"))
+    text = tokenize_rt.tokens_to_src(rule._unasync_tokens(tokens))  # noqa: SLF001
+    return _format(text, CLIENT_TARGET)
+
+
+def _format(text: str, target: Path = TARGET) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(TARGET), "-"],
+        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(target), "-"],
         input=text,
         capture_output=True,
         text=True,
@@ -111,22 +132,25 @@ def _format(text: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    expected = generate()
-    if "--check" in argv:
-        actual = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
-        if actual == expected:
-            return 0
-        diff = difflib.unified_diff(
-            actual.splitlines(keepends=True),
-            expected.splitlines(keepends=True),
-            "locks/_sync.py",
-            "locks/_sync.py (generated)",
-        )
-        sys.stdout.writelines(diff)
-        print("locks/_sync.py is stale: run python scripts/unasync.py", file=sys.stderr)
-        return 1
-    TARGET.write_text(expected, encoding="utf-8")
-    return 0
+    stale = 0
+    for target, make in ((TARGET, generate), (CLIENT_TARGET, generate_client)):
+        expected = make()
+        name = str(target.relative_to(ROOT))
+        if "--check" not in argv:
+            target.write_text(expected, encoding="utf-8")
+            continue
+        actual = target.read_text(encoding="utf-8") if target.exists() else ""
+        if actual != expected:
+            diff = difflib.unified_diff(
+                actual.splitlines(keepends=True),
+                expected.splitlines(keepends=True),
+                name,
+                f"{name} (generated)",
+            )
+            sys.stdout.writelines(diff)
+            print(f"{name} is stale: run python scripts/unasync.py", file=sys.stderr)
+            stale = 1
+    return stale
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ on string claims, ``*`` matching ``/`` too); a valid token that no rule matches
 authenticates but may push nowhere (403). Configuration (``PUSHGATE_OIDC_CONFIG`` inline
 or ``PUSHGATE_OIDC_CONFIG_FILE``)::
 
-    {"issuers": [{"issuer": "https://token.actions.githubusercontent.com",
+    {"issuers": [{"issuer": "https://token.ci.example",
                   "audience": "pushgate",
                   "rules": [{"claims": {"repository": "org/app", "ref": "refs/heads/main"},
                              "scopes": ["team-a/app"]}]}]}

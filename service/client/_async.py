@@ -1,6 +1,6 @@
 """A pushgate client: only I/O; requests, answers and retries are planned in ``_base``.
 
-``_sync.py`` is generated from ``_async.py`` (``scripts/unasync_client.py``): edit
+``_sync.py`` is generated from ``_async.py`` (``scripts/unasync.py``): edit
 ``_async.py`` and regenerate.
 """
 

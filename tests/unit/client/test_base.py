@@ -207,9 +207,9 @@ def test_retry_policy_deadline_must_be_positive_seconds(deadline: float) -> None
 
 
 def test_sync_client_is_generated_from_the_async_one() -> None:
-    """``_sync.py`` is what ``scripts/unasync_client.py`` makes of ``_async.py``: the
+    """``_sync.py`` is what ``scripts/unasync.py`` makes of ``_async.py``: the
     twins cannot drift (regenerate it after editing ``_async.py``)."""
-    script = ROOT / "scripts/unasync_client.py"
+    script = ROOT / "scripts/unasync.py"
     result = subprocess.run(
         [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
     )
