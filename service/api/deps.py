@@ -59,7 +59,11 @@ def get_metrics(request: Request) -> Metrics:
 
 
 def get_identity(request: Request) -> Identity:
-    """The caller, from the bearer token (401 when auth is on and it is missing or bad)."""
+    """The caller, as ``AuthMiddleware`` identified it from the headers before the body
+    was read; identified here only for a route the middleware does not cover."""
+    identity: Identity | None = getattr(request.state, "identity", None)
+    if identity is not None:
+        return identity
     auth: Authenticator = request.app.state.auth
     return auth.identify(request.headers.get("authorization"))
 
