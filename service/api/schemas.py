@@ -24,6 +24,14 @@ def _iso(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
 
 
+_EXAMPLE_MANIFEST = (
+    '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+    '"config":{"mediaType":"application/vnd.oci.image.config.v1+json",'
+    '"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",'
+    '"size":2},"layers":[]}'
+)
+
+
 class PushBody(BaseModel):
     """Bounds from ``service.domain.limits``; the domain checks the rest before any lease."""
 
@@ -34,12 +42,14 @@ class PushBody(BaseModel):
         max_length=limits.REPOSITORY_MAX,
         pattern=f"^{limits.REPOSITORY_RE.pattern}$",
         description="ECR repository name, 2-256 characters.",
+        examples=["team/app"],
     )
     tag: StrictStr = Field(
         min_length=1,
         max_length=limits.TAG_MAX,
         pattern=f"^{limits.TAG_RE.pattern}$",
         description="OCI tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.",
+        examples=["latest"],
     )
     manifest: StrictStr = Field(
         min_length=1,
@@ -47,6 +57,7 @@ class PushBody(BaseModel):
         description=f"The exact manifest text: a JSON object of at most "
         f"{limits.MAX_MANIFEST_BYTES} bytes (UTF-8), nested at most "
         f"{limits.MAX_JSON_DEPTH} levels deep.",
+        examples=[_EXAMPLE_MANIFEST],
     )
     media_type: StrictStr | None = Field(
         None,
