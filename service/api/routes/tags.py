@@ -56,8 +56,8 @@ def _check_cursor(cursor: str) -> None:
 async def _tag(
     records: RecordsDep, repository: str, tag: str, identity: IdentityDep
 ) -> TagResponse:
-    identity.check(repository)
-    ref = ImageRef(repository, tag)
+    ref = ImageRef(repository, tag)  # bounded before any answer names it
+    identity.check(ref.repository)
     record = await records.get(ref)
     if record is None:
         raise TagNotFound(ref.repository, ref.tag)
@@ -72,8 +72,8 @@ async def _history(
     cursor: str | None,
     identity: IdentityDep,
 ) -> HistoryResponse:
-    identity.check(repository)
-    ref = ImageRef(repository, tag)
+    ref = ImageRef(repository, tag)  # bounded before any answer names it
+    identity.check(ref.repository)
     if cursor:
         _check_cursor(cursor)
     page = await history.page(ref, limit=limit, cursor=cursor)

@@ -161,3 +161,25 @@ def test_token_names_are_short_and_printable(name: str) -> None:
     entry = {**ENTRY, "name": name}
     with pytest.raises(AuthConfigError, match="name"):
         create_app(tokens_on(auth_tokens=json.dumps([entry])), services=services_of(World()))
+
+
+async def test_forbidden_answer_is_bounded(guarded_team: httpx.AsyncClient) -> None:
+    """A 60 KB repository name in the path is 422 (its bound), not a 403 echoing it."""
+    answer = await guarded_team.get(f"/v1/tags/{'r' * 60_000}/v1", headers=BEARER)
+    assert (422, "repository", True) == (
+        answer.status_code,
+        answer.json()["field"],
+        len(answer.content) < 4096,
+    )
+
+
+@pytest.fixture
+async def guarded_team(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    """Tokens on, the token scoped to team-a/* only."""
+    entry = {**ENTRY, "scopes": ["team-a/*"]}
+    app = create_app(tokens_on(auth_tokens=json.dumps([entry])), services=services_of(world))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pg") as client,
+    ):
+        yield client
