@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
 
 from service.adapters.budget import PutImageBudget
 from service.auth import Authenticator, Identity
@@ -66,6 +67,15 @@ def get_identity(request: Request) -> Identity:
         return identity
     auth: Authenticator = request.app.state.auth
     return auth.identify(request.headers.get("authorization"))
+
+
+#: Declares the bearer token in the OpenAPI document; ``AuthMiddleware`` checks it (with
+#: auth off, every caller is anonymous).
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A token made by `pushgate token`, unless the service runs with PUSHGATE_AUTH=off.",
+)
 
 
 def get_request_id(request: Request) -> str:

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, BackgroundTasks, Header, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Request, Security
 
-from service.api.deps import IdentityDep, MetricsDep, PushDep, RequestIdDep, SettingsDep
+from service.api.deps import BEARER, IdentityDep, MetricsDep, PushDep, RequestIdDep, SettingsDep
 from service.api.schemas import PushBody, PushResponse, error_responses
 from service.auth import Identity
 from service.domain.errors import InvalidRequest, PushError
@@ -20,7 +20,7 @@ from service.settings import Settings
 
 log = structlog.get_logger("pushgate.api")
 
-router = APIRouter(tags=["pushes"])
+router = APIRouter(tags=["pushes"], dependencies=[Security(BEARER)])
 
 _ERRORS = error_responses(
     {

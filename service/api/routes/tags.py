@@ -12,9 +12,9 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Security
 
-from service.api.deps import HistoryDep, IdentityDep, RecordsDep
+from service.api.deps import BEARER, HistoryDep, IdentityDep, RecordsDep
 from service.api.schemas import (
     HistoryItemOut,
     HistoryResponse,
@@ -25,7 +25,7 @@ from service.domain import limits
 from service.domain.errors import InvalidRequest, TagNotFound
 from service.domain.models import ImageRef
 
-router = APIRouter(tags=["tags"])
+router = APIRouter(tags=["tags"], dependencies=[Security(BEARER)])
 
 _NOT_FOUND = error_responses({404: "tag_not_found"})
 

@@ -3,6 +3,7 @@
 Every operation, over the app wired to the fakes with auth on, gets generated requests
 (valid and invalid): no answer is a 5xx, every answer's status is one the document
 declares, and every body matches the declared schema (errors: ``{"error", "message"}``).
+Refusals without a token are tested by ``test_auth_guard.py``.
 Budget: ``MAX_EXAMPLES`` per operation and data-generation mode, derandomized so a run is
 reproducible; the whole module runs in well under a minute.
 """
