@@ -54,7 +54,10 @@ def json_too_deep(text: str, max_depth: int = MAX_JSON_DEPTH) -> bool:
     any document nested no deeper (unbalanced brackets count as too deep; the parser would
     refuse them anyway)."""
     brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).translate(_SQUARE)
+    too_many_opens = "[" * (max_depth + 1)
     for _ in range(max_depth):
+        if too_many_opens in brackets:  # the common deep document: found in one scan
+            return True
         if not brackets:
             return False
         shorter = brackets.replace("[]", "")

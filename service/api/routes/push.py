@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -56,7 +57,8 @@ async def create_push(
     jobs: list[Callable[[], Awaitable[None]]] = []
 
     async def run() -> PushResult:
-        push_request = _push_request(body, settings)
+        # hashing, parsing and bounding a 4 MiB manifest take a while: not on the loop
+        push_request = await asyncio.to_thread(_push_request, body, settings)
         structlog.contextvars.bind_contextvars(
             repo=push_request.ref.repository, tag=push_request.ref.tag
         )
