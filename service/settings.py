@@ -25,7 +25,7 @@ PUSHGATE_ECR_BACKOFF_BASE_SECONDS     0.2                first backoff ceiling (
 PUSHGATE_ECR_BACKOFF_MAX_SECONDS      5                  largest backoff ceiling
 PUSHGATE_THROTTLE_RETRY_AFTER_SECONDS 2                  Retry-After of registry_throttled
 PUSHGATE_DEFAULT_WAIT_SECONDS         30                 lease wait when a push names none
-PUSHGATE_MAX_WAIT_SECONDS             120                largest wait_seconds accepted
+PUSHGATE_MAX_WAIT_SECONDS             120                largest wait_seconds accepted (<= 3600)
 PUSHGATE_READY_TIMEOUT_SECONDS        3                  budget of each /readyz probe
 PUSHGATE_MAX_BODY_BYTES               33554432 (32 MiB)  larger request bodies get 413
 PUSHGATE_REGISTRY_ID                  (caller's account) ECR registry (12 digits)
