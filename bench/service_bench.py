@@ -205,6 +205,7 @@ def settings_for(endpoint: str, suffix: str, **overrides: Any) -> Settings:
         default_wait_seconds=60.0,
         max_wait_seconds=120.0,
         log_format="console",
+        auth="off",
         log_level="error",
         **overrides,
     )

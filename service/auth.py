@@ -8,8 +8,12 @@ from ``PUSHGATE_AUTH_TOKENS_FILE`` (a JSON file) and/or ``PUSHGATE_AUTH_TOKENS``
 
 A scope is an ``fnmatch`` glob on the repository name (``*`` matches ``/`` too, so
 ``team-a/*`` covers ``team-a/app`` and ``team-a/x/y``). The token itself is never
-stored nor logged; comparison is constant-time. With no tokens configured the service
-is open and says so at start-up. ``pushgate token new`` prints a token and its entry.
+stored nor logged; comparison is constant-time. ``pushgate token`` prints a token and
+its entry.
+
+Auth is off only when ``PUSHGATE_AUTH=off`` says so; with ``tokens`` (the default) and no
+entry configured (no file, or a file holding ``[]``) and no OIDC issuer, the service
+refuses to start.
 
 A bearer token shaped like a JWT is an OIDC ID token from a CI system instead, verified
 by :mod:`service.oidc` (its ``sub`` is the caller, its scopes come from claim rules).
@@ -30,6 +34,14 @@ from service.domain.errors import BackendUnavailable
 
 if TYPE_CHECKING:
     from service.oidc import OidcVerifier
+    from service.settings import Settings
+
+#: the longest token name (it is the caller recorded in history)
+MAX_NAME_CHARS = 64
+
+
+class AuthConfigError(ValueError):
+    """The tokens configuration is unusable; the message is one sentence for the operator."""
 
 
 class AuthError(Exception):
@@ -92,8 +104,14 @@ def parse_entries(data: Any, *, source: str) -> list[TokenEntry]:
         if not isinstance(item, dict):
             raise ValueError(f"{source}[{index}]: expected an object")
         name, digest, scopes = item.get("name"), item.get("sha256"), item.get("scopes")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{source}[{index}]: 'name' must be a non-empty string")
+        if (
+            not isinstance(name, str)
+            or not 0 < len(name) <= MAX_NAME_CHARS
+            or not name.isprintable()
+        ):
+            raise ValueError(
+                f"{source}[{index}]: 'name' must be 1-{MAX_NAME_CHARS} printable characters"
+            )
         if not isinstance(digest, str) or len(digest) != 64:  # noqa: PLR2004 - sha256 hex
             raise ValueError(f"{source}[{index}]: 'sha256' must be 64 hex characters")
         if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
@@ -103,27 +121,47 @@ def parse_entries(data: Any, *, source: str) -> list[TokenEntry]:
 
 
 class Authenticator:
-    """Turns an ``Authorization`` header into an :class:`Identity`."""
+    """Turns an ``Authorization`` header into an :class:`Identity`; ``enabled=False`` (auth
+    off) makes everyone :data:`ANONYMOUS`. Enabled with no entries is refused: an empty
+    tokens file must not open the API."""
 
-    def __init__(self, entries: list[TokenEntry], oidc: OidcVerifier | None = None) -> None:
+    def __init__(
+        self, entries: list[TokenEntry], *, enabled: bool = True, oidc: OidcVerifier | None = None
+    ) -> None:
+        if enabled and not entries and oidc is None:
+            raise AuthConfigError(
+                "PUSHGATE_AUTH is 'tokens' but no bearer tokens or OIDC issuers are configured: "
+                "add entries to PUSHGATE_AUTH_TOKENS_FILE (pushgate token makes one), configure "
+                "PUSHGATE_OIDC_CONFIG, or set PUSHGATE_AUTH=off to serve without authentication."
+            )
         self._entries = entries
-        self._oidc = oidc
+        self._oidc = oidc if enabled else None
+        self.enabled = enabled
 
     @classmethod
-    def from_settings(
-        cls, tokens_file: str | None, tokens_json: str | None, oidc: OidcVerifier | None = None
-    ) -> Authenticator:
+    def from_settings(cls, settings: Settings, oidc: OidcVerifier | None = None) -> Authenticator:
+        """The settings' tokens (and OIDC issuers); raises :class:`AuthConfigError` with one
+        sentence."""
+        if settings.auth == "off":
+            return cls([], enabled=False)
         entries: list[TokenEntry] = []
-        if tokens_file:
-            path = Path(tokens_file)
-            entries += parse_entries(json.loads(path.read_text()), source=str(path))
-        if tokens_json:
-            entries += parse_entries(json.loads(tokens_json), source="PUSHGATE_AUTH_TOKENS")
-        return cls(entries, oidc)
+        try:
+            if settings.auth_tokens_file:
+                path = Path(settings.auth_tokens_file)
+                entries += parse_entries(json.loads(path.read_text()), source=str(path))
+            if settings.auth_tokens:
+                entries += parse_entries(
+                    json.loads(settings.auth_tokens), source="PUSHGATE_AUTH_TOKENS"
+                )
+        except OSError as exc:
+            raise AuthConfigError(f"cannot read the tokens file: {exc}") from exc
+        except ValueError as exc:
+            raise AuthConfigError(f"the bearer tokens are not usable: {exc}") from exc
+        return cls(entries, oidc=oidc)
 
     @property
-    def enabled(self) -> bool:
-        return bool(self._entries) or self._oidc is not None
+    def token_names(self) -> list[str]:
+        return [entry.name for entry in self._entries]
 
     async def authenticate(self, authorization: str | None) -> Identity:
         """:meth:`identify`, with OIDC ID tokens verified against their issuer's keys."""

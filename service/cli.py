@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -82,6 +82,32 @@ def _start_local_aws() -> str:
     return server.endpoint
 
 
+def _fail(sentence: str, code: int = 2) -> NoReturn:
+    """A server command cannot start: one sentence on stderr, no traceback."""
+    typer.echo(f"pushgate: {sentence}", err=True)
+    raise typer.Exit(code)
+
+
+def _server_settings() -> Settings:
+    """The environment's settings, or one sentence naming the bad variable."""
+    from pydantic import ValidationError  # noqa: PLC0415 - server-only import
+
+    from service.settings import Settings  # noqa: PLC0415
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "PUSHGATE_" + "_".join(str(part) for part in first["loc"]).upper()
+        _fail(f"{name} is invalid: {first['msg']}.")
+
+
+NO_REGION = (
+    "no AWS region is configured: set AWS_REGION (or AWS_DEFAULT_REGION, PUSHGATE_REGION, "
+    "or a region in the AWS profile)."
+)
+
+
 @app.command()
 def init(
     repository: Annotated[
@@ -90,10 +116,15 @@ def init(
     ] = None,
 ) -> None:
     """Create the lease, tags and history tables (and repositories) if missing."""
-    from service.settings import Settings  # noqa: PLC0415 - server-only import
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
-    settings = Settings()
-    asyncio.run(_bootstrap(settings, list(repository or [])))
+    settings = _server_settings()
+    if settings.region is None:
+        _fail(NO_REGION)
+    try:
+        asyncio.run(_bootstrap(settings, list(repository or [])))
+    except (BotoCoreError, ClientError) as exc:
+        _fail(f"could not create the tables: {exc}", code=1)
     typer.echo(
         f"tables ready: {settings.lease_table}, {settings.tags_table}, {settings.history_table}"
     )
@@ -101,14 +132,16 @@ def init(
 
 def local_settings(settings: Settings, endpoint: str) -> Settings:
     """``--local``: AWS is the embedded moto at ``endpoint``; logs are readable (console)
-    unless ``PUSHGATE_LOG_FORMAT`` asks otherwise."""
+    and auth is off, unless ``PUSHGATE_LOG_FORMAT`` / ``PUSHGATE_AUTH`` ask otherwise."""
     log_format = settings.log_format if "log_format" in settings.model_fields_set else "console"
+    auth = settings.auth if "auth" in settings.model_fields_set else "off"
     return settings.model_copy(
         update={
             "region": LOCAL_REGION,
             "dynamodb_endpoint_url": endpoint,
             "ecr_endpoint_url": endpoint,
             "log_format": log_format,
+            "auth": auth,
         }
     )
 
@@ -122,25 +155,39 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
-    """Serve the push API (OpenAPI at /docs)."""
-    import uvicorn  # noqa: PLC0415 - server-only import
+    """Serve the push API (its OpenAPI description at /openapi.json)."""
+    import structlog  # noqa: PLC0415 - server-only imports
 
+    from service.auth import AuthConfigError  # noqa: PLC0415
+    from service.logging import configure_process_logging  # noqa: PLC0415
     from service.main import create_app  # noqa: PLC0415
-    from service.settings import Settings  # noqa: PLC0415
+    from service.server import Server, server_config  # noqa: PLC0415
 
-    settings = Settings()
+    settings = _server_settings()
+    configure_process_logging(settings)  # before anything else is said
     if local:
         endpoint = _start_local_aws()
         settings = local_settings(settings, endpoint)
+        configure_process_logging(settings)
         asyncio.run(_bootstrap(settings, [DEMO_REPOSITORY]))
-        typer.echo(f"embedded moto (DynamoDB + ECR) at {endpoint}; repository '{DEMO_REPOSITORY}'")
-    if not (settings.auth_tokens or settings.auth_tokens_file):
-        typer.echo("auth: open (no bearer tokens configured; see PUSHGATE_AUTH_TOKENS_FILE)")
+    if settings.region is None:
+        _fail(NO_REGION)
+    try:
+        application = create_app(settings)
+    except AuthConfigError as exc:
+        _fail(str(exc))
+    log = structlog.get_logger("pushgate")
     url = f"http://{host}:{port}"
-    typer.echo(f"pushgate listening on {url}  (API docs: {url}/docs)")
-    typer.echo("example push:")
-    typer.echo(f"  {_example_push(url)}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+    def started() -> None:
+        log.info("listening", url=url, openapi=f"{url}/openapi.json", local=local)
+        if settings.log_format == "console":  # a person is reading: say how to start
+            if local:
+                typer.echo(f"embedded moto (DynamoDB + ECR); repository '{DEMO_REPOSITORY}'")
+            typer.echo("example push:")
+            typer.echo(f"  {_example_push(url)}")
+
+    Server(server_config(application, settings, host=host, port=port), started).run()
 
 
 @app.command()

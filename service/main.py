@@ -24,7 +24,7 @@ from service.adapters.leases import LockLease, LockLeaseProvider
 from service.adapters.records import DynamoTagRecords
 from service.api import errors
 from service.api.deps import Services
-from service.api.middleware import RequestContextMiddleware
+from service.api.middleware import AuthMiddleware, BodyGuardMiddleware, RequestContextMiddleware
 from service.api.routes import health, push, tags
 from service.auth import Authenticator
 from service.domain.coalesce import CoalescingPushService
@@ -143,13 +143,8 @@ def create_app(
     standard AWS chain)."""
     settings = settings or Settings()
     configure_logging(settings)
-    auth = Authenticator.from_settings(
-        settings.auth_tokens_file, settings.auth_tokens, oidc_verifier(settings)
-    )
-    if not auth.enabled:
-        structlog.get_logger("pushgate").warning(
-            "auth_disabled", reason="no bearer tokens configured: the API is open"
-        )
+    auth = Authenticator.from_settings(settings, oidc_verifier(settings))  # AuthConfigError
+    _log_auth(settings, auth)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -167,12 +162,44 @@ def create_app(
         version=VERSION,
         description="Serializes ECR PutImage per repo:tag with DynamoDB leases.",
         lifespan=lifespan,
+        # no /docs nor /redoc: their pages load scripts from a public CDN
+        docs_url=None,
+        redoc_url=None,
+        # a redirect would name a Location built from the client's Host header
+        redirect_slashes=False,
     )
     app.state.auth = auth
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    # added innermost first: request id, then the token, then the body's size and pace
+    app.add_middleware(
+        BodyGuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+    )
+    app.add_middleware(AuthMiddleware, auth=auth, open_paths=open_paths(settings))
+    app.add_middleware(RequestContextMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
     errors.install(app)
     app.include_router(push.router)
     app.include_router(tags.router)
     app.include_router(health.router)
     return app
+
+
+def open_paths(settings: Settings) -> frozenset[str]:
+    """What needs no token with auth on: the probes, and /metrics if the operator says so."""
+    paths = {"/healthz", "/readyz"}
+    if settings.metrics_open:
+        paths.add("/metrics")
+    return frozenset(paths)
+
+
+def _log_auth(settings: Settings, auth: Authenticator) -> None:
+    log = structlog.get_logger("pushgate")
+    if auth.enabled:
+        log.info(
+            "auth_enabled",
+            tokens=auth.token_names,
+            open_paths=sorted(open_paths(settings)),
+        )
+    else:
+        log.warning("auth_disabled", reason="PUSHGATE_AUTH=off: every caller is anonymous")

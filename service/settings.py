@@ -1,9 +1,11 @@
 """Settings from environment variables (prefix ``PUSHGATE_``), built in ``main.py`` and
 passed down; tests construct their own.
 
-AWS itself is configured the AWS way: the standard credential chain, ``AWS_REGION`` /
-``AWS_DEFAULT_REGION``, and endpoint overrides ``AWS_ENDPOINT_URL_DYNAMODB`` /
-``AWS_ENDPOINT_URL_ECR`` (or ``AWS_ENDPOINT_URL``), which botocore reads itself.
+AWS itself is configured the AWS way: the standard credential chain, endpoint overrides
+``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL_ECR`` (or ``AWS_ENDPOINT_URL``), which
+botocore reads itself, and the region as AWS SDKs resolve it: ``PUSHGATE_REGION``, else
+``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else the profile's ``region`` (the installed
+botocore reads only the last two, so ``resolve_region`` reads ``AWS_REGION`` first).
 
 ===================================== ================== ==========================================
 variable                              default            meaning
@@ -23,7 +25,7 @@ PUSHGATE_ECR_BACKOFF_BASE_SECONDS     0.2                first backoff ceiling (
 PUSHGATE_ECR_BACKOFF_MAX_SECONDS      5                  largest backoff ceiling
 PUSHGATE_THROTTLE_RETRY_AFTER_SECONDS 2                  Retry-After of registry_throttled
 PUSHGATE_DEFAULT_WAIT_SECONDS         30                 lease wait when a push names none
-PUSHGATE_MAX_WAIT_SECONDS             120                largest wait_seconds accepted
+PUSHGATE_MAX_WAIT_SECONDS             120                largest wait_seconds accepted (<= 3600)
 PUSHGATE_READY_TIMEOUT_SECONDS        3                  budget of each /readyz probe
 PUSHGATE_MAX_BODY_BYTES               33554432 (32 MiB)  larger request bodies get 413
 PUSHGATE_REGISTRY_ID                  (caller's account) ECR registry (12 digits)
@@ -32,7 +34,12 @@ PUSHGATE_ECR_ENDPOINT_URL             (botocore's)       explicit endpoint; norm
 PUSHGATE_LOG_FORMAT                   json               json (production) or console
 PUSHGATE_LOG_LEVEL                    info               structlog level
 PUSHGATE_AUTH_TOKENS_FILE             (none)             JSON file: hashed bearer tokens, scopes
-PUSHGATE_AUTH_TOKENS                  (none)             the same JSON inline; no tokens: open
+PUSHGATE_AUTH_TOKENS                  (none)             the same JSON inline
+PUSHGATE_AUTH                         tokens             tokens (no tokens: refuses to start) or off
+PUSHGATE_METRICS_OPEN                 0                  1: /metrics needs no token
+PUSHGATE_HEADER_TIMEOUT_SECONDS       10                 headers must arrive within; else closed
+PUSHGATE_BODY_TIMEOUT_SECONDS         30                 a body must arrive whole within; else 408
+PUSHGATE_KEEP_ALIVE_SECONDS           5                  idle keep-alive connections close after
 PUSHGATE_PUTIMAGE_BUDGET              1                  1: PutImage waits for the shared budget
 PUSHGATE_PUTIMAGE_RATE_PER_SECOND     10                 the account's PutImage quota (per Region)
 PUSHGATE_PUTIMAGE_BUDGET_SHARE        0.95               share of the quota pushgate schedules
@@ -48,16 +55,34 @@ PUSHGATE_OIDC_REFRESH_SECONDS         30                 least time between two 
 
 from __future__ import annotations
 
+import os
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.domain.limits import MAX_WAIT_SECONDS
+
+
+def resolve_region() -> str | None:
+    """The region as AWS SDKs find it: ``AWS_REGION``, ``AWS_DEFAULT_REGION``, then the
+    profile's ``region``; None when nothing names one (or the profile does not exist)."""
+    if os.environ.get("AWS_REGION"):
+        return os.environ["AWS_REGION"]
+    import botocore.exceptions  # noqa: PLC0415 - only when the environment names none
+    import botocore.session  # noqa: PLC0415
+
+    try:
+        region = botocore.session.Session().get_config_variable("region")
+    except botocore.exceptions.BotoCoreError:
+        return None
+    return str(region) if region else None
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PUSHGATE_", frozen=True, extra="ignore")
 
-    region: str | None = None
+    region: str | None = Field(default=None, validate_default=True)
     lease_table: str = "pushgate-leases"
     tags_table: str = "pushgate-tags"
     history_table: str = "pushgate-history"
@@ -75,7 +100,7 @@ class Settings(BaseSettings):
     throttle_retry_after_seconds: float = Field(default=2.0, ge=0)
 
     default_wait_seconds: float = Field(default=30.0, ge=0)
-    max_wait_seconds: float = Field(default=120.0, ge=0)
+    max_wait_seconds: float = Field(default=120.0, ge=0, le=MAX_WAIT_SECONDS)
     ready_timeout_seconds: float = Field(default=3.0, gt=0)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
@@ -86,9 +111,16 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    # bearer tokens (service.auth); none configured means the API is open
+    # bearer tokens (service.auth); the API is open only with auth="off", said explicitly
     auth_tokens_file: str | None = None
     auth_tokens: str | None = None
+    auth: Literal["tokens", "off"] = "tokens"
+    metrics_open: bool = False
+
+    # slow clients (service.server, service.api.middleware)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    keep_alive_seconds: int = Field(default=5, ge=1)
 
     # PutImage budget and coalescing (service.adapters.budget, service.domain.coalesce)
     putimage_budget: bool = True
@@ -97,6 +129,11 @@ class Settings(BaseSettings):
     budget_table: str = "pushgate-budget"
     budget_max_wait_seconds: float = Field(default=30.0, ge=0)
     coalesce: bool = True
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, region: str | None) -> str | None:
+        return region or resolve_region()
 
     # OIDC ID tokens from CI systems as bearer tokens (service.oidc)
     oidc_config: str | None = None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
 
 from service.adapters.budget import PutImageBudget
 from service.auth import Authenticator, Identity
@@ -59,9 +60,22 @@ def get_metrics(request: Request) -> Metrics:
 
 
 async def get_identity(request: Request) -> Identity:
-    """The caller, from the bearer token (401 when auth is on and it is missing or bad)."""
+    """The caller, as ``AuthMiddleware`` identified it from the headers before the body
+    was read; identified here only for a route the middleware does not cover."""
+    identity: Identity | None = getattr(request.state, "identity", None)
+    if identity is not None:
+        return identity
     auth: Authenticator = request.app.state.auth
     return await auth.authenticate(request.headers.get("authorization"))
+
+
+#: Declares the bearer token in the OpenAPI document; ``AuthMiddleware`` checks it (with
+#: auth off, every caller is anonymous).
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A token made by `pushgate token`, unless the service runs with PUSHGATE_AUTH=off.",
+)
 
 
 def get_request_id(request: Request) -> str:

@@ -4,10 +4,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
+from service.domain import limits
 from service.domain.models import HistoryEntry, PushResult, TagRecord
 
 
@@ -15,24 +24,80 @@ def _iso(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
 
 
+_EXAMPLE_MANIFEST = (
+    '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+    '"config":{"mediaType":"application/vnd.oci.image.config.v1+json",'
+    '"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",'
+    '"size":2},"layers":[]}'
+)
+
+
 class PushBody(BaseModel):
+    """Bounds from ``service.domain.limits``; the domain checks the rest before any lease."""
+
     model_config = ConfigDict(extra="forbid")
 
-    repository: StrictStr = Field(description="ECR repository name, 2-256 characters.")
-    tag: StrictStr = Field(description="OCI tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.")
-    manifest: StrictStr = Field(description="The exact manifest text, at most 4 MiB of JSON.")
+    repository: StrictStr = Field(
+        min_length=limits.REPOSITORY_MIN,
+        max_length=limits.REPOSITORY_MAX,
+        pattern=f"^{limits.REPOSITORY_RE.pattern}$",
+        description="ECR repository name, 2-256 characters.",
+        examples=["team/app"],
+    )
+    tag: StrictStr = Field(
+        min_length=1,
+        max_length=limits.TAG_MAX,
+        pattern=f"^{limits.TAG_RE.pattern}$",
+        description="OCI tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.",
+        examples=["latest"],
+    )
+    manifest: StrictStr = Field(
+        min_length=1,
+        max_length=limits.MAX_MANIFEST_BYTES,
+        description=f"The exact manifest text: a JSON object of at most "
+        f"{limits.MAX_MANIFEST_BYTES} bytes (UTF-8), nested at most "
+        f"{limits.MAX_JSON_DEPTH} levels deep.",
+        examples=[_EXAMPLE_MANIFEST],
+    )
     media_type: StrictStr | None = Field(
-        None, description="Required when the manifest has no mediaType."
+        None,
+        max_length=limits.MAX_MEDIA_TYPE_CHARS,
+        description="Required when the manifest has no mediaType.",
     )
     sequence: StrictInt | None = Field(
-        None, ge=0, description="The build's position (CI build number, commit time)."
+        None,
+        ge=0,
+        le=limits.MAX_SEQUENCE,
+        description="The build's position (CI build number, commit time), 0 to 2**63 - 1.",
     )
     wait_seconds: StrictFloat | StrictInt | None = Field(
-        None, ge=0, description="How long to wait for the lease; bounded by the server."
+        None,
+        ge=0,
+        le=limits.MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description="How long to wait for the lease; bounded by the server "
+        "(PUSHGATE_MAX_WAIT_SECONDS).",
     )
     caller: StrictStr | None = Field(
-        None, max_length=256, description="Who pushes (defaults to X-Pushgate-Caller)."
+        None,
+        min_length=1,
+        max_length=limits.MAX_CALLER_CHARS,
+        description="Who pushes, printable characters (defaults to X-Pushgate-Caller).",
     )
+
+    @field_validator("manifest")
+    @classmethod
+    def _manifest_bytes(cls, manifest: str) -> str:
+        if limits.utf8_size(manifest) > limits.MAX_MANIFEST_BYTES:
+            raise ValueError(f"must be at most {limits.MAX_MANIFEST_BYTES} bytes")
+        return manifest
+
+    @field_validator("caller")
+    @classmethod
+    def _printable_caller(cls, caller: str | None) -> str | None:
+        if caller is not None and not limits.printable(caller):
+            raise ValueError("must be printable characters (no control characters)")
+        return caller
 
 
 class PushResponse(BaseModel):
@@ -137,6 +202,26 @@ class ErrorResponse(BaseModel):
 
     error: str
     message: str
+
+
+#: answers every protected route can give before it runs (service.api.middleware)
+GUARD_ERRORS = {
+    401: "unauthorized: no bearer token or an unknown one (auth on)",
+    403: "forbidden: the repository is outside the token's scopes",
+    408: "request_timeout: the body did not arrive in time",
+    413: "payload_too_large",
+    422: "invalid_request (with field and reason)",
+}
+
+
+def error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route: the guard's answers and ``descriptions``, in the error
+    shape."""
+    merged = {**GUARD_ERRORS, **descriptions}
+    return {
+        status: {"model": ErrorResponse, "description": text}
+        for status, text in sorted(merged.items())
+    }
 
 
 class ReadyResponse(BaseModel):

@@ -14,12 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.domain.errors import InvalidRequest
+from service.domain.limits import (
+    MAX_JSON_DEPTH,
+    MAX_MANIFEST_BYTES,
+    MAX_SEQUENCE,
+    REPOSITORY_MAX,
+    REPOSITORY_MIN,
+    REPOSITORY_RE,
+    TAG_RE,
+    json_too_deep,
+    utf8_size,
+)
 
-REPOSITORY_RE = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
-TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-MAX_MANIFEST_CHARS = 4 * 1024 * 1024
-REPOSITORY_MIN, REPOSITORY_MAX = 2, 256
 
 MANIFEST_MEDIA_TYPES = frozenset(
     {
@@ -108,23 +115,27 @@ class PushRequest:
         ref = ImageRef(repository, tag)
         if not manifest:
             raise InvalidRequest("manifest", "must not be empty")
-        if len(manifest) > MAX_MANIFEST_CHARS:
-            raise InvalidRequest("manifest", f"must be at most {MAX_MANIFEST_CHARS} characters")
+        if utf8_size(manifest) > MAX_MANIFEST_BYTES:
+            raise InvalidRequest("manifest", f"must be at most {MAX_MANIFEST_BYTES} bytes")
         try:
             digest = manifest_digest(manifest)
         except UnicodeEncodeError as exc:
             raise InvalidRequest("manifest", "is not encodable as UTF-8") from exc
+        if json_too_deep(manifest):
+            raise InvalidRequest("manifest", f"must nest at most {MAX_JSON_DEPTH} levels deep")
         try:
             parsed = json.loads(manifest)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidRequest("manifest", "is not valid JSON") from exc
         if not isinstance(parsed, dict):
             raise InvalidRequest("manifest", "must be a JSON object")
         effective = _effective_media_type(parsed, media_type)
-        if sequence is not None and (isinstance(sequence, bool) or sequence < 0):
-            raise InvalidRequest("sequence", "must be a non-negative integer")
+        if sequence is not None and (
+            isinstance(sequence, bool) or not 0 <= sequence <= MAX_SEQUENCE
+        ):
+            raise InvalidRequest("sequence", f"must be an integer from 0 to {MAX_SEQUENCE}")
         wait = default_wait_seconds if wait_seconds is None else wait_seconds
-        if not 0 <= wait <= max_wait_seconds:
+        if not 0 <= wait <= max_wait_seconds:  # also refuses NaN
             raise InvalidRequest("wait_seconds", f"must be between 0 and {max_wait_seconds}")
         return cls(
             ref=ref,

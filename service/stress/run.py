@@ -111,5 +111,6 @@ def stress_settings(config: RunConfig, endpoint: str | None) -> Settings:
         max_wait_seconds=120.0,
         dynamodb_endpoint_url=endpoint,
         ecr_endpoint_url=endpoint,
+        auth="off",
         log_level="warning",
     )

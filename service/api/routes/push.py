@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, BackgroundTasks, Header, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Request, Security
 
-from service.api.deps import IdentityDep, MetricsDep, PushDep, RequestIdDep, SettingsDep
-from service.api.schemas import ErrorResponse, PushBody, PushResponse
+from service.api.deps import BEARER, IdentityDep, MetricsDep, PushDep, RequestIdDep, SettingsDep
+from service.api.schemas import PushBody, PushResponse, error_responses
 from service.auth import Identity
-from service.domain.errors import PushError
+from service.domain.errors import InvalidRequest, PushError
+from service.domain.limits import MAX_CALLER_CHARS, printable
 from service.domain.models import PushRequest, PushResult
 from service.metrics import CALL_STATS, CallStats, Metrics
 from service.settings import Settings
 
 log = structlog.get_logger("pushgate.api")
 
-router = APIRouter(tags=["pushes"])
+router = APIRouter(tags=["pushes"], dependencies=[Security(BEARER)])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
+_ERRORS = error_responses(
+    {
         400: "layers_not_found, referenced_images_not_found, digest_mismatch, quota_exceeded",
         404: "repository_not_found",
         409: "tag_immutable (with existing_digest)",
-        422: "invalid_request (with field and reason)",
         502: "registry_error, registry_timeout, kms_error",
         503: "lease_timeout, lease_lost, registry_throttled, backend_unavailable; Retry-After",
-    }.items()
-}
+    }
+)
 
 
 @router.post("/v1/pushes", response_model=PushResponse, responses=_ERRORS)
@@ -44,7 +44,7 @@ async def create_push(
     request_id: RequestIdDep,
     identity: IdentityDep,
     background: BackgroundTasks,
-    x_pushgate_caller: Annotated[str | None, Header(max_length=256)] = None,
+    x_pushgate_caller: Annotated[str | None, Header(max_length=MAX_CALLER_CHARS)] = None,
 ) -> PushResponse:
     """Put the manifest on repository:tag under the tag's lease.
 
@@ -57,7 +57,8 @@ async def create_push(
     jobs: list[Callable[[], Awaitable[None]]] = []
 
     async def run() -> PushResult:
-        push_request = _push_request(body, settings)
+        # hashing, parsing and bounding a 4 MiB manifest take a while: not on the loop
+        push_request = await asyncio.to_thread(_push_request, body, settings)
         structlog.contextvars.bind_contextvars(
             repo=push_request.ref.repository, tag=push_request.ref.tag
         )
@@ -94,6 +95,8 @@ def _caller(body: PushBody, request: Request, identity: Identity, header: str | 
     """Who pushes, for history: the body's or header's name, else the client address;
     with auth on, the token's name comes first."""
     client = request.client.host if request.client else "unknown"
+    if header is not None and not (header and printable(header)):
+        raise InvalidRequest("x-pushgate-caller", "must be printable characters")
     caller = body.caller or header or client
     if identity.entry is not None:
         caller = identity.name if caller == client else f"{identity.name} ({caller})"

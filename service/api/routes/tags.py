@@ -8,31 +8,56 @@ unambiguous also for a tag literally named ``history``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Security
 
-from service.api.deps import HistoryDep, IdentityDep, RecordsDep
-from service.api.schemas import ErrorResponse, HistoryItemOut, HistoryResponse, TagResponse
-from service.domain.errors import TagNotFound
+from service.api.deps import BEARER, HistoryDep, IdentityDep, RecordsDep
+from service.api.schemas import (
+    HistoryItemOut,
+    HistoryResponse,
+    TagResponse,
+    error_responses,
+)
+from service.domain import limits
+from service.domain.errors import InvalidRequest, TagNotFound
 from service.domain.models import ImageRef
 
-router = APIRouter(tags=["tags"])
+router = APIRouter(tags=["tags"], dependencies=[Security(BEARER)])
 
-_NOT_FOUND: dict[int | str, dict[str, object]] = {
-    404: {"model": ErrorResponse, "description": "tag_not_found"},
-    422: {"model": ErrorResponse, "description": "invalid_request"},
-}
+_NOT_FOUND = error_responses({404: "tag_not_found"})
 
-Limit = Annotated[int, Query(ge=1, le=100, description="Entries per page.")]
-Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of a page.")]
+Limit = Annotated[int, Query(ge=1, le=limits.MAX_HISTORY_LIMIT, description="Entries per page.")]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=limits.MAX_CURSOR_CHARS,
+        pattern=f"^{limits.CURSOR_RE.pattern}$",
+        description="next_cursor of a page.",
+    ),
+]
+Repository = Annotated[str, Query(max_length=limits.REPOSITORY_MAX)]
+Tag = Annotated[str, Query(max_length=limits.TAG_MAX)]
+
+
+def _check_cursor(cursor: str) -> None:
+    """A cursor nested deeper than any this service issues is refused before it is
+    parsed (the parser's recursion is not ours to exhaust)."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode("utf-8")
+    except (ValueError, binascii.Error):
+        return  # not base64 JSON: the history adapter names it as not a cursor
+    if limits.json_too_deep(text):
+        raise InvalidRequest("cursor", "is not a cursor this service issued")
 
 
 async def _tag(
     records: RecordsDep, repository: str, tag: str, identity: IdentityDep
 ) -> TagResponse:
-    identity.check(repository)
-    ref = ImageRef(repository, tag)
+    ref = ImageRef(repository, tag)  # bounded before any answer names it
+    identity.check(ref.repository)
     record = await records.get(ref)
     if record is None:
         raise TagNotFound(ref.repository, ref.tag)
@@ -47,8 +72,10 @@ async def _history(
     cursor: str | None,
     identity: IdentityDep,
 ) -> HistoryResponse:
-    identity.check(repository)
-    ref = ImageRef(repository, tag)
+    ref = ImageRef(repository, tag)  # bounded before any answer names it
+    identity.check(ref.repository)
+    if cursor:
+        _check_cursor(cursor)
     page = await history.page(ref, limit=limit, cursor=cursor)
     return HistoryResponse(
         repository=ref.repository,
@@ -62,8 +89,8 @@ async def _history(
 async def history_by_query(
     history: HistoryDep,
     identity: IdentityDep,
-    repository: Annotated[str, Query()],
-    tag: Annotated[str, Query()],
+    repository: Repository,
+    tag: Tag,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> HistoryResponse:
@@ -75,8 +102,8 @@ async def history_by_query(
 async def tag_by_query(
     records: RecordsDep,
     identity: IdentityDep,
-    repository: Annotated[str, Query()],
-    tag: Annotated[str, Query()],
+    repository: Repository,
+    tag: Tag,
 ) -> TagResponse:
     """The tag's record: digest, sequence, token, who and when last moved it."""
     return await _tag(records, repository, tag, identity)

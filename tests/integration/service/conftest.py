@@ -90,6 +90,7 @@ def _settings(endpoint: str, suffix: str) -> Settings:
         max_wait_seconds=10.0,
         ready_timeout_seconds=3.0,
         log_format="console",
+        auth="off",
         log_level="warning",
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -15,6 +16,9 @@ from tests.integration.service.helpers import OCI_MANIFEST, lease_items, manifes
 pytestmark = pytest.mark.integration
 
 BIG = json.dumps({"mediaType": OCI_MANIFEST, "pad": "x" * (4 * 1024 * 1024)})
+DEEP = f'{{"mediaType": "{OCI_MANIFEST}", "x": {"[" * 5000}{"]" * 5000}}}'
+# under 4 MiB characters, over 4 MiB bytes: ECR counts bytes
+WIDE = json.dumps({"mediaType": OCI_MANIFEST, "pad": "é" * (2 * 1024 * 1024)}, ensure_ascii=False)
 
 
 @pytest.mark.parametrize(
@@ -33,6 +37,12 @@ BIG = json.dumps({"mediaType": OCI_MANIFEST, "pad": "x" * (4 * 1024 * 1024)})
         ({"sequence": "12"}, "sequence"),
         ({"wait_seconds": 11}, "wait_seconds"),
         ({"surprise": True}, "surprise"),
+        ({"sequence": 10**127}, "sequence"),
+        ({"sequence": 2**63}, "sequence"),
+        ({"wait_seconds": 10**400}, "wait_seconds"),
+        ({"manifest": DEEP}, "manifest"),
+        ({"manifest": WIDE}, "manifest"),
+        ({"caller": "ci\x1b[31mred"}, "caller"),
     ],
 )
 async def test_bad_field_is_4xx_without_lease(
@@ -55,3 +65,15 @@ async def test_bad_field_is_4xx_without_lease(
     )
     assert [] == lease_items(dynamodb, settings, body["repository"])
     assert 0 == fidelity.count(repo)
+
+
+async def test_deep_history_cursor_is_422(client: httpx.AsyncClient, repo: str) -> None:
+    """A history cursor whose JSON nests deeper than the parser's recursion is 422
+    cursor, not a 500."""
+    cursor = base64.urlsafe_b64encode(b"[" * 1536).decode()
+    answer = await client.get(f"/v1/tags/{repo}/v1/history", params={"cursor": cursor})
+    assert (422, "invalid_request", "cursor") == (
+        answer.status_code,
+        answer.json()["error"],
+        answer.json()["field"],
+    )

@@ -286,7 +286,9 @@ class World:
         return await self.service.push(req, caller="ci", request_id="req-1")
 
 
-SETTINGS = Settings(default_wait_seconds=5.0, max_wait_seconds=60.0, log_format="console")
+SETTINGS = Settings(
+    default_wait_seconds=5.0, max_wait_seconds=60.0, log_format="console", auth="off"
+)
 
 
 def services_of(world: World) -> Services:

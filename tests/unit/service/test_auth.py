@@ -29,7 +29,7 @@ def body(repository: str = "team-a/app") -> dict[str, object]:
 @pytest.fixture
 async def secured(world: World) -> AsyncIterator[httpx.AsyncClient]:
     """The API over fakes with two tokens configured inline."""
-    settings = SETTINGS.model_copy(update={"auth_tokens": json.dumps(ENTRIES)})
+    settings = SETTINGS.model_copy(update={"auth": "tokens", "auth_tokens": json.dumps(ENTRIES)})
     app = create_app(settings, services=services_of(world))
     async with (
         app.router.lifespan_context(app),
@@ -38,9 +38,9 @@ async def secured(world: World) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def test_no_tokens_means_anonymous() -> None:
-    """Without configured tokens every request is the anonymous caller."""
-    assert ANONYMOUS == Authenticator([]).identify(None)
+def test_auth_off_means_anonymous() -> None:
+    """With auth off every request is the anonymous caller."""
+    assert ANONYMOUS == Authenticator([], enabled=False).identify(None)
 
 
 def test_token_is_matched_by_its_hash() -> None:
@@ -87,7 +87,8 @@ def test_tokens_file_is_read(tmp_path) -> None:
     """PUSHGATE_AUTH_TOKENS_FILE is a JSON list of entries."""
     path = tmp_path / "tokens.json"
     path.write_text(json.dumps(ENTRIES))
-    assert Authenticator.from_settings(str(path), None).enabled
+    settings = SETTINGS.model_copy(update={"auth": "tokens", "auth_tokens_file": str(path)})
+    assert ["team-a-ci", "admin"] == Authenticator.from_settings(settings).token_names
 
 
 async def test_push_without_token_is_401_and_takes_no_lease(

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from service.domain.errors import InvalidRequest
-from service.domain.models import MAX_MANIFEST_CHARS, ImageRef, PushRequest, manifest_digest
+from service.domain.limits import MAX_MANIFEST_BYTES
+from service.domain.models import ImageRef, PushRequest, manifest_digest
 from tests.unit.service.fakes import OCI_MANIFEST, manifest
 
 
@@ -87,8 +88,8 @@ def test_bad_field_is_named(overrides: dict[str, object], field: str) -> None:
 
 
 def test_oversize_manifest_is_refused() -> None:
-    """A manifest over 4 MiB characters is refused before it is even parsed."""
-    big = json.dumps({"mediaType": OCI_MANIFEST, "pad": "x" * MAX_MANIFEST_CHARS})
+    """A manifest over 4 MiB is refused before it is even parsed."""
+    big = json.dumps({"mediaType": OCI_MANIFEST, "pad": "x" * MAX_MANIFEST_BYTES})
     with pytest.raises(InvalidRequest) as caught:
         create(manifest=big)
     assert "manifest" == caught.value.field

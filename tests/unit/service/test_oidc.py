@@ -173,7 +173,7 @@ async def test_jwks_without_signing_keys_leaves_the_issuer_unavailable() -> None
 async def test_authenticator_maps_rejection_to_401() -> None:
     """service.auth answers an invalid OIDC token 401 unauthorized."""
     keys = Keys()
-    auth = Authenticator([], keys.verifier())
+    auth = Authenticator([], oidc=keys.verifier())
     with pytest.raises(AuthError) as caught:
         await auth.authenticate(f"Bearer {keys.issuer.token(aud='other')}")
     assert (401, "unauthorized") == (caught.value.status, caught.value.code)
@@ -182,7 +182,7 @@ async def test_authenticator_maps_rejection_to_401() -> None:
 async def test_authenticator_names_the_subject() -> None:
     """The identity of an OIDC token is its subject."""
     keys = Keys()
-    identity = await Authenticator([], keys.verifier()).authenticate(
+    identity = await Authenticator([], oidc=keys.verifier()).authenticate(
         f"Bearer {keys.issuer.token()}"
     )
     assert "repo:org/app:ref:refs/heads/main" == identity.name

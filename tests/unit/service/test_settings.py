@@ -62,3 +62,18 @@ def test_local_logs_are_console_unless_asked_otherwise(monkeypatch: pytest.Monke
         local.dynamodb_endpoint_url,
         local.ecr_endpoint_url,
     )
+
+
+def test_local_turns_auth_off_unless_asked_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve --local`` sets PUSHGATE_AUTH=off explicitly, and keeps PUSHGATE_AUTH when set."""
+    endpoint = "http://127.0.0.1:5000"
+    monkeypatch.delenv("PUSHGATE_AUTH", raising=False)
+    off = local_settings(Settings(), endpoint).auth
+    monkeypatch.setenv("PUSHGATE_AUTH", "tokens")
+    assert ("off", "tokens") == (off, local_settings(Settings(), endpoint).auth)
+
+
+def test_wait_bound_cannot_exceed_the_limit() -> None:
+    """PUSHGATE_MAX_WAIT_SECONDS is bounded by service.domain.limits.MAX_WAIT_SECONDS."""
+    with pytest.raises(ValidationError):
+        Settings(max_wait_seconds=10**400)
