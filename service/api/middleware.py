@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_BLOB_UPLOAD = re.compile(r"/v2/.+/blobs/uploads/?[^/]*")
 
 
 class _BodyTooLarge(BaseException):
@@ -49,6 +50,13 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(
             request_id=request_id, method=scope.get("method"), path=scope.get("path")
         )
+        if _BLOB_UPLOAD.fullmatch(scope.get("path", "")):
+            # blobs stream to ECR in parts, never held whole: no body cap applies
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                structlog.contextvars.clear_contextvars()
+            return
         try:
             if self._too_large(headers.get(b"content-length", b"")):
                 await self._refuse(send_with_id)
