@@ -19,7 +19,8 @@ non-JSON manifest -> plain exception (500)   InvalidParameterException (400)
 ``imageDigest`` not validated                ImageDigestDoesNotMatchException
 ============================================ =============================================
 
-What is left to moto: layers and referenced images are not checked, and there is no
+Layer uploads are corrected in ``service.locallayers``. What is left to moto: a
+manifest's layers and referenced images are not checked, and there is no
 throttling, KMS or 5xx (the tests inject those, ``tests/ecr_fidelity.py``).
 """
 
@@ -38,6 +39,7 @@ from moto.ecr.exceptions import (
     RepositoryNotFoundException,
 )
 
+from service import locallayers
 from service.domain.models import manifest_digest
 
 _install_lock = threading.Lock()
@@ -57,6 +59,7 @@ def install() -> None:
         if _installed:
             return
         ecr_models.ECRBackend.put_image = put_image  # type: ignore[method-assign,assignment]
+        locallayers.install(EcrError)
         _installed.append(True)
 
 

@@ -14,6 +14,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from service.adapters.budget import PutImageBudget
@@ -26,6 +27,8 @@ from service.registry.protocol import RegistryError
 
 if TYPE_CHECKING:
     from types_aiobotocore_ecr import ECRClient
+
+log = structlog.get_logger("pushgate.registry")
 
 #: ECR error code -> (OCI code, message) for the layer calls
 _LAYER_ERRORS = {
@@ -51,6 +54,7 @@ _THROTTLES = {"ThrottlingException", "LimitExceededException", "TooManyRequestsE
 def layer_error(exc: ClientError | BotoCoreError | TimeoutError, operation: str) -> RegistryError:
     """The spec's answer to an ECR failure of a layer call."""
     code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    log.info("ecr_layer_call_failed", operation=operation, code=code or type(exc).__name__, error=str(exc)[:300])
     if code in _LAYER_ERRORS:
         oci, message = _LAYER_ERRORS[code]
         return RegistryError(oci, message, detail={"ecr": code})
