@@ -8,7 +8,8 @@ Corrected: the digest is that of the exact manifest bytes, a duplicate is the sa
 (``ImageAlreadyExistsException``), an immutable tag answers
 ``ImageTagAlreadyExistsException``, exclusion filters are globs, a moved tag leaves the
 old image untagged, a missing repository and a non-JSON manifest get ECR's errors, and
-``imageDigest`` is checked. Each moto departure, and what is left to moto (layers,
+``imageDigest`` is checked; layer uploads are corrected in ``service.locallayers``. Each
+moto departure, and what is left to moto (layers,
 referenced images, throttling, KMS, 5xx: the tests inject those), is in docs/ecr.md,
 "moto is not ECR".
 """
@@ -28,6 +29,7 @@ from moto.ecr.exceptions import (
     RepositoryNotFoundException,
 )
 
+from service import locallayers
 from service.domain.models import manifest_digest
 
 _install_lock = threading.Lock()
@@ -47,6 +49,7 @@ def install() -> None:
         if _installed:
             return
         ecr_models.ECRBackend.put_image = put_image  # type: ignore[method-assign,assignment]
+        locallayers.install(EcrError)
         _installed.append(True)
 
 

@@ -20,12 +20,14 @@ from service.adapters.aws import Clients, open_clients
 from service.adapters.budget import BudgetedRegistry, DynamoPutImageBudget, budget_scope
 from service.adapters.ecr import EcrRegistry
 from service.adapters.history import DynamoHistory
+from service.adapters.layers import EcrLayers
 from service.adapters.leases import LockLease, LockLeaseProvider
 from service.adapters.records import DynamoTagRecords
 from service.api import errors
 from service.api.deps import Services
 from service.api.middleware import AuthMiddleware, BodyGuardMiddleware, RequestContextMiddleware
 from service.api.routes import health, push, tags
+from service.api.routes import registry as front_door
 from service.auth import Authenticator
 from service.domain.coalesce import CoalescingPushService
 from service.domain.ports import Registry
@@ -121,6 +123,13 @@ def build_services(
         enabled=settings.coalesce,
         on_coalesced=lambda outcome: metrics.coalesced.labels(outcome=outcome.value).inc(),
     )
+    layers = EcrLayers(
+        clients.ecr,
+        registry_id=settings.registry_id,
+        timeout=max(settings.ecr_timeout_seconds, 60.0),
+        budget=budget,
+        budget_max_wait=settings.budget_max_wait_seconds,
+    )
     return Services(
         settings=settings,
         push=service,
@@ -129,6 +138,7 @@ def build_services(
         history=history,
         metrics=metrics,
         budget=budget,
+        layers=layers,
     )
 
 
@@ -182,6 +192,7 @@ def create_app(
     app.include_router(push.router)
     app.include_router(tags.router)
     app.include_router(health.router)
+    front_door.install(app)
     return app
 
 

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
 from service.adapters.budget import PutImageBudget
+from service.adapters.layers import EcrLayers
 from service.auth import Authenticator, Identity
 from service.domain.ports import History, Registry, TagRecords
 from service.domain.push import PushService
@@ -28,6 +29,8 @@ class Services:
     metrics: Metrics
     #: the shared PutImage budget, when on; ``/readyz`` checks its table
     budget: PutImageBudget | None = None
+    #: ECR's layer API, for the registry front door (``/v2/``); absent over fakes
+    layers: EcrLayers | None = None
 
 
 def get_services(request: Request) -> Services:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("pushgate.api")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_BLOB_UPLOAD = re.compile(r"/v2/.+/blobs/uploads/?[^/]*")
+_REGISTRY = re.compile(r"/v2(/|$)")
 
 
 async def send_error(
@@ -95,7 +97,10 @@ class AuthMiddleware:
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.open_paths:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.open_paths or _REGISTRY.match(path):
+            # the registry front door answers auth itself, in the OCI shape and with the
+            # Basic challenge registry clients expect, also before reading any body
             await self.app(scope, receive, send)
             return
         authorization = None
@@ -147,11 +152,15 @@ class BodyGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # a blob streams to ECR in parts, never held whole: no size cap, and the timeout
+        # bounds each wait for more of it rather than the whole (a large layer takes time)
+        blob = bool(_BLOB_UPLOAD.fullmatch(scope.get("path", "")))
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
+        if not blob and declared.isdigit() and int(declared) > self.max_body_bytes:
             await send_error(send, 413, self._too_large(), [(b"connection", b"close")])
             return
-        deadline = asyncio.get_running_loop().time() + self.timeout_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_seconds
         received = 0
         complete = False
         started = False
@@ -161,7 +170,8 @@ class BodyGuardMiddleware:
             if complete:  # after the body only a disconnect comes: no deadline
                 return await receive()
             try:
-                async with asyncio.timeout_at(deadline):
+                wait_until = loop.time() + self.timeout_seconds if blob else deadline
+                async with asyncio.timeout_at(wait_until):
                     message = await receive()
             except TimeoutError:
                 raise _BodyRefused(408, self._too_slow()) from None
@@ -169,7 +179,7 @@ class BodyGuardMiddleware:
                 complete = True
                 return message
             received += len(message.get("body", b""))
-            if received > self.max_body_bytes:
+            if received > self.max_body_bytes and not blob:
                 raise _BodyRefused(413, self._too_large())
             complete = not message.get("more_body", False)
             return message

@@ -4,11 +4,14 @@ README's table, with one sentence and no traceback unless ``--debug``."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -373,6 +376,33 @@ MARKUP_CALLER = "[/bold] [link=https://evil.example]release-bot[/link] [red]x"
 CONTROL_CALLER = "mallory\x1b[2K\rrelease-bot\u202e\x9b"
 
 
+@contextlib.contextmanager
+def doctoring_proxy(upstream: str, old: str, new: str) -> Iterator[str]:
+    """A stand-in service on 127.0.0.1 that answers GETs from ``upstream`` with ``old``
+    replaced by ``new`` in the JSON text."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            answer = httpx.get(upstream + self.path, timeout=10.0)
+            data = answer.text.replace(old, new).encode()
+            self.send_response(answer.status_code)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def push_as(service: Service, tag: str, caller: str) -> None:
     """A push whose body names ``caller`` (free text, as the API takes it)."""
     body = {"repository": service.repo, "tag": tag, "manifest": manifest(1, tag), "caller": caller}
@@ -397,9 +427,13 @@ def test_control_characters_of_a_caller_are_escaped(
     cli: Run, service: Service, tag: str, command: str
 ) -> None:
     """ESC, carriage return, C1 and bidirectional controls in a ``caller`` reach the
-    terminal as visible escapes, never as the controls themselves."""
-    push_as(service, tag, CONTROL_CALLER)
-    result = cli(command, f"{service.repo}:{tag}")
+    terminal as visible escapes, never as the controls themselves. The API refuses such a
+    caller now; older records (or another service answering at PUSHGATE_URL) may hold one,
+    so a stand-in serves the real answers with the caller changed."""
+    push_as(service, tag, "release-bot")
+    caller = json.dumps(CONTROL_CALLER)[1:-1]
+    with doctoring_proxy(service.url, "release-bot", caller) as url:
+        result = cli(command, f"{service.repo}:{tag}", url=url)
     assert 0 == result.returncode, result.stderr
     assert not any(ch in result.stdout for ch in "\x1b\r\x9b\u202e")
     assert "mallory\\x1b[2K" in result.stdout
