@@ -4,9 +4,8 @@ They use :mod:`service.client` only (httpx), so a build agent needs neither Fast
 nor aioboto3. Errors print one sentence and exit with a documented code; ``--debug``
 shows the traceback instead.
 
-Exit codes: 0 pushed/unchanged/superseded (or the data asked for); 2 invalid input;
-3 conflict (immutable tag); 4 lease timeout, throttled or service busy; 5 service
-unreachable; 6 registry error; 7 not found; 8 not authorized; 1 anything else.
+Exit codes come from ``service.codes``: each error code names its own (README's table
+is generated from it).
 """
 
 from __future__ import annotations
@@ -14,38 +13,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from enum import IntEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 
+from service import codes
 from service.client import PushClient, split_ref
 from service.client import errors as client_errors
+from service.codes import Exit
 
-
-class Exit(IntEnum):
-    OK = 0
-    FAILED = 1
-    INVALID = 2
-    CONFLICT = 3
-    BUSY = 4
-    UNREACHABLE = 5
-    REGISTRY = 6
-    NOT_FOUND = 7
-    UNAUTHORIZED = 8
-
-
+#: Errors that are not the API's: the CLI's own input, and no answer at all.
 EXIT_FOR: list[tuple[type[Exception], Exit]] = [
-    (client_errors.InvalidRequest, Exit.INVALID),
-    (client_errors.ManifestRejected, Exit.INVALID),
-    (client_errors.QuotaExceeded, Exit.REGISTRY),
-    (client_errors.TagImmutable, Exit.CONFLICT),
-    (client_errors.Retryable, Exit.BUSY),
-    (client_errors.ServiceUnreachable, Exit.UNREACHABLE),
-    (client_errors.RegistryError, Exit.REGISTRY),
-    (client_errors.NotFound, Exit.NOT_FOUND),
-    (client_errors.Unauthorized, Exit.UNAUTHORIZED),
+    (client_errors.ServiceUnreachable, codes.code("service_unreachable").exit),
     (ValueError, Exit.INVALID),
     (OSError, Exit.INVALID),
 ]
@@ -61,6 +41,10 @@ Ref = Annotated[str, typer.Argument(metavar="REPOSITORY:TAG", help="e.g. team/ap
 
 
 def exit_code(exc: BaseException) -> Exit:
+    """An API error exits with its code's exit code (``service.codes``; an unknown code
+    with the one its status stands for); other errors by ``EXIT_FOR``."""
+    if isinstance(exc, client_errors.ApiError):
+        return codes.lookup(exc.code, exc.status).exit
     for cls, code in EXIT_FOR:
         if isinstance(exc, cls):
             return code

@@ -13,16 +13,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
+import structlog
 from aiobotocore.config import AioConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
 
-from service.domain.errors import BackendUnavailable
+from service.domain.errors import BackendRejected, BackendUnavailable
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_ecr import ECRClient
 
     from service.settings import Settings
+
+log = structlog.get_logger("pushgate.aws")
 
 
 def dynamodb_config(settings: Settings) -> AioConfig:
@@ -87,10 +96,87 @@ async def open_clients(
         yield Clients(dynamodb=dynamodb, ecr=ecr)
 
 
+#: DynamoDB refusals that retrying cannot cure whatever the request: the deployment's
+#: permissions, credentials or tables, or an operation the backend does not have.
+DEPLOYMENT_FAULTS = frozenset(
+    {
+        "AccessDeniedException",
+        "ResourceNotFoundException",
+        "UnrecognizedClientException",
+        "MissingAuthenticationTokenException",
+        "InvalidSignatureException",
+        "IncompleteSignatureException",
+        "ExpiredTokenException",
+        "UnknownOperationException",
+        "UnsupportedOperationException",
+        "NotImplemented",
+    }
+)
+#: Refusals of one call's data (an item DynamoDB will not store).
+DATA_FAULTS = frozenset(
+    {"ValidationException", "SerializationException", "ItemCollectionSizeLimitExceededException"}
+)
+#: Cancellation reasons of a transaction that mean the same.
+_DATA_REASONS = frozenset({"ValidationError", "ItemCollectionSizeLimitExceeded"})
+_CLIENT_ERRORS = range(400, 500)
+
+
+def _error_code(exc: ClientError | BotoCoreError) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+    return type(exc).__name__
+
+
+def is_permanent(exc: ClientError | BotoCoreError) -> tuple[bool, bool]:
+    """(permanent, the deployment's fault) for one DynamoDB failure.
+
+    Throttling, 5xx and no answer are worth retrying; so is a 4xx DynamoDB marks
+    transient (``ThrottlingException``, ``TransactionConflictException``, a transaction
+    cancelled by a conflict). Another 4xx, a request botocore refuses to send, or missing
+    credentials will fail the same way again."""
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return True, True
+    if isinstance(exc, ParamValidationError):
+        return True, False
+    if not isinstance(exc, ClientError):
+        return False, False
+    code = _error_code(exc)
+    if code in DEPLOYMENT_FAULTS:
+        return True, True
+    if code in DATA_FAULTS:
+        return True, False
+    if code == "TransactionCanceledException":
+        reasons = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
+        return bool(reasons & _DATA_REASONS), False
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    return status in _CLIENT_ERRORS and not _transient(code), False
+
+
+def _transient(code: str) -> bool:
+    return any(
+        word in code for word in ("Throttl", "Throughput", "Limit", "Conflict", "InProgress")
+    )
+
+
 def backend_error(exc: ClientError | BotoCoreError, what: str) -> BackendUnavailable:
-    """A DynamoDB failure as the domain's ``BackendUnavailable``."""
-    code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
-    return BackendUnavailable(f"DynamoDB {what} failed: {exc}", cause_code=code)
+    """A DynamoDB failure as the domain's ``BackendUnavailable``, or ``BackendRejected``
+    when retrying cannot cure it. The answer names the call and DynamoDB's error code;
+    DynamoDB's own text (table ARNs, the item's values) goes to the log only."""
+    code = _error_code(exc)
+    permanent, deployment = is_permanent(exc)
+    log.warning("dynamodb_failed", call=what, code=code, permanent=permanent, error=str(exc)[:1000])
+    if not permanent:
+        return BackendUnavailable(f"DynamoDB {what} failed ({code}).", cause_code=code)
+    cure = (
+        "check the service's permissions, tables and DynamoDB endpoint"
+        if deployment
+        else "this is a bug"
+    )
+    return BackendRejected(
+        f"DynamoDB refused {what} ({code}); retrying will not help: {cure}.",
+        cause_code=code,
+        deployment=deployment,
+    )
 
 
 async def describe_active(client: DynamoDBClient, table: str) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from service.domain.errors import (
@@ -40,6 +41,8 @@ from service.metrics import record_call
 
 if TYPE_CHECKING:
     from types_aiobotocore_ecr import ECRClient
+
+log = structlog.get_logger("pushgate.ecr")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +100,16 @@ ERROR_TABLE: dict[str, PutStatus | ErrorFactory] = {
     "TooManyRequestsException": lambda f: RegistryThrottled(
         "The registry is throttling requests.", cause_code=f.code
     ),
-    "ServerException": lambda f: RegistryFault(
-        f"The registry failed: {f.message}", cause_code=f.code
-    ),
+    "ServerException": lambda f: RegistryFault("The registry failed.", cause_code=f.code),
     "KmsException": lambda f: KmsFailure(str(f.response.get("kmsError", "")), f.message),
 }
 
 
 def translate(exc: ClientError, *, repository: str, digest: str | None) -> PutStatus | PushError:
-    """Map one ECR ClientError through ``ERROR_TABLE``; unknown 5xx are retryable faults."""
+    """Map one ECR ClientError through ``ERROR_TABLE``; an unknown 5xx is a retryable
+    ``RegistryFault``, an unknown 4xx (AccessDenied, say) a ``RegistryError``
+    (``registry_refused``): retrying it cannot help. Their answers name ECR's code but
+    not its text, which can hold account ids and role ARNs; the log has it."""
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     failure = _Failure(
@@ -121,20 +125,27 @@ def translate(exc: ClientError, *, repository: str, digest: str | None) -> PutSt
         return entry
     if entry is not None:
         return entry(failure)
+    log.warning("ecr_failed", code=code, status=failure.status, error=failure.message[:1000])
     if failure.status >= 500:  # noqa: PLR2004 - HTTP server errors
-        return RegistryFault(
-            f"The registry failed: {code} {failure.message}".strip(), cause_code=code
-        )
+        return RegistryFault(f"The registry failed ({code}).", cause_code=code)
     return RegistryError(
-        f"The registry refused the call: {code} {failure.message}".strip(), cause_code=code
+        f"The registry refused the call ({code}); retrying will not help: check the "
+        "service's permissions.",
+        cause_code=code,
     )
 
 
 def _raise_error(exc: ClientError, *, repository: str, digest: str | None) -> PushError:
     answer = translate(exc, repository=repository, digest=digest)
     if isinstance(answer, PutStatus):  # "already exists" outside put_image: unexpected
-        return RegistryError(str(exc), cause_code="AlreadyExists")
+        return RegistryError("The registry answered 'already exists'.", cause_code="AlreadyExists")
     return answer
+
+
+def _unreachable(exc: BotoCoreError) -> RegistryFault:
+    """No answer from ECR; the answer leaves out botocore's text (it names the endpoint)."""
+    log.warning("ecr_unreachable", error=str(exc)[:1000])
+    return RegistryFault("The registry is unreachable.", cause_code=type(exc).__name__)
 
 
 class EcrRegistry:
@@ -184,9 +195,7 @@ class EcrRegistry:
             throttled = isinstance(answer, RegistryThrottled)
             raise answer from exc
         except BotoCoreError as exc:
-            raise RegistryFault(
-                f"The registry is unreachable: {exc}", cause_code=type(exc).__name__
-            ) from exc
+            raise _unreachable(exc) from exc
         finally:
             record_call("PutImage", time.perf_counter() - started, throttled=throttled)
         return PutStatus.PUSHED
@@ -206,9 +215,7 @@ class EcrRegistry:
         except ClientError as exc:
             raise _raise_error(exc, repository=repository, digest=None) from exc
         except BotoCoreError as exc:
-            raise RegistryFault(
-                f"The registry is unreachable: {exc}", cause_code=type(exc).__name__
-            ) from exc
+            raise _unreachable(exc) from exc
         finally:
             record_call("BatchGetImage", time.perf_counter() - started)
         images = answer.get("images", [])
@@ -241,6 +248,4 @@ class EcrRegistry:
         except ClientError as exc:
             raise _raise_error(exc, repository="", digest=None) from exc
         except BotoCoreError as exc:
-            raise RegistryFault(
-                f"The registry is unreachable: {exc}", cause_code=type(exc).__name__
-            ) from exc
+            raise _unreachable(exc) from exc

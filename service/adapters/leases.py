@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from locks import AsyncLease, AsyncLeaseLock, LeaseUnavailable, LockBackendError, LockError
 from locks import LeaseLost as LockLeaseLost
+from service.adapters.aws import backend_error
 from service.domain.errors import BackendUnavailable, LeaseLost, LeaseTimeout, PushError
 from service.domain.models import Fence
 
@@ -17,9 +20,11 @@ if TYPE_CHECKING:
 def _translate(exc: LockError, key: str) -> PushError:
     if isinstance(exc, LockLeaseLost):
         return LeaseLost(key)
+    if isinstance(exc, LockBackendError) and isinstance(exc.cause, ClientError | BotoCoreError):
+        return backend_error(exc.cause, "a call on the lease table")
     if isinstance(exc, LockBackendError):
-        return BackendUnavailable(f"The lease table failed: {exc}", cause_code=exc.code)
-    return BackendUnavailable(f"The lease library failed: {exc}")
+        return BackendUnavailable("The lease table failed.", cause_code=exc.code)
+    return BackendUnavailable(f"The lease library failed ({type(exc).__name__}).")
 
 
 class LockLease:

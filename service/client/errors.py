@@ -1,24 +1,32 @@
-"""Errors of the pushgate client. One root; one class per error code of the API.
+"""Errors of the pushgate client. One root; each code of ``service.codes`` names its class
+here (``BY_CODE`` is built from that table), and a class is a ``Retryable`` exactly when
+its codes are retryable.
 
 ::
 
     PushgateError
     ├── ServiceUnreachable          no answer (connection refused, timeouts) within the deadline
-    └── ApiError                    .status, .code, .message, .details
+    └── ApiError                    .status, .code, .message, .details, .retryable
         ├── InvalidRequest          invalid_request       .field, .reason
-        ├── NotFound
+        ├── PayloadTooLarge         payload_too_large
+        ├── NotFound                not_found
         │   ├── RepositoryNotFound  repository_not_found
         │   └── TagNotFound         tag_not_found
         ├── TagImmutable            tag_immutable         .existing_digest
         ├── ManifestRejected        layers_not_found, referenced_images_not_found, digest_mismatch
         ├── QuotaExceeded           quota_exceeded
         ├── Unauthorized            unauthorized / forbidden
+        ├── ServerError             internal_error, backend_rejected (500, not retried)
         ├── Retryable               answers worth retrying (.retry_after)
         │   ├── LeaseTimeout        lease_timeout
         │   ├── LeaseLost           lease_lost
         │   ├── RegistryThrottled   registry_throttled
-        │   └── ServiceUnavailable  backend_unavailable, other 503s
-        └── RegistryError           registry_error, registry_timeout, kms_error (502)
+        │   ├── ServiceUnavailable  backend_unavailable, other 503s
+        │   └── RegistryFault       registry_error, registry_timeout (also a RegistryError)
+        └── RegistryError           kms_error, registry_refused
+
+``method_not_allowed`` and ``unexpected_answer`` (an answer that is not pushgate's) are
+plain ``ApiError``.
 
 ``superseded`` and ``unchanged`` are results, not errors.
 """
@@ -26,6 +34,8 @@
 from __future__ import annotations
 
 from typing import Any
+
+from service import codes
 
 
 class PushgateError(Exception):
@@ -39,7 +49,8 @@ class ServiceUnreachable(PushgateError):
 
 
 class ApiError(PushgateError):
-    """The service answered with an error document."""
+    """The service answered with an error document. ``retryable``: the answer may
+    succeed later (the class is a ``Retryable``)."""
 
     def __init__(
         self,
@@ -55,6 +66,10 @@ class ApiError(PushgateError):
         self.message = message
         self.details = details or {}
         self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return isinstance(self, Retryable)
 
 
 class InvalidRequest(ApiError):
@@ -121,43 +136,37 @@ class ServiceUnavailable(Retryable):
 
 
 class RegistryError(ApiError):
+    """ECR failed or refused the call (kms_error, registry_refused)."""
+
+
+class RegistryFault(RegistryError, Retryable):
+    """ECR failed in a way worth retrying (registry_error, registry_timeout)."""
+
+
+class PayloadTooLarge(ApiError):
     pass
 
 
-BY_CODE: dict[str, type[ApiError]] = {
-    "invalid_request": InvalidRequest,
-    "repository_not_found": RepositoryNotFound,
-    "tag_not_found": TagNotFound,
-    "tag_immutable": TagImmutable,
-    "layers_not_found": ManifestRejected,
-    "referenced_images_not_found": ManifestRejected,
-    "digest_mismatch": ManifestRejected,
-    "manifest_rejected": ManifestRejected,
-    "quota_exceeded": QuotaExceeded,
-    "unauthorized": Unauthorized,
-    "forbidden": Unauthorized,
-    "lease_timeout": LeaseTimeout,
-    "lease_lost": LeaseLost,
-    "registry_throttled": RegistryThrottled,
-    "backend_unavailable": ServiceUnavailable,
-    "registry_error": RegistryError,
-    "registry_timeout": RegistryError,
-    "kms_error": RegistryError,
-}
+class ServerError(ApiError):
+    """The service failed in a way retrying cannot cure (internal_error, backend_rejected)."""
+
+
+def _by_code() -> dict[str, type[ApiError]]:
+    found: dict[str, type[ApiError]] = {}
+    for entry in codes.CODES.values():
+        cls = globals()[entry.client]
+        if isinstance(cls, type) and issubclass(cls, ApiError):
+            found[entry.name] = cls
+    return found
+
+
+#: The exception class of each code the service answers with (``service.codes``).
+BY_CODE: dict[str, type[ApiError]] = _by_code()
 
 
 def error_class(status: int, code: str) -> type[ApiError]:
-    """The class for an error code; unknown codes fall back on the status."""
+    """The class for an error code; an unknown code takes the class of the code its
+    status stands for (``service.codes.for_status``)."""
     if code in BY_CODE:
         return BY_CODE[code]
-    if status in {401, 403}:
-        return Unauthorized
-    if status == 404:  # noqa: PLR2004
-        return NotFound
-    if status == 422:  # noqa: PLR2004
-        return InvalidRequest
-    if status in {502, 504}:
-        return RegistryError
-    if status == 503:  # noqa: PLR2004
-        return ServiceUnavailable
-    return ApiError
+    return BY_CODE.get(codes.for_status(status).name, ApiError)

@@ -1,6 +1,7 @@
 """The push use case: pure logic over ports; imports neither FastAPI nor boto3."""
 
 from service.domain.errors import (
+    BackendRejected,
     BackendUnavailable,
     DigestMismatch,
     InvalidRequest,
@@ -32,6 +33,7 @@ from service.domain.models import (
 from service.domain.push import PushPolicy, PushService
 
 __all__ = [
+    "BackendRejected",
     "BackendUnavailable",
     "DigestMismatch",
     "HistoryEntry",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.api.deps import (
@@ -18,6 +18,7 @@ from service.api.deps import (
     ServicesDep,
     SettingsDep,
 )
+from service.api.errors import backend_fault
 from service.api.schemas import ReadyResponse
 from service.domain.errors import PushError
 
@@ -43,6 +44,7 @@ async def _check(probe: Awaitable[None], timeout: float) -> str:
 
 @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
 async def readyz(
+    request: Request,
     settings: SettingsDep,
     records: RecordsDep,
     history: HistoryDep,
@@ -50,7 +52,8 @@ async def readyz(
     services: ServicesDep,
 ) -> JSONResponse:
     """Ready when the DynamoDB tables (leases, tags, history, and the budget's when it is
-    on) are ACTIVE and ECR answers; 503 otherwise."""
+    on) are ACTIVE, ECR answers, and no push was lately refused by DynamoDB for a
+    deployment fault the probes cannot see (a permission, an operation); 503 otherwise."""
     timeout = settings.ready_timeout_seconds
 
     async def dynamodb() -> None:
@@ -62,7 +65,7 @@ async def readyz(
     dynamo, ecr = await asyncio.gather(
         _check(dynamodb(), timeout), _check(registry.ping(), timeout)
     )
-    checks = {"dynamodb": dynamo, "ecr": ecr}
+    checks = {"dynamodb": backend_fault(request.app) or dynamo, "ecr": ecr}
     ready = all(value == "ok" for value in checks.values())
     answer = ReadyResponse(status="ready" if ready else "unavailable", checks=checks)
     return JSONResponse(answer.model_dump(), status_code=200 if ready else 503)

@@ -1,13 +1,17 @@
 """Every row of ECR's error table (shared/ECR.md) through HTTP, by error injection into
-moto's ECR backend (tests/ecr_fidelity.py); a failed push never leaves a lease held."""
+moto's ECR backend (tests/ecr_fidelity.py), and DynamoDB refusals retrying cannot cure;
+a failed push never leaves a lease held."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import aioboto3
 import httpx
 import pytest
 
+from service import codes
+from service.main import create_app
 from service.settings import Settings
 from tests.ecr_fidelity import EcrFidelity
 from tests.integration.service.helpers import held_leases, manifest, tag_digest
@@ -166,3 +170,49 @@ async def test_failed_push_is_in_history(
     await push(client, repo)
     items = (await client.get(f"/v1/tags/{repo}/v1/history")).json()["items"]
     assert [("failed", "layers_not_found")] == [(i["outcome"], i["error"]) for i in items]
+
+
+async def test_ecr_access_denied_is_500_registry_refused_after_one_call(
+    client: httpx.AsyncClient, repo: str, fidelity: EcrFidelity, dynamodb: Any, settings: Settings
+) -> None:
+    """An ECR refusal that is no fault of the request (AccessDenied) is tried once and
+    answered 500 registry_refused, without Retry-After nor ECR's text, lease released."""
+    secret = "User: arn:aws:sts::123456789012:assumed-role/pushgate is not authorized"
+    fidelity.inject(repo, "AccessDeniedException", secret, times=ATTEMPTS)
+    answer = await push(client, repo)
+    assert (500, "registry_refused", None, 1) == (
+        answer.status_code,
+        answer.json()["error"],
+        answer.headers.get("retry-after"),
+        fidelity.count(repo),
+    )
+    assert secret not in answer.text
+    assert [] == held_leases(dynamodb, settings, repo)
+
+
+async def test_missing_table_is_500_backend_rejected(
+    settings: Settings,
+    aws_session: aioboto3.Session,
+    repo: str,
+    dynamodb: Any,
+) -> None:
+    """A tags table that does not exist is a permanent DynamoDB refusal: 500
+    backend_rejected without Retry-After nor DynamoDB's text, the lease released, and
+    /readyz then not ready."""
+    broken = settings.model_copy(update={"tags_table": "no-such-tags-table"})
+    app = create_app(broken, session=aws_session)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pg") as http,
+    ):
+        answer = await push(http, repo)
+        ready = await http.get("/readyz")
+    assert (500, "backend_rejected", "ResourceNotFoundException", None) == (
+        answer.status_code,
+        answer.json()["error"],
+        answer.json()["cause"],
+        answer.headers.get("retry-after"),
+    )
+    assert "Requested resource not found" not in answer.text
+    assert codes.code("backend_rejected").status == answer.status_code
+    assert (503, []) == (ready.status_code, held_leases(dynamodb, settings, repo))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
-from service.adapters.ecr import ERROR_TABLE, translate
+from service.adapters.ecr import ERROR_TABLE, _unreachable, translate
 from service.domain import errors
 from service.domain.ports import PutStatus
 
@@ -80,10 +80,30 @@ def test_unknown_5xx_is_a_retryable_fault() -> None:
 
 
 def test_unknown_4xx_is_a_registry_error() -> None:
-    """An unlisted 4xx code is a non-retryable registry error naming the code."""
+    """An unlisted 4xx code is a non-retryable registry_refused naming the code."""
     answer = translate(client_error("AccessDeniedException"), repository="r", digest=None)
     assert isinstance(answer, errors.RegistryError)
-    assert (False, "AccessDeniedException") == (answer.retryable, answer.cause_code)
+    assert (errors.RegistryError, "registry_refused", False, "AccessDeniedException") == (
+        type(answer),
+        answer.code,
+        answer.retryable,
+        answer.cause_code,
+    )
+
+
+def test_refusal_answer_carries_no_ecr_text() -> None:
+    """ECR's text of a refusal (it can name the account and role) stays out of the
+    answer; the code is kept."""
+    secret = "User: arn:aws:sts::123456789012:assumed-role/pushgate is not authorized"
+    answer = translate(client_error("AccessDeniedException", secret), repository="r", digest=None)
+    assert isinstance(answer, errors.RegistryError)
+    assert (False, True) == (secret in answer.message, "AccessDeniedException" in answer.message)
+
+
+def test_unreachable_registry_answer_leaves_out_the_endpoint() -> None:
+    """No answer from ECR is a retryable fault whose message does not name the endpoint."""
+    fault = _unreachable(EndpointConnectionError(endpoint_url="http://10.1.2.3:4566"))
+    assert (True, False) == (fault.retryable, "10.1.2.3" in fault.message)
 
 
 def test_layers_not_found_lists_digests() -> None:
