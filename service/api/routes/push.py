@@ -10,10 +10,18 @@ import structlog
 from fastapi import APIRouter, BackgroundTasks, Header, Request
 
 from service.api.deps import IdentityDep, MetricsDep, PushDep, RequestIdDep, SettingsDep
-from service.api.schemas import ErrorResponse, PushBody, PushResponse
+from service.api.routes import promote
+from service.api.schemas import (
+    DigestPushResponse,
+    ErrorResponse,
+    PushBody,
+    PushResponse,
+    TagsResponse,
+)
 from service.auth import Identity
 from service.domain.errors import PushError
 from service.domain.models import PushRequest, PushResult
+from service.domain.promote import ANY_TAG, check_expected
 from service.metrics import CALL_STATS, CallStats, Metrics
 from service.settings import Settings
 
@@ -34,7 +42,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/v1/pushes", response_model=PushResponse, responses=_ERRORS)
+@router.post(
+    "/v1/pushes",
+    response_model=PushResponse | TagsResponse | DigestPushResponse,
+    responses=_ERRORS,
+)
 async def create_push(
     body: PushBody,
     request: Request,
@@ -45,19 +57,25 @@ async def create_push(
     identity: IdentityDep,
     background: BackgroundTasks,
     x_pushgate_caller: Annotated[str | None, Header(max_length=256)] = None,
-) -> PushResponse:
+) -> PushResponse | TagsResponse | DigestPushResponse:
     """Put the manifest on repository:tag under the tag's lease.
 
     Answers ``pushed``, ``unchanged`` or ``superseded``; a bad request never takes a lease.
+    With ``tags``: each tag in turn, answered as a promotion is (``routes.promote``);
+    with neither ``tag`` nor ``tags``: put by digest alone.
     """
     identity.check(body.repository)  # 403 before anything else is looked at
     caller = _caller(body, request, identity, x_pushgate_caller)
+    if body.tag is None:
+        untagged = _push_request(body, settings)
+        return await promote.push_untagged(body, untagged, request, caller, request_id)
     # Verifying the tag and releasing the lease run after the answer is sent (background
     # tasks); an answer that fails on the way out carries none, so they run here then.
     jobs: list[Callable[[], Awaitable[None]]] = []
 
     async def run() -> PushResult:
         push_request = _push_request(body, settings)
+        check_expected(push_request, body.expected_digest)
         structlog.contextvars.bind_contextvars(
             repo=push_request.ref.repository, tag=push_request.ref.tag
         )
@@ -80,7 +98,7 @@ def _push_request(body: PushBody, settings: Settings) -> PushRequest:
     """The domain's request; raises ``InvalidRequest`` (422) for what the schema lets by."""
     return PushRequest.create(
         repository=body.repository,
-        tag=body.tag,
+        tag=ANY_TAG if body.tag is None else body.tag,  # without one: checked per tag
         manifest=body.manifest,
         media_type=body.media_type,
         sequence=body.sequence,

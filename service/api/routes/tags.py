@@ -16,6 +16,7 @@ from service.api.deps import HistoryDep, IdentityDep, RecordsDep
 from service.api.schemas import ErrorResponse, HistoryItemOut, HistoryResponse, TagResponse
 from service.domain.errors import TagNotFound
 from service.domain.models import ImageRef
+from service.domain.promote import history_ref
 
 router = APIRouter(tags=["tags"])
 
@@ -48,7 +49,7 @@ async def _history(
     identity: IdentityDep,
 ) -> HistoryResponse:
     identity.check(repository)
-    ref = ImageRef(repository, tag)
+    ref = history_ref(repository, tag)  # @sha256:...: pushes by digest
     page = await history.page(ref, limit=limit, cursor=cursor)
     return HistoryResponse(
         repository=ref.repository,
