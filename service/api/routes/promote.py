@@ -32,7 +32,7 @@ from service.api.schemas import (
     TagsResponse,
 )
 from service.auth import Identity
-from service.domain.errors import RegistryError, RegistryFault
+from service.domain.errors import InvalidRequest, RegistryError, RegistryFault
 from service.domain.models import ImageRef, PushRequest, PushResult
 from service.domain.ports import PutStatus
 from service.domain.promote import (
@@ -81,9 +81,11 @@ async def create_promotion(
     caller = caller_of(body.caller, request, identity, x_pushgate_caller)
     refs = tag_refs(body.repository, body.tags)
     ImageRef(source, ANY_TAG)  # the source's name rules, before ECR is asked
+    settings = services.settings
+    if body.wait_seconds is not None and body.wait_seconds > settings.max_wait_seconds:
+        raise InvalidRequest("wait_seconds", f"must be between 0 and {settings.max_wait_seconds}")
     structlog.contextvars.bind_contextvars(repo=body.repository, digest=body.digest)
     manifest, media_type = await read_image(services.registry, source, body.digest)
-    settings = services.settings
     push_request = PushRequest.create(
         repository=body.repository,
         tag=ANY_TAG,

@@ -32,10 +32,10 @@ router = APIRouter(tags=["pushes"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
-        400: "layers_not_found, referenced_images_not_found, digest_mismatch, quota_exceeded",
+        400: "layers_not_found, referenced_images_not_found, quota_exceeded",
         404: "repository_not_found",
         409: "tag_immutable (with existing_digest)",
-        422: "invalid_request (with field and reason)",
+        422: "invalid_request (with field and reason), digest_mismatch",
         502: "registry_error, registry_timeout, kms_error",
         503: "lease_timeout, lease_lost, registry_throttled, backend_unavailable; Retry-After",
     }.items()

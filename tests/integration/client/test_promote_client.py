@@ -173,3 +173,12 @@ def test_cli_line_says_repaired(cli: Any, service: Service, manifest_file: Path)
         "; repaired: the tag had drifted" in answer.stdout,
         tag_digest(service.ecr, service.repo, tag),
     )
+
+
+def test_cli_by_digest_with_a_tag_exits_2(cli: Any, service: Service, manifest_file: Path) -> None:
+    """--by-digest with REPOSITORY:TAG is invalid input: exit 2, nothing pushed."""
+    answer = cli("push", f"{service.repo}:v1", str(manifest_file), "--by-digest")
+    assert (2, "error: --by-digest takes a bare REPOSITORY and no --tag\n") == (
+        answer.returncode,
+        answer.stderr,
+    )

@@ -218,3 +218,11 @@ async def test_concurrent_promotions_end_at_the_higher_build(
         items = (await client.get(f"/v1/tags/{repo}/{tag}/history")).json()["items"]
         moves = [i["digest"] for i in items if i["outcome"] == "pushed"]
         assert (2, len(moves)) == (len(items), len(set(moves)))
+
+
+async def test_promote_checks_input_before_reading_ecr(
+    client: httpx.AsyncClient, repo: str, fidelity: EcrFidelity
+) -> None:
+    """A wait over the server's bound is 422 before ECR is asked for the image."""
+    answer = await promote(client, repo, manifest_digest(manifest(5)), ["v1"], wait_seconds=1e6)
+    assert (422, 0) == (answer.status_code, fidelity.count(repo, "batch_get_image"))
