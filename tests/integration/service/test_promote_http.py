@@ -7,17 +7,22 @@ import asyncio
 import json
 from typing import Any
 
+import aioboto3
 import httpx
 import pytest
 
 from service.domain.models import manifest_digest
 from service.settings import Settings
 from tests.ecr_fidelity import EcrFidelity
+from tests.integration.service import test_budget_http
 from tests.integration.service.helpers import lease_items, manifest, tag_digest
+from tests.integration.service.test_budget_http import RATE, replica, sliding_max
 
 pytestmark = pytest.mark.integration
 
 INDEX = "application/vnd.oci.image.index.v1+json"
+
+budget_settings = test_budget_http.budget_settings  # the fixture: a 4/s budget table
 
 
 async def by_digest(client: httpx.AsyncClient, repo: str, text: str) -> httpx.Response:
@@ -226,3 +231,22 @@ async def test_promote_checks_input_before_reading_ecr(
     """A wait over the server's bound is 422 before ECR is asked for the image."""
     answer = await promote(client, repo, manifest_digest(manifest(5)), ["v1"], wait_seconds=1e6)
     assert (422, 0) == (answer.status_code, fidelity.count(repo, "batch_get_image"))
+
+
+async def test_pushes_by_digest_keep_to_the_putimage_budget(
+    budget_settings: Settings, aws_session: aioboto3.Session, repo: str
+) -> None:
+    """Pushes by digest at once from two replicas at a 4/s budget: every one lands, and
+    no sliding 1 s window holds more than 4 PutImage calls + 1 (the tolerance of
+    test_budget_http: a call may start a little after its slot)."""
+    calls: list[float] = []
+    texts = [manifest(n) for n in range(10)]
+    async with (
+        replica(budget_settings, aws_session, calls) as one,
+        replica(budget_settings, aws_session, calls) as two,
+    ):
+        answers = await asyncio.gather(
+            *(by_digest((one, two)[n % 2], repo, text) for n, text in enumerate(texts))
+        )
+    assert ([200] * 10, 10) == ([a.status_code for a in answers], len(calls))
+    assert sliding_max(calls) <= RATE + 1
