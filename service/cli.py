@@ -23,6 +23,7 @@ import typer
 
 from service.commands import register as register_client_commands
 from service.stress_cli import stress
+from service.tag_commands import register as register_tag_commands
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -207,6 +208,7 @@ def token(
 
 
 register_client_commands(app)
+register_tag_commands(app)
 app.command(name="stress")(stress)
 
 

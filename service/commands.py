@@ -134,7 +134,13 @@ class _StillTrying:
 
 
 def push(
-    ref: Ref,
+    ref: Annotated[
+        str,
+        typer.Argument(
+            metavar="REPOSITORY[:TAG]",
+            help="e.g. team/app:latest; a bare REPOSITORY with --by-digest.",
+        ),
+    ],
     manifest_file: Annotated[
         Path,
         typer.Argument(metavar="MANIFEST_FILE", help="Manifest JSON file, sent byte for byte."),
@@ -149,13 +155,33 @@ def push(
     media_type: Annotated[
         str | None, typer.Option("--media-type", help="Needed when the manifest has no mediaType.")
     ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Another tag (repeatable); each under its own lease."),
+    ] = None,
+    digest: Annotated[
+        str | None,
+        typer.Option("--digest", help="Refuse unless the file hashes to this sha256:... digest."),
+    ] = None,
     *,
+    by_digest: Annotated[
+        bool, typer.Option("--by-digest", help="Put by digest alone, no tag (REPOSITORY only).")
+    ] = False,
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
     debug: Debug = False,
 ) -> None:
     """Push MANIFEST_FILE to REPOSITORY:TAG through pushgate."""
+    if tags or by_digest:
+        from service import tag_commands  # noqa: PLC0415 - it imports this module
+
+        tag_commands.push_untagged(
+            ref, tags or [], manifest_file, by_digest=by_digest, sequence=sequence, wait=wait,
+            media_type=media_type, digest=digest, url=url, token=token, as_json=as_json,
+            debug=debug,
+        )  # fmt: skip
+        return
     try:
         repository, tag = split_ref(ref)
         with _client(url, token, as_json=as_json) as client:
@@ -166,6 +192,7 @@ def push(
                 media_type=media_type,
                 sequence=sequence,
                 wait_seconds=wait,
+                expected_digest=digest,
             )
     except (client_errors.PushgateError, ValueError, OSError) as exc:
         fail(exc, debug=debug, as_json=as_json)
@@ -178,6 +205,8 @@ def push(
     line += f" (token {result.token}, waited {result.waited_ms:.0f} ms)"
     if result.outcome == "superseded" and result.current_digest:
         line += f"; the tag stays at {result.current_digest} (sequence {result.current_sequence})"
+    if result.repaired:
+        line += "; repaired: the tag had drifted from its record and was put back"
     typer.echo(printable(line))
 
 

@@ -5,13 +5,15 @@ the tests all talk to an ECR that answers like ECR. moto keeps its backend in th
 process, so patching ``moto.ecr.models.ECRBackend.put_image`` reaches every server here.
 
 Corrected: the digest is that of the exact manifest bytes, a duplicate is the same digest
-(``ImageAlreadyExistsException``), an immutable tag answers
+(``ImageAlreadyExistsException``, also for a put without a tag of an image already there,
+where moto cleared the image's tag), an immutable tag answers
 ``ImageTagAlreadyExistsException``, exclusion filters are globs, a moved tag leaves the
-old image untagged, a missing repository and a non-JSON manifest get ECR's errors, and
-``imageDigest`` is checked; layer uploads are corrected in ``service.locallayers``. Each
-moto departure, and what is left to moto (layers,
-referenced images, throttling, KMS, 5xx: the tests inject those), is in docs/ecr.md,
-"moto is not ECR".
+old image untagged, a missing repository and a non-JSON manifest get ECR's errors,
+``imageDigest`` is checked, and an index naming an image the repository lacks gets
+``ReferencedImagesNotFoundException``; layer uploads are corrected in
+``service.locallayers``. Each moto departure, and what is left to moto (a manifest's
+layers, throttling, KMS, 5xx: the tests inject those), is in docs/ecr.md, "moto is not
+ECR".
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ from moto.ecr.exceptions import (
 from service import locallayers
 from service.domain.models import manifest_digest
 
+INDEX_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    }
+)
 _install_lock = threading.Lock()
 _installed: list[bool] = []  # once per process; later wrappers (tests' faults) stay on top
 
@@ -57,7 +65,7 @@ def put_image(
     backend: Any,
     repository_name: str,
     image_manifest: str,
-    image_tag: str,
+    image_tag: str | None,
     image_manifest_mediatype: str | None = None,
     digest: str | None = None,
 ) -> Any:
@@ -85,6 +93,11 @@ def put_image(
             "ImageDigestDoesNotMatchException",
             f"The image digest '{digest}' does not match the digest of the manifest '{actual}'.",
         )
+    if media_type in INDEX_MEDIA_TYPES:
+        _check_references(repository, parsed)
+    existing = next((i for i in repository.images if i.get_image_digest() == actual), None)
+    if image_tag is None:  # by digest: content-addressed, no tag to move
+        return _put_untagged(backend, repository, image_manifest, media_type, actual)
     holder = next((i for i in repository.images if image_tag in i.image_tags), None)
     if holder is not None and holder.get_image_digest() == actual:
         raise ImageAlreadyExistsException(
@@ -103,7 +116,6 @@ def put_image(
         holder.remove_tag(image_tag)
         if not holder.image_tags:
             holder.image_tag = None
-    existing = next((i for i in repository.images if i.get_image_digest() == actual), None)
     if existing is not None:
         existing.update_tag(image_tag)
         return existing
@@ -112,6 +124,46 @@ def put_image(
     )
     repository.images.append(image)
     return image
+
+
+def _put_untagged(
+    backend: Any, repository: Any, image_manifest: str, media_type: str, digest: str
+) -> Any:
+    """PutImage without a tag: a new untagged image, or ImageAlreadyExists."""
+    if any(i.get_image_digest() == digest for i in repository.images):
+        raise ImageAlreadyExistsException(
+            registry_id=repository.registry_id,
+            image_tag="",
+            digest=digest,
+            repository_name=repository.name,
+        )
+    image = ecr_models.Image(
+        backend.account_id,
+        None,  # type: ignore[arg-type]  # moto keeps untagged images so
+        image_manifest,
+        repository.name,
+        media_type,
+        digest,
+    )
+    repository.images.append(image)
+    return image
+
+
+def _check_references(repository: Any, index: Any) -> None:
+    """ECR refuses an index naming a manifest the repository does not hold."""
+    children = index.get("manifests") if isinstance(index, dict) else None
+    held = {image.get_image_digest() for image in repository.images}
+    missing = [
+        str(child.get("digest"))
+        for child in (children if isinstance(children, list) else [])
+        if isinstance(child, dict) and child.get("digest") not in held
+    ]
+    if missing:
+        raise EcrError(
+            "ReferencedImagesNotFoundException",
+            f"Some of the images referenced by the index are not in the repository: "
+            f"{', '.join(missing[:10])}",
+        )
 
 
 def tag_immutable(repository: Any, tag: str) -> bool:

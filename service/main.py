@@ -26,7 +26,7 @@ from service.adapters.records import DynamoTagRecords
 from service.api import errors
 from service.api.deps import Services
 from service.api.middleware import AuthMiddleware, BodyGuardMiddleware, RequestContextMiddleware
-from service.api.routes import health, push, tags
+from service.api.routes import health, promote, push, tags
 from service.api.routes import registry as front_door
 from service.auth import Authenticator
 from service.domain.coalesce import CoalescingPushService
@@ -190,6 +190,7 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware)
     errors.install(app)
     app.include_router(push.router)
+    app.include_router(promote.router)
     app.include_router(tags.router)
     app.include_router(health.router)
     front_door.install(app)

@@ -29,6 +29,7 @@ from pynamodb.models import Model
 from service.adapters.aws import backend_error, describe_active
 from service.domain.errors import InvalidRequest
 from service.domain.models import HistoryEntry, HistoryPage, ImageRef
+from service.domain.promote import history_ref
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -91,7 +92,7 @@ def to_item(entry: HistoryEntry) -> dict[str, Any]:
 def from_item(item: dict[str, Any]) -> HistoryEntry:
     model = HistoryItem.from_raw_data(item)
     return HistoryEntry(
-        ref=ImageRef(model.repository, model.tag),
+        ref=history_ref(model.repository, model.tag),  # @sha256:... too
         outcome=model.outcome,
         digest=model.digest,
         previous_digest=model.previous_digest,

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -14,10 +14,14 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 from service.domain import limits
 from service.domain.models import HistoryEntry, PushResult, TagRecord
+from service.domain.promote import MAX_TAGS, DigestPushResult, TagOutcome, TagsResult
+
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 
 def _iso(epoch: float) -> dt.datetime:
@@ -44,12 +48,25 @@ class PushBody(BaseModel):
         description="ECR repository name, 2-256 characters.",
         examples=["team/app"],
     )
-    tag: StrictStr = Field(
+    tag: StrictStr | None = Field(
+        None,
         min_length=1,
         max_length=limits.TAG_MAX,
         pattern=f"^{limits.TAG_RE.pattern}$",
-        description="OCI tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.",
+        description="OCI tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. Without tag and tags the "
+        "manifest is put by digest alone.",
         examples=["latest"],
+    )
+    tags: list[Annotated[StrictStr, Field(max_length=limits.TAG_MAX)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_TAGS,
+        description="Several tags, each under its own lease (instead of tag).",
+    )
+    expected_digest: StrictStr | None = Field(
+        None,
+        pattern=DIGEST_PATTERN,
+        description="Refuse (422 digest_mismatch) bytes that hash to another digest.",
     )
     manifest: StrictStr = Field(
         min_length=1,
@@ -98,6 +115,12 @@ class PushBody(BaseModel):
         if caller is not None and not limits.printable(caller):
             raise ValueError("must be printable characters (no control characters)")
         return caller
+
+    @model_validator(mode="after")
+    def _one_of_tag_and_tags(self) -> PushBody:
+        if self.tag is not None and self.tags is not None:
+            raise ValueError("give tag or tags, not both")
+        return self
 
 
 class PushResponse(BaseModel):
@@ -227,3 +250,109 @@ def error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, A
 class ReadyResponse(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, str]
+
+
+class PromoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repository: StrictStr = Field(description="The repository whose tags move.")
+    digest: StrictStr = Field(pattern=DIGEST_PATTERN, description="The image to promote.")
+    tags: list[StrictStr] = Field(
+        min_length=1, max_length=MAX_TAGS, description="The tags to move to the image."
+    )
+    sequence: StrictInt | None = Field(
+        None, ge=0, description="The build's position (CI build number, commit time)."
+    )
+    source_repository: StrictStr | None = Field(
+        None,
+        description="Read the image from this repository of the same registry (its "
+        "layers must be in repository too).",
+    )
+    wait_seconds: StrictFloat | StrictInt | None = Field(
+        None, ge=0, description="How long to wait for each tag's lease; bounded by the server."
+    )
+    caller: StrictStr | None = Field(
+        None, max_length=256, description="Who pushes (defaults to X-Pushgate-Caller)."
+    )
+
+
+class TagItem(BaseModel):
+    """One tag's answer: an outcome, or ``failed`` with that tag's error code and message."""
+
+    tag: str
+    outcome: Literal["pushed", "unchanged", "superseded", "failed"]
+    previous_digest: str | None = None
+    current_digest: str | None = None
+    current_sequence: int | None = None
+    token: int | None = None
+    waited_ms: float | None = None
+    repaired: bool = False
+    error: str | None = None
+    message: str | None = None
+    details: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, item: TagOutcome) -> TagItem:
+        if item.error is not None:
+            return cls(
+                tag=item.tag,
+                outcome="failed",
+                error=item.error.code,
+                message=item.error.message,
+                details=item.error.details() or None,
+            )
+        result = item.result
+        assert result is not None  # noqa: S101 - a TagOutcome has one of the two
+        return cls(
+            tag=item.tag,
+            outcome=result.outcome.value,
+            previous_digest=result.previous_digest,
+            current_digest=result.current_digest,
+            current_sequence=result.current_sequence,
+            token=result.token,
+            waited_ms=round(result.waited_ms, 3),
+            repaired=result.repaired,
+        )
+
+
+class TagsResponse(BaseModel):
+    """The answer of a promotion or a push under several tags: 200 once every tag was
+    tried; ``status`` is ``ok`` (every tag succeeded), ``partial`` or ``failed``."""
+
+    status: Literal["ok", "partial", "failed"]
+    repository: str
+    digest: str
+    media_type: str
+    sequence: int | None
+    source_repository: str | None = None
+    tags: list[TagItem]
+
+    @classmethod
+    def of(cls, result: TagsResult, sequence: int | None) -> TagsResponse:
+        return cls(
+            status=result.status.value,
+            repository=result.repository,
+            digest=result.digest,
+            media_type=result.media_type,
+            sequence=sequence,
+            source_repository=result.source_repository,
+            tags=[TagItem.of(item) for item in result.tags],
+        )
+
+
+class DigestPushResponse(BaseModel):
+    """A push without a tag: the manifest put by digest alone."""
+
+    outcome: Literal["pushed", "unchanged"]
+    repository: str
+    digest: str
+    media_type: str
+
+    @classmethod
+    def of(cls, result: DigestPushResult) -> DigestPushResponse:
+        return cls(
+            outcome="pushed" if result.outcome.value == "pushed" else "unchanged",
+            repository=result.repository,
+            digest=result.digest,
+            media_type=result.media_type,
+        )

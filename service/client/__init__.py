@@ -8,6 +8,7 @@ from service.client._base import RetryPolicy, split_ref
 from service.client._sync import PushClient
 from service.client.errors import (
     ApiError,
+    ImageNotFound,
     InvalidRequest,
     LeaseLost,
     LeaseTimeout,
@@ -28,13 +29,23 @@ from service.client.errors import (
     TagNotFound,
     Unauthorized,
 )
-from service.client.models import HistoryEntry, HistoryPage, PushResult, TagStatus
+from service.client.models import (
+    DigestPushResult,
+    HistoryEntry,
+    HistoryPage,
+    PushResult,
+    TagAnswer,
+    TagsResult,
+    TagStatus,
+)
 
 __all__ = [
     "ApiError",
     "AsyncPushClient",
+    "DigestPushResult",
     "HistoryEntry",
     "HistoryPage",
+    "ImageNotFound",
     "InvalidRequest",
     "LeaseLost",
     "LeaseTimeout",
@@ -54,9 +65,11 @@ __all__ = [
     "ServerError",
     "ServiceUnavailable",
     "ServiceUnreachable",
+    "TagAnswer",
     "TagImmutable",
     "TagNotFound",
     "TagStatus",
+    "TagsResult",
     "Unauthorized",
     "split_ref",
 ]

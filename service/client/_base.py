@@ -15,7 +15,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -228,8 +228,11 @@ class BaseClient:
         media_type: str | None,
         sequence: int | None,
         wait_seconds: float | None,
+        expected_digest: str | None = None,
     ) -> Call:
         body: dict[str, Any] = {"repository": repository, "tag": tag, "manifest": manifest}
+        if expected_digest is not None:
+            body["expected_digest"] = expected_digest
         if media_type is not None:
             body["media_type"] = media_type
         if sequence is not None:
@@ -241,6 +244,56 @@ class BaseClient:
         wait = SERVER_MAX_WAIT_SECONDS if wait_seconds is None else wait_seconds
         read = self.timeout + wait
         return Call("POST", "/v1/pushes", json=body, read_timeout=read, lease_wait=wait_seconds)
+
+    def _tags_call(
+        self,
+        repository: str,
+        tags: Sequence[str] | None,
+        manifest: str,
+        *,
+        media_type: str | None,
+        sequence: int | None,
+        wait_seconds: float | None,
+        expected_digest: str | None,
+    ) -> Call:
+        """A push under several tags, or (``tags`` None) by digest alone."""
+        body: dict[str, Any] = {"repository": repository, "manifest": manifest}
+        optional = {
+            "tags": None if tags is None else list(tags),
+            "media_type": media_type,
+            "sequence": sequence,
+            "wait_seconds": wait_seconds,
+            "expected_digest": expected_digest,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        return Call(
+            "POST", "/v1/pushes", json=body, read_timeout=self._each_tag(tags, wait_seconds)
+        )
+
+    def _promote_call(
+        self,
+        repository: str,
+        digest: str,
+        tags: Sequence[str],
+        *,
+        sequence: int | None,
+        source_repository: str | None,
+        wait_seconds: float | None,
+    ) -> Call:
+        body: dict[str, Any] = {"repository": repository, "digest": digest, "tags": list(tags)}
+        optional = {
+            "sequence": sequence,
+            "source_repository": source_repository,
+            "wait_seconds": wait_seconds,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        read = self._each_tag(tags, wait_seconds)
+        return Call("POST", "/v1/promotions", json=body, read_timeout=read)
+
+    def _each_tag(self, tags: Sequence[str] | None, wait_seconds: float | None) -> float:
+        """The read timeout of a call that may wait for each tag's lease in turn."""
+        wait = SERVER_MAX_WAIT_SECONDS if wait_seconds is None else wait_seconds
+        return self.timeout + wait * len(set(tags or [""]))
 
     @staticmethod
     def _tag_call(

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -15,7 +15,13 @@ import httpx
 import tenacity
 
 from service.client._base import BaseClient, Call, read_manifest
-from service.client.models import HistoryPage, PushResult, TagStatus
+from service.client.models import (
+    DigestPushResult,
+    HistoryPage,
+    PushResult,
+    TagsResult,
+    TagStatus,
+)
 
 T = TypeVar("T")
 
@@ -46,10 +52,14 @@ class PushClient(BaseClient):
         media_type: str | None = None,
         sequence: int | None = None,
         wait_seconds: float | None = None,
+        expected_digest: str | None = None,
     ) -> PushResult:
         """Push ``manifest`` to ``repository:tag``. With ``wait_seconds``, a tag still
-        busy after that wait raises ``LeaseTimeout`` without a retry."""
-        call = self._push_call(repository, tag, manifest, media_type, sequence, wait_seconds)
+        busy after that wait raises ``LeaseTimeout`` without a retry; ``expected_digest``:
+        refused (digest_mismatch) unless the bytes hash to it."""
+        call = self._push_call(
+            repository, tag, manifest, media_type, sequence, wait_seconds, expected_digest
+        )
         return self._send(call, PushResult.from_json)
 
     def push_file(
@@ -61,6 +71,7 @@ class PushClient(BaseClient):
         media_type: str | None = None,
         sequence: int | None = None,
         wait_seconds: float | None = None,
+        expected_digest: str | None = None,
     ) -> PushResult:
         """Push a manifest file as its exact bytes (never re-serialized)."""
         manifest = read_manifest(path)
@@ -71,7 +82,74 @@ class PushClient(BaseClient):
             media_type=media_type,
             sequence=sequence,
             wait_seconds=wait_seconds,
+            expected_digest=expected_digest,
         )
+
+    def push_tags(
+        self,
+        repository: str,
+        tags: Sequence[str],
+        manifest: str,
+        *,
+        media_type: str | None = None,
+        sequence: int | None = None,
+        wait_seconds: float | None = None,
+        expected_digest: str | None = None,
+    ) -> TagsResult:
+        """Push under each of ``tags``, one at a time, each under its own lease. The
+        answer has each tag's outcome or error; ``raise_for_status`` raises the first."""
+        call = self._tags_call(
+            repository,
+            tags,
+            manifest,
+            media_type=media_type,
+            sequence=sequence,
+            wait_seconds=wait_seconds,
+            expected_digest=expected_digest,
+        )
+        return self._send(call, TagsResult.from_json)
+
+    def push_digest(
+        self,
+        repository: str,
+        manifest: str,
+        *,
+        media_type: str | None = None,
+        expected_digest: str | None = None,
+    ) -> DigestPushResult:
+        """Put the manifest by digest alone (no tag): e.g. an index's children."""
+        call = self._tags_call(
+            repository,
+            None,
+            manifest,
+            media_type=media_type,
+            sequence=None,
+            wait_seconds=None,
+            expected_digest=expected_digest,
+        )
+        return self._send(call, DigestPushResult.from_json)
+
+    def promote(
+        self,
+        repository: str,
+        digest: str,
+        tags: Sequence[str],
+        *,
+        sequence: int | None = None,
+        source_repository: str | None = None,
+        wait_seconds: float | None = None,
+    ) -> TagsResult:
+        """Move ``tags`` to the image ``digest`` already in ECR (read from
+        ``source_repository`` when given), one tag at a time under its lease."""
+        call = self._promote_call(
+            repository,
+            digest,
+            tags,
+            sequence=sequence,
+            source_repository=source_repository,
+            wait_seconds=wait_seconds,
+        )
+        return self._send(call, TagsResult.from_json)
 
     def tag(self, repository: str, tag: str) -> TagStatus:
         """The tag's record; ``TagNotFound`` when pushgate has none."""

@@ -11,7 +11,8 @@ its codes are retryable.
         ├── PayloadTooLarge         payload_too_large
         ├── NotFound                not_found
         │   ├── RepositoryNotFound  repository_not_found
-        │   └── TagNotFound         tag_not_found
+        │   ├── TagNotFound         tag_not_found
+        │   └── ImageNotFound       image_not_found
         ├── TagImmutable            tag_immutable         .existing_digest
         ├── ManifestRejected        layers_not_found, referenced_images_not_found, digest_mismatch
         ├── QuotaExceeded           quota_exceeded
@@ -94,6 +95,10 @@ class RepositoryNotFound(NotFound):
 
 class TagNotFound(NotFound):
     pass
+
+
+class ImageNotFound(NotFound):
+    """No image of that digest in the repository (image_not_found)."""
 
 
 class TagImmutable(ApiError):

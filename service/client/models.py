@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from service import codes
+from service.client.errors import error_class
+
 Outcome = Literal["pushed", "unchanged", "superseded"]
 
 
@@ -115,4 +118,102 @@ class HistoryPage:
             tag=data["tag"],
             items=[HistoryEntry.from_json(item) for item in data.get("items", [])],
             next_cursor=data.get("next_cursor"),
+        )
+
+
+TagOutcome = Literal["pushed", "unchanged", "superseded", "failed"]
+
+
+@dataclass(frozen=True)
+class TagAnswer:
+    """One tag of a promotion or multi-tag push: its outcome, or ``failed`` with the
+    tag's error code (``error``) and ``message``."""
+
+    tag: str
+    outcome: TagOutcome
+    previous_digest: str | None = None
+    current_digest: str | None = None
+    current_sequence: int | None = None
+    token: int | None = None
+    waited_ms: float | None = None
+    repaired: bool = False
+    error: str | None = None
+    message: str | None = None
+    details: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TagAnswer:
+        return cls(
+            tag=data["tag"],
+            outcome=data["outcome"],
+            previous_digest=data.get("previous_digest"),
+            current_digest=data.get("current_digest"),
+            current_sequence=data.get("current_sequence"),
+            token=data.get("token"),
+            waited_ms=data.get("waited_ms"),
+            repaired=bool(data.get("repaired", False)),
+            error=data.get("error"),
+            message=data.get("message"),
+            details=data.get("details"),
+        )
+
+
+@dataclass(frozen=True)
+class TagsResult:
+    """The answer of a promotion or a push under several tags. ``status``: ``ok`` when
+    every tag succeeded, else ``partial`` or ``failed``; ``raise_for_status`` raises the
+    first failed tag's error."""
+
+    status: Literal["ok", "partial", "failed"]
+    repository: str
+    digest: str
+    media_type: str
+    sequence: int | None
+    tags: list[TagAnswer]
+    source_repository: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def failed(self) -> list[TagAnswer]:
+        return [item for item in self.tags if item.outcome == "failed"]
+
+    def raise_for_status(self) -> None:
+        for item in self.failed:
+            code = item.error or "internal_error"
+            status = codes.lookup(code, 500).status or 500
+            message = f"{self.repository}:{item.tag}: {item.message or code}"
+            raise error_class(status, code)(status, code, message, item.details or {}, None)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TagsResult:
+        return cls(
+            status=data["status"],
+            repository=data["repository"],
+            digest=data["digest"],
+            media_type=str(data.get("media_type", "")),
+            sequence=data.get("sequence"),
+            tags=[TagAnswer.from_json(item) for item in data["tags"]],
+            source_repository=data.get("source_repository"),
+        )
+
+
+@dataclass(frozen=True)
+class DigestPushResult:
+    """The answer to a push without a tag: the manifest put by digest alone."""
+
+    outcome: Literal["pushed", "unchanged"]
+    repository: str
+    digest: str
+    media_type: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DigestPushResult:
+        return cls(
+            outcome=data["outcome"],
+            repository=data["repository"],
+            digest=data["digest"],
+            media_type=str(data.get("media_type", "")),
         )

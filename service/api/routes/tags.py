@@ -24,6 +24,7 @@ from service.api.schemas import (
 from service.domain import limits
 from service.domain.errors import InvalidRequest, TagNotFound
 from service.domain.models import ImageRef
+from service.domain.promote import history_ref
 
 router = APIRouter(tags=["tags"], dependencies=[Security(BEARER)])
 
@@ -72,8 +73,8 @@ async def _history(
     cursor: str | None,
     identity: IdentityDep,
 ) -> HistoryResponse:
-    ref = ImageRef(repository, tag)  # bounded before any answer names it
-    identity.check(ref.repository)
+    ref = history_ref(repository, tag)  # bounded before any answer names it; @sha256:...
+    identity.check(ref.repository)  # pushes by digest
     if cursor:
         _check_cursor(cursor)
     page = await history.page(ref, limit=limit, cursor=cursor)

@@ -32,7 +32,7 @@ async def push(client: httpx.AsyncClient, repo: str, n: int = 1) -> httpx.Respon
     [
         ("LayersNotFoundException", {}, 400, "layers_not_found"),
         ("ReferencedImagesNotFoundException", {}, 400, "referenced_images_not_found"),
-        ("ImageDigestDoesNotMatchException", {}, 400, "digest_mismatch"),
+        ("ImageDigestDoesNotMatchException", {}, 422, "digest_mismatch"),
         ("InvalidParameterException", {}, 422, "invalid_request"),
         ("LimitExceededException", {}, 400, "quota_exceeded"),
         ("KmsException", {"kmsError": "KMSDisabledException"}, 502, "kms_error"),

@@ -226,7 +226,7 @@ async def test_metrics_count_outcomes(api: httpx.AsyncClient) -> None:
         (errors.TagImmutable, 409),
         (errors.LayersNotFound, 400),
         (errors.ReferencedImagesNotFound, 400),
-        (errors.DigestMismatch, 400),
+        (errors.DigestMismatch, 422),
         (errors.QuotaExceeded, 400),
         (errors.LeaseTimeout, 503),
         (errors.RegistryThrottled, 503),
