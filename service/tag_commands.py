@@ -19,10 +19,10 @@ from typing import Annotated
 import typer
 
 from service import codes
+from service.cli_common import AsJson, Debug, Token, Url, _client, fail, printable
 from service.client import DigestPushResult, TagsResult, split_ref
 from service.client import errors as client_errors
 from service.client._base import read_manifest
-from service.commands import AsJson, Debug, Token, Url, _client, fail, printable
 
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 REPAIRED = "; repaired: the tag had drifted from its record and was put back"

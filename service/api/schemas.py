@@ -253,27 +253,54 @@ class ReadyResponse(BaseModel):
 
 
 class PromoteBody(BaseModel):
+    """Bounds from ``service.domain.limits``, as ``PushBody``'s."""
+
     model_config = ConfigDict(extra="forbid")
 
-    repository: StrictStr = Field(description="The repository whose tags move.")
+    repository: StrictStr = Field(
+        min_length=limits.REPOSITORY_MIN,
+        max_length=limits.REPOSITORY_MAX,
+        pattern=f"^{limits.REPOSITORY_RE.pattern}$",
+        description="The repository whose tags move.",
+    )
     digest: StrictStr = Field(pattern=DIGEST_PATTERN, description="The image to promote.")
-    tags: list[StrictStr] = Field(
+    tags: list[Annotated[StrictStr, Field(max_length=limits.TAG_MAX)]] = Field(
         min_length=1, max_length=MAX_TAGS, description="The tags to move to the image."
     )
     sequence: StrictInt | None = Field(
-        None, ge=0, description="The build's position (CI build number, commit time)."
+        None,
+        ge=0,
+        le=limits.MAX_SEQUENCE,
+        description="The build's position (CI build number, commit time), 0 to 2**63 - 1.",
     )
     source_repository: StrictStr | None = Field(
         None,
+        min_length=limits.REPOSITORY_MIN,
+        max_length=limits.REPOSITORY_MAX,
+        pattern=f"^{limits.REPOSITORY_RE.pattern}$",
         description="Read the image from this repository of the same registry (its "
         "layers must be in repository too).",
     )
     wait_seconds: StrictFloat | StrictInt | None = Field(
-        None, ge=0, description="How long to wait for each tag's lease; bounded by the server."
+        None,
+        ge=0,
+        le=limits.MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description="How long to wait for each tag's lease; bounded by the server.",
     )
     caller: StrictStr | None = Field(
-        None, max_length=256, description="Who pushes (defaults to X-Pushgate-Caller)."
+        None,
+        min_length=1,
+        max_length=limits.MAX_CALLER_CHARS,
+        description="Who pushes, printable characters (defaults to X-Pushgate-Caller).",
     )
+
+    @field_validator("caller")
+    @classmethod
+    def _printable_caller(cls, caller: str | None) -> str | None:
+        if caller is not None and not limits.printable(caller):
+            raise ValueError("must be printable characters (no control characters)")
+        return caller
 
 
 class TagItem(BaseModel):

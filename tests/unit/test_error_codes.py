@@ -14,9 +14,9 @@ import pytest
 
 from service import codes
 from service.api.errors import status_of
+from service.cli_common import exit_code
 from service.client import errors as client_errors
 from service.client._base import api_error
-from service.commands import exit_code
 from service.domain import errors as domain_errors
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,6 +24,7 @@ from fastapi import APIRouter, Header, Request
 from service.adapters.layers import EcrLayers
 from service.api.deps import IdentityDep, RequestIdDep, ServicesDep, get_services
 from service.api.errors import bounded
+from service.api.pushing import caller_of, observed
 from service.api.schemas import (
     DigestPushResponse,
     ErrorResponse,
@@ -31,8 +32,8 @@ from service.api.schemas import (
     PushBody,
     TagsResponse,
 )
-from service.auth import Identity
 from service.domain.errors import InvalidRequest, RegistryError, RegistryFault
+from service.domain.limits import MAX_CALLER_CHARS
 from service.domain.models import ImageRef, PushRequest, PushResult
 from service.domain.ports import PutStatus
 from service.domain.promote import (
@@ -69,7 +70,7 @@ async def create_promotion(
     services: ServicesDep,
     request_id: RequestIdDep,
     identity: IdentityDep,
-    x_pushgate_caller: Annotated[str | None, Header(max_length=256)] = None,
+    x_pushgate_caller: Annotated[str | None, Header(max_length=MAX_CALLER_CHARS)] = None,
 ) -> TagsResponse:
     """Move each tag to the image ``digest`` already in ECR, one tag at a time.
 
@@ -134,19 +135,7 @@ async def push_untagged(
     return DigestPushResponse.of(answer)
 
 
-def caller_of(named: str | None, request: Request, identity: Identity, header: str | None) -> str:
-    """Who pushes, as ``routes.push`` names it: the body's or header's name, else the
-    client address; with auth on, the token's name comes first."""
-    client = request.client.host if request.client else "unknown"
-    caller = named or header or client
-    if identity.entry is not None:
-        caller = identity.name if caller == client else f"{identity.name} ({caller})"
-    return caller
-
-
 def _push_one(request: Request, caller: str, request_id: str) -> PushOne:
-    from service.api.routes.push import _observed  # noqa: PLC0415 - routes.push imports this
-
     services = get_services(request)
 
     async def push_one(push_request: PushRequest) -> PushResult:
@@ -156,7 +145,7 @@ def _push_one(request: Request, caller: str, request_id: str) -> PushOne:
             # defer=None: verify and release before the next tag's lease (one at a time)
             return await services.push.push(push_request, caller=caller, request_id=request_id)
 
-        return await _observed(run, services.metrics, caller)
+        return await observed(run, services.metrics, caller)
 
     return push_one
 

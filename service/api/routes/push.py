@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import structlog
 from fastapi import APIRouter, BackgroundTasks, Header, Request, Security
 
 from service.api.deps import BEARER, IdentityDep, MetricsDep, PushDep, RequestIdDep, SettingsDep
+from service.api.pushing import caller_of, observed
 from service.api.routes import promote
 from service.api.schemas import (
     DigestPushResponse,
@@ -19,12 +19,9 @@ from service.api.schemas import (
     TagsResponse,
     error_responses,
 )
-from service.auth import Identity
-from service.domain.errors import InvalidRequest, PushError
-from service.domain.limits import MAX_CALLER_CHARS, printable
+from service.domain.limits import MAX_CALLER_CHARS
 from service.domain.models import PushRequest, PushResult
 from service.domain.promote import ANY_TAG, check_expected
-from service.metrics import CALL_STATS, CallStats, Metrics
 from service.settings import Settings
 
 log = structlog.get_logger("pushgate.api")
@@ -66,7 +63,7 @@ async def create_push(
     with neither ``tag`` nor ``tags``: put by digest alone.
     """
     identity.check(body.repository)  # 403 before anything else is looked at
-    caller = _caller(body, request, identity, x_pushgate_caller)
+    caller = caller_of(body.caller, request, identity, x_pushgate_caller)
     if body.tag is None:
         untagged = _push_request(body, settings)
         return await promote.push_untagged(body, untagged, request, caller, request_id)
@@ -86,7 +83,7 @@ async def create_push(
         )
 
     try:
-        answer = PushResponse.of(await _observed(run, metrics, caller))
+        answer = PushResponse.of(await observed(run, metrics, caller))
     except BaseException:
         for job in jobs:
             await job()
@@ -108,53 +105,3 @@ def _push_request(body: PushBody, settings: Settings) -> PushRequest:
         default_wait_seconds=settings.default_wait_seconds,
         max_wait_seconds=settings.max_wait_seconds,
     )
-
-
-def _caller(body: PushBody, request: Request, identity: Identity, header: str | None) -> str:
-    """Who pushes, for history: the body's or header's name, else the client address;
-    with auth on, the token's name comes first."""
-    client = request.client.host if request.client else "unknown"
-    if header is not None and not (header and printable(header)):
-        raise InvalidRequest("x-pushgate-caller", "must be printable characters")
-    caller = body.caller or header or client
-    if identity.entry is not None:
-        caller = identity.name if caller == client else f"{identity.name} ({caller})"
-    return caller
-
-
-async def _observed(
-    run: Callable[[], Awaitable[PushResult]], metrics: Metrics, caller: str
-) -> PushResult:
-    """Run the push with its metrics and its one ``push`` log event."""
-    stats = CallStats()
-    CALL_STATS.set(stats)
-    started = time.perf_counter()
-    metrics.in_flight.inc()
-    try:
-        result = await run()
-    except PushError as exc:
-        metrics.pushes.labels(outcome=exc.code).inc()
-        if exc.code == "lease_lost":
-            metrics.leases_lost.inc()
-        metrics.observe_push(stats, time.perf_counter() - started, None)
-        log.info("push", outcome=exc.code, ecr_ms=round(stats.ecr_seconds * 1000, 1))
-        raise
-    finally:
-        metrics.in_flight.dec()
-    metrics.pushes.labels(outcome=result.outcome.value).inc()
-    if result.repaired:
-        metrics.repairs.inc()
-    metrics.observe_push(stats, time.perf_counter() - started, result.waited_ms)
-    log.info(
-        "push",
-        outcome=result.outcome.value,
-        digest=result.digest,
-        previous_digest=result.previous_digest,
-        sequence=result.sequence,
-        token=result.token,
-        waited_ms=round(result.waited_ms, 1),
-        ecr_ms=round(stats.ecr_seconds * 1000, 1),
-        put_image_calls=stats.put_image_calls,
-        caller=caller,
-    )
-    return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.commands import printable
+from service.cli_common import printable
 
 
 @pytest.mark.parametrize(

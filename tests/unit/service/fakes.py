@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from service.adapters.layers import EcrLayers
 from service.api.deps import Services
 from service.domain.errors import LeaseLost, LeaseTimeout, PushError
 from service.domain.models import (
@@ -291,6 +292,22 @@ SETTINGS = Settings(
 )
 
 
+class FakeLayers(EcrLayers):
+    """Puts by digest into the fake registry's images (the front door's blob calls are
+    not faked: its tests run on moto)."""
+
+    def __init__(self, registry: FakeRegistry) -> None:  # no ECR client
+        self.registry = registry
+
+    async def put_by_digest(
+        self, repository: str, manifest: str, media_type: str, digest: str
+    ) -> PutStatus:
+        if (repository, digest) in self.registry.images:
+            return PutStatus.ALREADY_EXISTS
+        self.registry.images[(repository, digest)] = (manifest, media_type)
+        return PutStatus.PUSHED
+
+
 def services_of(world: World) -> Services:
     return Services(
         settings=SETTINGS,
@@ -299,4 +316,5 @@ def services_of(world: World) -> Services:
         records=world.records,
         history=world.history,
         metrics=Metrics(),
+        layers=FakeLayers(world.registry),
     )
