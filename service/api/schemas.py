@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from service.domain.models import HistoryEntry, PushResult, TagRecord
+from service.domain.models import Answer, HistoryEntry, PushResult, TagRecord
 
 
 def _iso(epoch: float) -> dt.datetime:
@@ -36,7 +36,7 @@ class PushBody(BaseModel):
 
 
 class PushResponse(BaseModel):
-    outcome: Literal["pushed", "unchanged", "superseded"]
+    outcome: Answer
     repository: str
     tag: str
     digest: str
@@ -55,7 +55,7 @@ class PushResponse(BaseModel):
     @classmethod
     def of(cls, result: PushResult) -> PushResponse:
         return cls(
-            outcome=result.outcome.value,
+            outcome=result.outcome,
             repository=result.ref.repository,
             tag=result.ref.tag,
             digest=result.digest,

@@ -5,6 +5,7 @@ tests implement them with in-memory fakes.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from service.domain.models import (
@@ -13,8 +14,14 @@ from service.domain.models import (
     HistoryPage,
     ImageRef,
     PendingPush,
+    PushRequest,
+    PushResult,
     TagRecord,
 )
+
+#: Runs a push's after-answer work (verify, release) later; e.g. a response's background
+#: tasks. The job never raises ``PushError``.
+Defer = Callable[[Callable[[], Awaitable[None]]], None]
 
 
 class PutStatus(enum.Enum):
@@ -118,3 +125,18 @@ class History(Protocol):
         ...
 
     async def ping(self) -> None: ...
+
+
+class Pusher(Protocol):
+    """The push use case as the API calls it: ``PushService``, or the coalescing gate
+    around it."""
+
+    async def push(
+        self,
+        request: PushRequest,
+        *,
+        caller: str,
+        request_id: str,
+        defer: Defer | None = None,
+        arrived_at: float | None = None,
+    ) -> PushResult: ...
