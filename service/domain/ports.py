@@ -27,10 +27,10 @@ Defer = Callable[[Callable[[], Awaitable[None]]], None]
 class PutStatus(enum.Enum):
     """What ECR said about a ``put_image`` that did not fail."""
 
-    PUSHED = "pushed"
+    PUSHED = enum.auto()
     #: ImageAlreadyExists or ImageTagAlreadyExists: the tag holds *some* image already;
     #: the use case compares digests to tell "unchanged" from "tag_immutable".
-    ALREADY_EXISTS = "already_exists"
+    ALREADY_EXISTS = enum.auto()
 
 
 class Lease(Protocol):
@@ -102,7 +102,8 @@ class TagRecords(Protocol):
         The write clears any pending intent; ``history``, when given, is appended in the
         same atomic write (one round trip, and the entry of a PutImage lands with its
         record). Raise ``BackendUnavailable`` when the write failed for another reason
-        than the fence."""
+        than the fence, not ``retryable`` when retrying cannot fix it (a value the table
+        refuses, a denied write)."""
         ...
 
     async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:

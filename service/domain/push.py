@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import structlog
 
 from service.domain.decision import (
+    Decision,
     Named,
     Put,
     Superseded,
@@ -171,7 +172,7 @@ class PushService:
         self,
         call: PushCall,
         lease: Lease,
-        decision: Unchanged | Superseded | Put,
+        decision: Decision,
         tag: TagState | None,
     ) -> _Answered:
         request = call.request
