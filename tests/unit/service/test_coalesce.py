@@ -6,6 +6,8 @@ import asyncio
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.domain.coalesce import CoalescingPushService, Settled, coalesced_outcome
 from service.domain.errors import LayersNotFound, LeaseTimeout, PushError, TagImmutable
@@ -376,3 +378,41 @@ async def test_immutable_tag_waiters_get_what_the_use_case_answers() -> None:
     existing = {r.existing_digest for r in results if isinstance(r, TagImmutable)}
     assert {request(3).digest} == existing
     assert request(3).digest == c.registry.tags[request(1).ref]
+
+
+WAITERS = st.lists(
+    st.tuples(st.integers(1, 3), st.one_of(st.none(), st.integers(0, 3))), min_size=1, max_size=6
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(WAITERS, st.booleans())
+def test_no_immutable_tag_answer_the_use_case_could_not_give(
+    pushes: list[tuple[int, int | None]], first_fails: bool
+) -> None:
+    """Any pushes of an immutable tag waiting behind a first push (that lands or fails):
+    at most one is pushed; an unsequenced push is never superseded; every tag_immutable
+    names the image the tag ends on, and only that image is answered unchanged."""
+
+    async def run() -> list[tuple[PushRequest, PushResult | BaseException]]:
+        c = Coalescing()
+        c.registry.immutable.add(request(1).ref.repository)
+        if first_fails:
+            c.registry.refuse.add(request(9).digest)
+        reqs = [request(9), *(request(n, sequence=s) for n, s in pushes)]
+        first = await c.first_holds_put(reqs[0])
+        waiting = await c.queue(*reqs[1:])
+        c.registry.release.set()
+        return list(zip(reqs, await settle(first, *waiting), strict=True))
+
+    answers = asyncio.run(run())
+    pushed = [r for _, r in answers if isinstance(r, PushResult) and r.outcome is Outcome.PUSHED]
+    assert len(pushed) <= 1
+    final = pushed[0].digest if pushed else None
+    for req, answer in answers:
+        if isinstance(answer, TagImmutable):
+            assert final == answer.existing_digest
+        elif isinstance(answer, PushResult) and answer.outcome is Outcome.UNCHANGED:
+            assert final == req.digest
+        elif isinstance(answer, PushResult) and answer.outcome is Outcome.SUPERSEDED:
+            assert req.sequence is not None
