@@ -1,14 +1,14 @@
-"""History entries: built in one place, appended best effort.
+"""History entries: built in one place (``Journal.entry``), appended best effort.
 
 Every entry names the push it belongs to (``PushCall``: request, caller, request id,
-arrival) and an ``Outcome``; the builders below differ only in what the entry says
-about the tag. A failed append is logged and never fails a push.
+arrival) and an ``Outcome``; the kinds below adjust only what the entry says about the
+tag. A failed append is logged and never fails a push.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -45,7 +45,8 @@ class Journal:
         previous_digest: str | None,
         detail: str | None = None,
     ) -> HistoryEntry:
-        """The entry of ``call``'s own answer (pushed, unchanged, superseded)."""
+        """The entry of ``call`` with ``outcome``: the one constructor of entries, which the
+        other kinds adjust."""
         request = call.request
         return HistoryEntry(
             ref=request.ref,
@@ -80,41 +81,23 @@ class Journal:
         observed = exc.observed_digest if isinstance(exc, LeaseLost) else None
         if isinstance(exc, TagImmutable):
             observed = exc.existing_digest
-        request = call.request
+        entry = self.entry(call, Outcome.FAILED, token=token, previous_digest=previous_digest)
         await self.append(
-            HistoryEntry(
-                ref=request.ref,
-                outcome=Outcome.FAILED,
-                digest=request.digest,
-                previous_digest=previous_digest,
-                sequence=request.sequence,
-                token=token,
-                caller=call.caller,
-                request_id=call.request_id,
-                started_at=call.started_at,
-                finished_at=self._clock(),
-                observed_digest=observed,
-                error=exc.code,
-                detail=exc.message,
-            )
+            replace(entry, observed_digest=observed, error=exc.code, detail=exc.message)
         )
 
     async def adopted(
         self, call: PushCall, pending: PendingPush, *, token: int, previous_digest: str | None
     ) -> None:
         """A dead holder's landed PutImage, recorded by ``call``'s holder (``token``)."""
+        entry = self.entry(call, Outcome.ADOPTED, token=token, previous_digest=previous_digest)
         await self.append(
-            HistoryEntry(
-                ref=call.request.ref,
-                outcome=Outcome.ADOPTED,
+            replace(
+                entry,
                 digest=pending.digest,
-                previous_digest=previous_digest,
                 sequence=pending.sequence,
-                token=token,
                 caller=pending.caller,
                 request_id=pending.request_id,
-                started_at=call.started_at,
-                finished_at=self._clock(),
                 observed_digest=pending.digest,
                 detail=f"adopted: the put_image of token {pending.token} landed in ECR "
                 "but its holder never wrote the record",
@@ -132,18 +115,12 @@ class Journal:
         observed: str | None,
     ) -> None:
         """A drifted tag put back (``REPAIRED``) or not (``REPAIR_FAILED``)."""
+        entry = self.entry(call, outcome, token=token, previous_digest=observed)
         await self.append(
-            HistoryEntry(
-                ref=call.request.ref,
-                outcome=outcome,
+            replace(
+                entry,
                 digest=digest,
-                previous_digest=observed,
                 sequence=sequence,
-                token=token,
-                caller=call.caller,
-                request_id=call.request_id,
-                started_at=call.started_at,
-                finished_at=self._clock(),
                 observed_digest=observed,
                 detail="tag did not match its record",
             )
