@@ -1,7 +1,7 @@
 """Values of the push use case: frozen dataclasses, validated on construction.
 
-Validation mirrors ECR's API model (see ``shared/ECR.md``), so a bad request is answered
-before any lease is taken and before ECR would answer with a vaguer error.
+Validation mirrors ECR's API model, so a bad request is answered before any lease is
+taken and before ECR would answer with a vaguer error.
 """
 
 from __future__ import annotations

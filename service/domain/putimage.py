@@ -79,13 +79,13 @@ class PutImageCall:
         if status is PutStatus.PUSHED:
             return Outcome.PUSHED
         # ImageAlreadyExists / ImageTagAlreadyExists: which one ECR sends for an immutable
-        # tag is uncertain (shared/ECR.md), so both are settled by comparing digests.
+        # tag is uncertain, so both are settled by comparing digests.
         existing = await self.registry.tag_digest(request.ref)
         if existing != request.digest:
             raise TagImmutable(request.ref.repository, request.ref.tag, existing_digest=existing)
-        # "already exists" may be this push's own earlier attempt, whose answer was lost
-        # (shared/ECR.md): then this push moved the tag. (If the tag already named it
-        # before this push and the failed attempt never landed, this says pushed where
+        # "already exists" may be this push's own earlier attempt, which ECR applied but
+        # whose answer was lost: then this push moved the tag. (If the tag already named
+        # it before this push and the failed attempt never landed, this says pushed where
         # unchanged was true: both end with the tag right.)
         return Outcome.PUSHED if may_have_landed else Outcome.UNCHANGED
 
