@@ -31,7 +31,7 @@ from service.api.routes import registry as front_door
 from service.auth import Authenticator
 from service.domain.coalesce import CoalescingPushService
 from service.domain.ports import Registry
-from service.domain.push import PushPolicy
+from service.domain.push import PushPolicy, PushService
 from service.logging import configure_logging
 from service.metrics import HttpMetricsMiddleware, Metrics
 from service.oidc import OidcVerifier, load_config
@@ -112,7 +112,7 @@ def build_services(
             on_wait=metrics.budget_wait.observe,
             forget_after_seconds=0.4 * budget.interval_seconds,  # see BudgetedRegistry
         )
-    service = CoalescingPushService(
+    use_case = PushService(
         registry=budgeted,
         leases=LockLeaseProvider(lock, retry_after=1.0, lease_factory=lease_factory),
         records=records,
@@ -120,6 +120,9 @@ def build_services(
         policy=push_policy(settings),
         clock=time.time,
         sleep=asyncio.sleep,
+    )
+    service = CoalescingPushService(
+        use_case,
         enabled=settings.coalesce,
         on_coalesced=lambda outcome: metrics.coalesced.labels(outcome=outcome.value).inc(),
     )

@@ -1,12 +1,7 @@
 """``History`` over DynamoDB: one item per push attempt, newest first by sort key.
 
-The item schema is the PynamoDB model ``HistoryItem`` (attribute names, types, keys;
-``tables.py`` creates the table from it). I/O goes through the same aioboto3 client as the
-rest of the service rather than through PynamoDB's synchronous connection: the service is
-asyncio end to end, and running PynamoDB in a thread would need its own connection
-settings (host, region, credentials) kept in step with the aioboto3 ones. PynamoDB's
-``serialize()`` and ``from_raw_data()`` convert between the model and the raw items, so
-the model stays the single definition of the schema.
+The item is the PynamoDB model ``items.HistoryItem``; I/O goes through the service's
+aioboto3 client (``items`` says why).
 
 Sort key: ``<finished epoch ms, 13 digits>#<token, 20 digits>#<process counter>``, so a
 ``Query`` with ``ScanIndexForward=False`` lists newest first, and two entries of one
@@ -23,56 +18,30 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.models import Model
 
 from service.adapters.aws import backend_error, describe_active
+from service.adapters.items import HistoryItem
 from service.domain.errors import InvalidRequest
-from service.domain.models import HistoryEntry, HistoryPage, ImageRef
+from service.domain.models import HistoryEntry, HistoryPage, ImageRef, Outcome
 from service.domain.promote import history_ref
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 
-class HistoryItem(Model):
-    """One recorded push (or repair) of a repo:tag."""
-
-    class Meta:
-        table_name = "pushgate-history"
-        billing_mode = "PAY_PER_REQUEST"
-
-    pk = UnicodeAttribute(hash_key=True)  # "repository:tag"
-    sk = UnicodeAttribute(range_key=True)
-    repository = UnicodeAttribute()
-    tag = UnicodeAttribute()
-    outcome = UnicodeAttribute()
-    digest = UnicodeAttribute(null=True)
-    previous_digest = UnicodeAttribute(null=True)
-    observed_digest = UnicodeAttribute(null=True)
-    sequence = NumberAttribute(null=True)
-    token = NumberAttribute(null=True)
-    caller = UnicodeAttribute()
-    request_id = UnicodeAttribute()
-    started_at = NumberAttribute()  # epoch seconds
-    finished_at = NumberAttribute()  # epoch seconds
-    error = UnicodeAttribute(null=True)
-    detail = UnicodeAttribute(null=True)
-
-
 _counter = itertools.count()
 
 
-def to_item(entry: HistoryEntry) -> dict[str, Any]:
+def history_item(entry: HistoryEntry) -> HistoryItem:
     sort_key = (
         f"{round(entry.finished_at * 1000):013d}#{entry.token or 0:020d}#{next(_counter):010d}"
     )
-    model = HistoryItem(
+    return HistoryItem(
         pk=entry.ref.key,
         sk=sort_key,
         repository=entry.ref.repository,
         tag=entry.ref.tag,
-        outcome=entry.outcome,
+        outcome=entry.outcome.value,
         digest=entry.digest,
         previous_digest=entry.previous_digest,
         observed_digest=entry.observed_digest,
@@ -85,19 +54,17 @@ def to_item(entry: HistoryEntry) -> dict[str, Any]:
         error=entry.error,
         detail=entry.detail,
     )
-    item: dict[str, Any] = model.serialize()
-    return item
 
 
 def from_item(item: dict[str, Any]) -> HistoryEntry:
     model = HistoryItem.from_raw_data(item)
     return HistoryEntry(
         ref=history_ref(model.repository, model.tag),  # @sha256:... too
-        outcome=model.outcome,
+        outcome=Outcome(model.outcome),
         digest=model.digest,
         previous_digest=model.previous_digest,
-        sequence=None if model.sequence is None else int(model.sequence),
-        token=None if model.token is None else int(model.token),
+        sequence=model.sequence,
+        token=model.token,
         caller=model.caller,
         request_id=model.request_id,
         started_at=float(model.started_at),
@@ -112,19 +79,26 @@ def encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
 
 
+def history_key(ref: ImageRef, sort_key: str | None = None) -> dict[str, Any]:
+    """The serialized key of ``ref``'s entries (with ``sort_key``: of one entry)."""
+    key: dict[str, Any] = HistoryItem.get_operation_kwargs_from_class(ref.key, sort_key)["Key"]
+    return key
+
+
 def decode_cursor(cursor: str, ref: ImageRef) -> dict[str, Any]:
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, binascii.Error) as exc:
         raise InvalidRequest("cursor", "is not a cursor this service issued") from exc
+    sort_key = key.get("sk") if isinstance(key, dict) else None
     if (
         not isinstance(key, dict)
-        or key.get("pk") != {"S": ref.key}
-        or not isinstance(key.get("sk"), dict)
-        or not isinstance(key["sk"].get("S"), str)
+        or key.get("pk") != history_key(ref)["pk"]
+        or not isinstance(sort_key, dict)
+        or not isinstance(sort_key.get(HistoryItem.sk.attr_type), str)
     ):
         raise InvalidRequest("cursor", "belongs to another tag or is malformed")
-    return {"pk": key["pk"], "sk": {"S": key["sk"]["S"]}}
+    return history_key(ref, sort_key[HistoryItem.sk.attr_type])
 
 
 class DynamoHistory:
@@ -134,7 +108,8 @@ class DynamoHistory:
 
     async def append(self, entry: HistoryEntry) -> None:
         try:
-            await self._client.put_item(TableName=self._table, Item=to_item(entry))
+            item = history_item(entry).serialize()
+            await self._client.put_item(TableName=self._table, Item=item)
         except (ClientError, BotoCoreError) as exc:
             raise backend_error(exc, "PutItem on the history table") from exc
 
@@ -142,11 +117,15 @@ class DynamoHistory:
         extra: dict[str, Any] = {}
         if cursor:
             extra["ExclusiveStartKey"] = decode_cursor(cursor, ref)
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        condition = (HistoryItem.pk == ref.key).serialize(names, values)
         try:
             answer = await self._client.query(
                 TableName=self._table,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": ref.key}},
+                KeyConditionExpression=condition,
+                ExpressionAttributeNames={placeholder: name for name, placeholder in names.items()},
+                ExpressionAttributeValues=values,
                 ScanIndexForward=False,
                 Limit=limit,
                 ConsistentRead=True,

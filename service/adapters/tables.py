@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from locks import AsyncLeaseLock
 from service.adapters.aws import create_table
 from service.adapters.budget import ensure_budget_table
-from service.adapters.history import HistoryItem
+from service.adapters.items import HistoryItem, TagItem, table_schema
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
     from service.settings import Settings
 
-TAGS_SCHEMA: dict[str, Any] = {
-    "key_schema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-    "attribute_definitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-}
-
 
 async def ensure_tables(client: DynamoDBClient, settings: Settings) -> None:
     """Create the lease, tags, history and budget tables if missing; no-op when they exist."""
     await AsyncLeaseLock(settings.lease_table, client=client).ensure_table()
-    await create_table(client, settings.tags_table, TAGS_SCHEMA)
-    schema = HistoryItem._get_schema()  # noqa: SLF001 - PynamoDB's schema builder
-    await create_table(client, settings.history_table, dict(schema))
+    await create_table(client, settings.tags_table, table_schema(TagItem))
+    await create_table(client, settings.history_table, table_schema(HistoryItem))
     await ensure_budget_table(client, settings.budget_table)

@@ -11,8 +11,7 @@ from fastapi.security import HTTPBearer
 from service.adapters.budget import PutImageBudget
 from service.adapters.layers import EcrLayers
 from service.auth import Authenticator, Identity
-from service.domain.ports import History, Registry, TagRecords
-from service.domain.push import PushService
+from service.domain.ports import History, Pusher, Registry, TagRecords
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -22,7 +21,7 @@ class Services:
     """What the routes use; built by ``main.create_app``'s lifespan or given by tests."""
 
     settings: Settings
-    push: PushService
+    push: Pusher
     registry: Registry
     records: TagRecords
     history: History
@@ -38,7 +37,7 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def get_push(request: Request) -> PushService:
+def get_push(request: Request) -> Pusher:
     return get_services(request).push
 
 
@@ -86,7 +85,7 @@ def get_request_id(request: Request) -> str:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-PushDep = Annotated[PushService, Depends(get_push)]
+PushDep = Annotated[Pusher, Depends(get_push)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 RecordsDep = Annotated[TagRecords, Depends(get_records)]
 HistoryDep = Annotated[History, Depends(get_history)]

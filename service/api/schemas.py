@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from service.domain import limits
-from service.domain.models import HistoryEntry, PushResult, TagRecord
+from service.domain.models import Answer, HistoryEntry, Outcome, PushResult, TagRecord
 from service.domain.promote import MAX_TAGS, DigestPushResult, TagOutcome, TagsResult
 
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
@@ -124,7 +124,7 @@ class PushBody(BaseModel):
 
 
 class PushResponse(BaseModel):
-    outcome: Literal["pushed", "unchanged", "superseded"]
+    outcome: Answer
     repository: str
     tag: str
     digest: str
@@ -143,7 +143,7 @@ class PushResponse(BaseModel):
     @classmethod
     def of(cls, result: PushResult) -> PushResponse:
         return cls(
-            outcome=result.outcome.value,
+            outcome=result.outcome,
             repository=result.ref.repository,
             tag=result.ref.tag,
             digest=result.digest,
@@ -307,7 +307,7 @@ class TagItem(BaseModel):
     """One tag's answer: an outcome, or ``failed`` with that tag's error code and message."""
 
     tag: str
-    outcome: Literal["pushed", "unchanged", "superseded", "failed"]
+    outcome: Answer | Literal[Outcome.FAILED]
     previous_digest: str | None = None
     current_digest: str | None = None
     current_sequence: int | None = None
@@ -323,7 +323,7 @@ class TagItem(BaseModel):
         if item.error is not None:
             return cls(
                 tag=item.tag,
-                outcome="failed",
+                outcome=Outcome.FAILED,
                 error=item.error.code,
                 message=item.error.message,
                 details=item.error.details() or None,
@@ -332,7 +332,7 @@ class TagItem(BaseModel):
         assert result is not None  # noqa: S101 - a TagOutcome has one of the two
         return cls(
             tag=item.tag,
-            outcome=result.outcome.value,
+            outcome=result.outcome,
             previous_digest=result.previous_digest,
             current_digest=result.current_digest,
             current_sequence=result.current_sequence,

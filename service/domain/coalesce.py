@@ -1,7 +1,7 @@
 """Coalescing: of the pushes of one tag waiting in this process, only the newest needs a
 PutImage.
 
-``CoalescingPushService`` is a ``PushService`` whose ``push`` first passes a per-tag
+``CoalescingPushService`` wraps a ``PushService``: its ``push`` first passes a per-tag
 *gate* in this process: one push per repo:tag runs the use case (lease, record,
 ``put_image``) at a time; the others wait at the gate, not in the lease queue. When the
 running push ends, the gate goes to the **newest** waiter: the highest ``sequence`` when
@@ -9,11 +9,13 @@ every waiter has one, else the latest arrival. When a push *succeeds*, each wait
 the use case would now answer without a PutImage is answered at once, without ever taking
 the lease:
 
-- ``unchanged``: the tag's record (as the successful push left it) names the waiter's
-  digest, and the waiter's sequence is not higher than the record's;
-- ``superseded``: the waiter's sequence is lower than the record's;
-- ``superseded``: neither carries a sequence, and the successful push arrived after the
-  waiter (without sequences the latest arrival wins).
+- ``unchanged`` / ``superseded``: ``decision.decide`` on the tag as the successful push
+  left it says so, with no record write;
+- ``superseded``: neither carries a sequence, the successful push arrived after the
+  waiter (without sequences the latest arrival wins), and it moved the tag off the image
+  its record named, which shows the tag is mutable. Behind a push that did not (the
+  tag's first push, an ``unchanged``), such a waiter runs: on an immutable tag the use
+  case answers it ``tag_immutable``, and so must the gate.
 
 Why this is safe: a waiter is only ever answered from a push that has *already succeeded*
 — ECR accepted its PutImage and its record was written under its lease — while the waiter
@@ -40,16 +42,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 
-from service.domain.errors import LeaseTimeout, PushError
-from service.domain.models import HistoryEntry, Outcome, PushRequest, PushResult
-from service.domain.ports import History, LeaseProvider, Registry, TagRecords
-from service.domain.push import Defer, PushPolicy, PushService
+from service.domain.decision import Named, Superseded, Unchanged, decide
+from service.domain.errors import LeaseTimeout
+from service.domain.journal import PushCall
+from service.domain.models import Answer, Outcome, PushRequest, PushResult
+from service.domain.ports import Defer
+from service.domain.push import PushService
 
 log = structlog.get_logger("pushgate.coalesce")
 
@@ -63,21 +66,26 @@ class Settled:
     result: PushResult
     request_id: str
 
+    @property
+    def moved_a_tag(self) -> bool:
+        """Its PutImage moved the tag off the image its record named: the tag is mutable."""
+        return self.result.outcome is Outcome.PUSHED and self.result.previous_digest is not None
 
-def coalesced_outcome(waiter: PushRequest, waiter_arrival: int, done: Settled) -> Outcome | None:
+
+def coalesced_outcome(waiter: PushRequest, waiter_arrival: int, done: Settled) -> Answer | None:
     """What the use case would answer ``waiter`` right after ``done`` succeeded, when that
     answer needs no PutImage and no record write; None when the waiter must run."""
-    digest, sequence = done.result.current_digest, done.result.current_sequence
-    newer = waiter.sequence is not None and (sequence is None or waiter.sequence > sequence)
-    if waiter.digest == digest and not newer:
-        return Outcome.UNCHANGED
-    if waiter.sequence is not None and sequence is not None and waiter.sequence < sequence:
-        return Outcome.SUPERSEDED
+    after = Named(done.result.current_digest, done.result.current_sequence)
+    match decide(after, None, waiter):
+        case Unchanged(raise_to=None):
+            return Outcome.UNCHANGED
+        case Superseded():
+            return Outcome.SUPERSEDED
     if (
         waiter.sequence is None
         and done.request.sequence is None
         and done.arrival > waiter_arrival
-        and done.result.outcome in {Outcome.PUSHED, Outcome.UNCHANGED}
+        and done.moved_a_tag
     ):
         return Outcome.SUPERSEDED
     return None
@@ -104,36 +112,22 @@ def newest(waiters: list[_Waiter]) -> _Waiter:
     return max(waiters, key=lambda w: w.arrival)
 
 
-class CoalescingPushService(PushService):
-    """``PushService`` with a per-tag gate that coalesces waiting pushes (module doc).
+class CoalescingPushService:
+    """Wraps ``use_case`` with a per-tag gate that coalesces waiting pushes (module doc).
 
-    ``enabled=False`` makes it a plain ``PushService`` (the ``coalesce`` setting);
-    ``on_coalesced`` is called with each coalesced outcome (metrics)."""
+    ``enabled=False`` passes every push straight to the use case (the ``coalesce``
+    setting); ``on_coalesced`` is called with each coalesced outcome (metrics)."""
 
     def __init__(
         self,
+        use_case: PushService,
         *,
-        registry: Registry,
-        leases: LeaseProvider,
-        records: TagRecords,
-        history: History,
-        policy: PushPolicy,
-        clock: Callable[[], float],
-        sleep: Callable[[float], Awaitable[None]],
-        jitter: Callable[[], float] = random.random,
         enabled: bool = True,
         on_coalesced: Callable[[Outcome], None] | None = None,
     ) -> None:
-        super().__init__(
-            registry=registry,
-            leases=leases,
-            records=records,
-            history=history,
-            policy=policy,
-            clock=clock,
-            sleep=sleep,
-            jitter=jitter,
-        )
+        self._use_case = use_case
+        self._clock = use_case.clock
+        self._journal = use_case.journal
         self._gates: dict[str, _Gate] = {}
         self._arrivals = itertools.count()
         self._on_coalesced = on_coalesced
@@ -149,7 +143,7 @@ class CoalescingPushService(PushService):
         arrived_at: float | None = None,
     ) -> PushResult:
         if not self._enabled:
-            return await super().push(
+            return await self._use_case.push(
                 request, caller=caller, request_id=request_id, defer=defer, arrived_at=arrived_at
             )
         key = request.ref.key
@@ -160,7 +154,7 @@ class CoalescingPushService(PushService):
             return await self._run(
                 gate, key, request, arrival, caller, request_id, defer, arrived_at
             )
-        started = self._clock()
+        call = PushCall(request, caller, request_id, self._clock())
         waiter = _Waiter(request, arrival, asyncio.get_running_loop().create_future())
         gate.waiters.append(waiter)
         try:
@@ -171,17 +165,19 @@ class CoalescingPushService(PushService):
         if not done:
             gate.waiters.remove(waiter)
             exc = LeaseTimeout(key, holder="this replica", expires_at=None, retry_after=1.0)
-            await self._append_failure_entry(request, caller, request_id, started, exc)
+            await self._journal.failed(call, exc, token=None, previous_digest=None)
             raise exc
         settled = waiter.answer.result()
         if settled is None:  # our turn: run with what is left of the wait
-            waited = max(0.0, self._clock() - started)
+            waited = max(0.0, self._clock() - call.started_at)
             rest = dataclasses.replace(
                 request, wait_seconds=max(0.0, request.wait_seconds - waited)
             )
-            result = await self._run(gate, key, rest, arrival, caller, request_id, defer, started)
+            result = await self._run(
+                gate, key, rest, arrival, caller, request_id, defer, call.started_at
+            )
             return dataclasses.replace(result, waited_ms=result.waited_ms + waited * 1000)
-        return await self._answer(waiter, settled, caller, request_id, started)
+        return await self._answer(call, waiter.arrival, settled)
 
     async def _run(
         self,
@@ -195,7 +191,7 @@ class CoalescingPushService(PushService):
         arrived_at: float | None,
     ) -> PushResult:
         try:
-            result = await super().push(
+            result = await self._use_case.push(
                 request, caller=caller, request_id=request_id, defer=defer, arrived_at=arrived_at
             )
             self._settle(gate, Settled(request, arrival, result, request_id))
@@ -229,16 +225,9 @@ class CoalescingPushService(PushService):
         elif waiter.answer.done() and waiter.answer.result() is None:
             self._hand_over(gate, key)
 
-    async def _answer(
-        self,
-        waiter: _Waiter,
-        done: Settled,
-        caller: str,
-        request_id: str,
-        started: float,
-    ) -> PushResult:
-        request = waiter.request
-        outcome = coalesced_outcome(request, waiter.arrival, done)
+    async def _answer(self, call: PushCall, arrival: int, done: Settled) -> PushResult:
+        request = call.request
+        outcome = coalesced_outcome(request, arrival, done)
         assert outcome is not None  # noqa: S101 - _settle answered it because of this
         result = PushResult(
             outcome=outcome,
@@ -247,25 +236,17 @@ class CoalescingPushService(PushService):
             previous_digest=done.result.current_digest,
             sequence=request.sequence,
             token=done.result.token,
-            waited_ms=round(max(0.0, self._clock() - started) * 1000, 3),
+            waited_ms=round(max(0.0, self._clock() - call.started_at) * 1000, 3),
             current_digest=done.result.current_digest,
             current_sequence=done.result.current_sequence,
         )
-        await self._append(
-            HistoryEntry(
-                ref=request.ref,
-                outcome=outcome.value,
-                digest=request.digest,
-                previous_digest=done.result.current_digest,
-                sequence=request.sequence,
-                token=done.result.token,
-                caller=caller,
-                request_id=request_id,
-                started_at=started,
-                finished_at=self._clock(),
-                detail=f"coalesced: answered from push {done.request_id} "
-                f"(sequence {done.request.sequence}, token {done.result.token}); no PutImage",
-            )
+        await self._journal.answered(
+            call,
+            outcome,
+            token=done.result.token,
+            previous_digest=done.result.current_digest,
+            detail=f"coalesced: answered from push {done.request_id} "
+            f"(sequence {done.request.sequence}, token {done.result.token}); no PutImage",
         )
         if self._on_coalesced is not None:
             self._on_coalesced(outcome)
@@ -278,28 +259,3 @@ class CoalescingPushService(PushService):
             token=done.result.token,
         )
         return result
-
-    async def _append_failure_entry(
-        self,
-        request: PushRequest,
-        caller: str,
-        request_id: str,
-        started: float,
-        exc: PushError,
-    ) -> None:
-        await self._append(
-            HistoryEntry(
-                ref=request.ref,
-                outcome="failed",
-                digest=request.digest,
-                previous_digest=None,
-                sequence=request.sequence,
-                token=None,
-                caller=caller,
-                request_id=request_id,
-                started_at=started,
-                finished_at=self._clock(),
-                error=exc.code,
-                detail=exc.message,
-            )
-        )

@@ -1,7 +1,7 @@
 """Values of the push use case: frozen dataclasses, validated on construction.
 
-Validation mirrors ECR's API model (see ``shared/ECR.md``), so a bad request is answered
-before any lease is taken and before ECR would answer with a vaguer error.
+Validation mirrors ECR's API model, so a bad request is answered before any lease is
+taken and before ECR would answer with a vaguer error.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from service.domain.errors import InvalidRequest
 from service.domain.limits import (
@@ -41,9 +41,24 @@ MANIFEST_MEDIA_TYPES = frozenset(
 
 
 class Outcome(enum.StrEnum):
+    """Every outcome a push answers or a history entry records; the first three are the
+    answers of a successful push (``Answer``)."""
+
     PUSHED = "pushed"
     UNCHANGED = "unchanged"
     SUPERSEDED = "superseded"
+    #: a dead holder's PutImage that landed, written to the record by the next holder
+    ADOPTED = "adopted"
+    #: a drifted tag put back to its record's image
+    REPAIRED = "repaired"
+    #: a drifted tag that could not be put back
+    REPAIR_FAILED = "repair_failed"
+    #: a push that ended in an error
+    FAILED = "failed"
+
+
+#: the outcome of a successful push's answer
+Answer = Literal[Outcome.PUSHED, Outcome.UNCHANGED, Outcome.SUPERSEDED]
 
 
 def manifest_digest(manifest: str) -> str:
@@ -149,7 +164,7 @@ class PushRequest:
 
 @dataclass(frozen=True, slots=True)
 class PushResult:
-    outcome: Outcome
+    outcome: Answer
     ref: ImageRef
     digest: str
     previous_digest: str | None
@@ -203,7 +218,7 @@ class HistoryEntry:
     """One line of a tag's history; every push attempt and every repair writes one."""
 
     ref: ImageRef
-    outcome: str
+    outcome: Outcome
     digest: str | None
     previous_digest: str | None
     sequence: int | None

@@ -5,6 +5,7 @@ tests implement them with in-memory fakes.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from service.domain.models import (
@@ -13,17 +14,23 @@ from service.domain.models import (
     HistoryPage,
     ImageRef,
     PendingPush,
+    PushRequest,
+    PushResult,
     TagRecord,
 )
+
+#: Runs a push's after-answer work (verify, release) later; e.g. a response's background
+#: tasks. The job never raises ``PushError``.
+Defer = Callable[[Callable[[], Awaitable[None]]], None]
 
 
 class PutStatus(enum.Enum):
     """What ECR said about a ``put_image`` that did not fail."""
 
-    PUSHED = "pushed"
+    PUSHED = enum.auto()
     #: ImageAlreadyExists or ImageTagAlreadyExists: the tag holds *some* image already;
     #: the use case compares digests to tell "unchanged" from "tag_immutable".
-    ALREADY_EXISTS = "already_exists"
+    ALREADY_EXISTS = enum.auto()
 
 
 class Lease(Protocol):
@@ -95,7 +102,8 @@ class TagRecords(Protocol):
         The write clears any pending intent; ``history``, when given, is appended in the
         same atomic write (one round trip, and the entry of a PutImage lands with its
         record). Raise ``BackendUnavailable`` when the write failed for another reason
-        than the fence."""
+        than the fence, not ``retryable`` when retrying cannot fix it (a value the table
+        refuses, a denied write)."""
         ...
 
     async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:
@@ -118,3 +126,18 @@ class History(Protocol):
         ...
 
     async def ping(self) -> None: ...
+
+
+class Pusher(Protocol):
+    """The push use case as the API calls it: ``PushService``, or the coalescing gate
+    around it."""
+
+    async def push(
+        self,
+        request: PushRequest,
+        *,
+        caller: str,
+        request_id: str,
+        defer: Defer | None = None,
+        arrived_at: float | None = None,
+    ) -> PushResult: ...

@@ -244,13 +244,11 @@ async def push_by_digest(
             ref.repository, request.manifest, request.media_type, request.digest
         )
     except PushError as exc:
-        entry = _entry(request, ref, "failed", caller, request_id, started, clock, exc)
+        entry = _entry(request, ref, Outcome.FAILED, caller, request_id, started, clock, exc)
         await _append(history, entry)
         raise
     outcome = Outcome.PUSHED if status is PutStatus.PUSHED else Outcome.UNCHANGED
-    await _append(
-        history, _entry(request, ref, outcome.value, caller, request_id, started, clock, None)
-    )
+    await _append(history, _entry(request, ref, outcome, caller, request_id, started, clock, None))
     return DigestPushResult(
         outcome=outcome,
         repository=ref.repository,
@@ -262,7 +260,7 @@ async def push_by_digest(
 def _entry(
     request: PushRequest,
     ref: DigestRef,
-    outcome: str,
+    outcome: Outcome,
     caller: str,
     request_id: str,
     started: float,

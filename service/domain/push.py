@@ -1,36 +1,20 @@
 """The push use case: one lease per repo:tag around ``put_image``.
 
-Steps, all under the repo:tag lease:
+Under the repo:tag lease:
 
-1. read the per-tag record (the source of truth: digest, sequence, token); an intent
-   left in it by an earlier holder that died between ``put_image`` and its record write is
-   settled first: when ECR names the pending digest the record adopts it, else the
-   intent is dropped;
-2. the record already names this digest: ``unchanged``, ECR's PutImage quota is not spent;
-   a lower ``sequence`` than the record's: ``superseded``, ECR is not called;
-3. otherwise write the intent (pending digest and sequence) into the record, fenced by the
-   lease token, while the registry reserves a PutImage slot (two independent round trips
-   at once); call ``put_image`` with a timeout well inside the remaining lease, renewing
-   first only when the lease is too short for a whole call (the heartbeat normally keeps
-   it long); throttling and faults are retried here with jittered backoff (the ECR client
-   itself does not retry, see ``service.adapters.ecr``);
-4. write the record and its history entry in one transaction, conditional on the lease
-   item still naming this holder, unexpired, and on the record holding no newer token:
-   that check is what confirms the lease outlived the ECR call, and a holder that lost
-   its lease can never overwrite a newer holder's record; the write clears the intent;
-5. answer; then, still under the lease, verify the tag in ECR against the record (a tag
-   that drifted, a stale holder's delayed write landing late, is put back, logged and
-   written to history) and release the lease. ``defer`` lets the caller run this after
-   its answer is sent (the HTTP route hands it to the response's background tasks);
-   without it, ``push`` runs it before returning. Pushes that call no PutImage
-   (``unchanged``, ``superseded``) verify before answering, so ``repaired`` is reported.
+1. read the tag's record; an intent left by an earlier holder that died between its
+   PutImage and its record write is settled against ECR first (``settle``);
+2. decide (``decision.decide``): ``unchanged`` and ``superseded`` call no PutImage;
+3. ``put``: write the intent (fenced by the lease token) while the registry reserves a
+   PutImage slot, call PutImage within the lease (``putimage``), then write the record
+   with its history entry, fenced: a holder that lost its lease never overwrites a newer
+   holder's record, and the write clears the intent;
+4. answer; then verify the tag in ECR against the record (put back a drifted tag) and
+   release the lease. ``defer`` runs this after the answer is sent; pushes that call no
+   PutImage verify before answering, so ``repaired`` is reported.
 
-A lease lost anywhere in 3-4 ends in ``LeaseLost`` carrying the digest read back from
-ECR, so the caller knows what the tag really names. On failure the lease is released
-before the error is raised.
-
-Per push that calls PutImage, the answer waits for four DynamoDB round trips (acquire,
-read, intent with the slot reservation beside it, record) and one ECR call.
+A lease lost on the way ends in ``LeaseLost`` carrying the digest ECR names. On failure
+the lease is released, then the error is recorded and raised.
 """
 
 from __future__ import annotations
@@ -42,16 +26,21 @@ from dataclasses import dataclass
 
 import structlog
 
-from service.domain.errors import (
-    BackendUnavailable,
-    LeaseLost,
-    PushError,
-    RegistryError,
-    RegistryThrottled,
-    RegistryTimeout,
-    TagImmutable,
+from service.domain.decision import (
+    Decision,
+    Named,
+    Put,
+    Superseded,
+    TagState,
+    Unchanged,
+    current,
+    decide,
+    new_record,
 )
+from service.domain.errors import BackendUnavailable, LeaseLost, PushError
+from service.domain.journal import Journal, PushCall
 from service.domain.models import (
+    Answer,
     HistoryEntry,
     Outcome,
     PendingPush,
@@ -59,45 +48,26 @@ from service.domain.models import (
     PushResult,
     TagRecord,
 )
-from service.domain.ports import History, Lease, LeaseProvider, PutStatus, Registry, TagRecords
+from service.domain.ports import Defer, History, Lease, LeaseProvider, Registry, TagRecords
+from service.domain.putimage import PushPolicy, PutImageCall
+from service.domain.settle import Upkeep
+
+__all__ = ["Defer", "PushPolicy", "PushService"]
 
 log = structlog.get_logger("pushgate.push")
 
-#: Runs a push's after-answer work (verify, release) later; e.g. a response's background
-#: tasks. The job never raises ``PushError``.
-Defer = Callable[[Callable[[], Awaitable[None]]], None]
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    result: PushResult
+    #: what the tag should name, still to verify after answering (None: verified)
+    unverified: TagState | None
 
 
 @dataclass(frozen=True, slots=True)
-class PushPolicy:
-    """Timing of one push. Every ECR call must end ``lease_margin_seconds`` before the lease."""
-
-    ecr_timeout_seconds: float = 10.0
-    lease_margin_seconds: float = 2.0
-    min_call_seconds: float = 0.2
-    attempts: int = 4
-    backoff_base_seconds: float = 0.2
-    backoff_max_seconds: float = 5.0
-    throttle_retry_after_seconds: float = 2.0
-    lease_retry_after_seconds: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be >= 1")
-        if self.ecr_timeout_seconds <= 0 or self.min_call_seconds <= 0:
-            raise ValueError("timeouts must be positive")
-        if self.lease_margin_seconds < 0:
-            raise ValueError("lease_margin_seconds must be >= 0")
-
-
-@dataclass(slots=True)
-class _Attempt:
-    request: PushRequest
-    caller: str
-    request_id: str
-    started_at: float
-    previous_digest: str | None = None
-    token: int | None = None
+class _Failed:
+    error: PushError
+    previous_digest: str | None
 
 
 class PushService:
@@ -118,11 +88,11 @@ class PushService:
         self._registry = registry
         self._leases = leases
         self._records = records
-        self._history = history
         self._policy = policy
-        self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
+        self.clock = clock
+        self.journal = Journal(history, clock)
 
     async def push(
         self,
@@ -135,23 +105,25 @@ class PushService:
     ) -> PushResult:
         """``arrived_at``: when the request arrived, if it waited before this call (the
         coalescing gate); history's ``started_at``. Default: now."""
-        started = self._clock() if arrived_at is None else arrived_at
-        attempt = _Attempt(request, caller, request_id, started, token=None)
+        started = self.clock() if arrived_at is None else arrived_at
+        call = PushCall(request, caller, request_id, started)
         try:
             lease = await self._leases.acquire(request.ref.key, timeout=request.wait_seconds)
         except PushError as exc:
-            await self._append_failure(attempt, exc)
+            await self.journal.failed(call, exc, token=None, previous_digest=None)
             raise
-        attempt.token = lease.token  # the lease library logs lease_acquired / lease_released
-        try:
-            result, unverified = await self._under_lease(attempt, lease)
-        except PushError as exc:
-            await self._release(lease)
-            await self._append_failure(attempt, exc)
-            raise
+        try:  # the lease library logs lease_acquired / lease_released
+            outcome = await self._under_lease(call, lease)
         except BaseException:
             await self._release(lease)
             raise
+        if isinstance(outcome, _Failed):
+            await self._release(lease)
+            await self.journal.failed(
+                call, outcome.error, token=lease.token, previous_digest=outcome.previous_digest
+            )
+            raise outcome.error
+        result, unverified = outcome.result, outcome.unverified
         log.info(
             "push_finished",
             outcome=result.outcome.value,
@@ -165,7 +137,7 @@ class PushService:
         async def after_answer() -> None:
             try:
                 if unverified is not None:
-                    await self._verify(attempt, lease, unverified)
+                    await self._upkeep.verify(call, lease, unverified)
             finally:
                 await self._release(lease)
 
@@ -175,201 +147,103 @@ class PushService:
             defer(after_answer)
         return result
 
-    async def _under_lease(
-        self, attempt: _Attempt, lease: Lease
-    ) -> tuple[PushResult, TagRecord | None]:
-        """The result, and the record still to verify after answering (None: verified)."""
-        request = attempt.request
+    @property
+    def _upkeep(self) -> Upkeep:
+        return Upkeep(self._registry, self._records, self.journal, self._policy, self.clock)
+
+    async def _under_lease(self, call: PushCall, lease: Lease) -> _Answered | _Failed:
+        """Read, settle, decide and carry the decision out; a ``PushError`` is returned
+        with the digest the tag named before, for the failure's history entry."""
+        previous: str | None = None
         try:
-            record, pending = await self._records.read(request.ref)
+            record, pending = await self._records.read(call.request.ref)
+            landed = None
             if pending is not None and pending.token < lease.token:
-                record = await self._resolve(attempt, lease, record, pending)
-            attempt.previous_digest = record.digest if record else None
-            if record is not None and record.digest == request.digest:
-                return await self._unchanged_by_record(attempt, lease, record), None
-            if _superseded(request, record):
-                assert record is not None  # noqa: S101 - _superseded checked it
-                return await self._superseded(attempt, lease, record), None
-            sequence = request.sequence
-            if sequence is None and record is not None:
-                sequence = record.sequence
-            intent = PendingPush(
-                digest=request.digest,
-                sequence=sequence,
-                token=lease.token,
-                caller=attempt.caller,
-                request_id=attempt.request_id,
-            )
-            await self._write_intent(request, intent, lease)
-            status, may_have_landed = await self._put_with_retries(request, lease)
-            outcome = await self._outcome_of(request, status, may_have_landed=may_have_landed)
-            new = self._record(attempt, lease, sequence)
-            await self._record_with_entry(new, lease, self._entry(attempt, lease, outcome))
-            return self._result(attempt, lease, outcome, new, repaired=False), new
+                landed = await self._upkeep.settle(call, lease, record, pending)
+            tag = current(record, landed)
+            previous = tag.digest if tag else None
+            return await self._carry_out(call, lease, decide(record, landed, call.request), tag)
         except LeaseLost as exc:
-            observed = await self._readback(request)
-            log.warning(
-                "lease_lost_during_push",
-                key=request.ref.key,
-                digest=request.digest,
-                observed_digest=observed,
-            )
-            raise LeaseLost(
-                request.ref.key,
-                observed_digest=observed,
-                digest=request.digest,
-                retry_after=self._policy.lease_retry_after_seconds,
-            ) from exc
+            return _Failed(await self._lease_lost(call.request, exc), previous)
+        except PushError as exc:
+            return _Failed(exc, previous)
 
-    async def _resolve(
-        self, attempt: _Attempt, lease: Lease, record: TagRecord | None, pending: PendingPush
-    ) -> TagRecord | None:
-        """Settle an intent left by an earlier holder that died between ``put_image`` and
-        its record write: ECR is asked whether that put landed. It did: the record adopts
-        the pending digest and sequence. It did not: the intent is dropped."""
-        ref = attempt.request.ref
-        observed = await self._registry.tag_digest(ref)
-        if observed != pending.digest:
-            log.info(
-                "pending_push_dropped",
-                key=ref.key,
-                pending_digest=pending.digest,
-                pending_token=pending.token,
-                observed=observed,
-            )
-            await self._records.clear_pending(ref, fence=lease.fence())
-            return record
-        adopted = TagRecord(
-            ref=ref,
-            digest=pending.digest,
-            sequence=pending.sequence,
-            token=lease.token,
-            owner=lease.owner,
-            caller=pending.caller,
-            request_id=pending.request_id,
-            updated_at=self._clock(),
-        )
-        await self._records.put(adopted, fence=lease.fence())
-        log.warning(
-            "pending_push_adopted",
-            key=ref.key,
-            digest=pending.digest,
-            sequence=pending.sequence,
-            pending_token=pending.token,
-            previous_digest=record.digest if record else None,
-        )
-        await self._append(
-            HistoryEntry(
-                ref=ref,
-                outcome="adopted",
-                digest=pending.digest,
-                previous_digest=record.digest if record else None,
-                sequence=pending.sequence,
-                token=lease.token,
-                caller=pending.caller,
-                request_id=pending.request_id,
-                started_at=attempt.started_at,
-                finished_at=self._clock(),
-                observed_digest=observed,
-                detail=f"adopted: the put_image of token {pending.token} landed in ECR "
-                "but its holder never wrote the record",
-            )
-        )
-        return adopted
-
-    async def _unchanged_by_record(
-        self, attempt: _Attempt, lease: Lease, record: TagRecord
-    ) -> PushResult:
-        request = attempt.request
-        current = record
-        if request.sequence is not None and (
-            record.sequence is None or request.sequence > record.sequence
-        ):
-            current = self._record(attempt, lease, request.sequence)
-            await self._records.put(current, fence=lease.fence())
-        repaired = await self._verify(attempt, lease, current)
-        return await self._finish(attempt, lease, Outcome.UNCHANGED, current, repaired=repaired)
-
-    async def _superseded(self, attempt: _Attempt, lease: Lease, record: TagRecord) -> PushResult:
-        repaired = await self._verify(attempt, lease, record)
-        return await self._finish(attempt, lease, Outcome.SUPERSEDED, record, repaired=repaired)
-
-    def _record(self, attempt: _Attempt, lease: Lease, sequence: int | None) -> TagRecord:
-        return TagRecord(
-            ref=attempt.request.ref,
-            digest=attempt.request.digest,
-            sequence=sequence,
-            token=lease.token,
-            owner=lease.owner,
-            caller=attempt.caller,
-            request_id=attempt.request_id,
-            updated_at=self._clock(),
-        )
-
-    def _result(
+    async def _carry_out(
         self,
-        attempt: _Attempt,
+        call: PushCall,
         lease: Lease,
-        outcome: Outcome,
-        current: TagRecord,
-        *,
-        repaired: bool,
+        decision: Decision,
+        tag: TagState | None,
+    ) -> _Answered:
+        request = call.request
+        previous = tag.digest if tag else None
+        match decision:
+            case Put(sequence=sequence):
+                await self._write_intent(call, lease, sequence)
+                putimage = PutImageCall(self._registry, self._policy, self._sleep, self._jitter)
+                outcome = await putimage.outcome(request, lease)
+                new = self._record(call, lease, Named(request.digest, sequence))
+                entry = self.journal.entry(
+                    call, outcome, token=lease.token, previous_digest=previous
+                )
+                await self._commit(new, lease, entry)
+                return _Answered(self._result(call, lease, outcome, new, previous), new)
+            case Unchanged(raise_to=raised) if raised is not None:
+                tag = self._record(call, lease, Named(request.digest, raised))
+                await self._records.put(tag, fence=lease.fence())
+                outcome = Outcome.UNCHANGED
+            case Unchanged():
+                outcome = Outcome.UNCHANGED
+            case Superseded():
+                outcome = Outcome.SUPERSEDED
+        assert tag is not None  # noqa: S101 - decide answers put for an unknown tag
+        repaired = await self._upkeep.verify(call, lease, tag)
+        await self.journal.answered(call, outcome, token=lease.token, previous_digest=previous)
+        return _Answered(self._result(call, lease, outcome, tag, previous, repaired), None)
+
+    def _record(self, call: PushCall, lease: Lease, state: TagState) -> TagRecord:
+        return new_record(
+            call.request.ref,
+            state,
+            fence=lease.fence(),
+            caller=call.caller,
+            request_id=call.request_id,
+            now=self.clock(),
+        )
+
+    @staticmethod
+    def _result(
+        call: PushCall,
+        lease: Lease,
+        outcome: Answer,
+        tag: TagState,
+        previous: str | None,
+        repaired: bool = False,  # noqa: FBT001, FBT002 - positional at its two call sites
     ) -> PushResult:
-        request = attempt.request
+        request = call.request
         return PushResult(
             outcome=outcome,
             ref=request.ref,
             digest=request.digest,
-            previous_digest=attempt.previous_digest,
+            previous_digest=previous,
             sequence=request.sequence,
             token=lease.token,
             waited_ms=lease.waited_ms,
-            current_digest=current.digest,
-            current_sequence=current.sequence,
+            current_digest=tag.digest,
+            current_sequence=tag.sequence,
             repaired=repaired,
         )
 
-    def _entry(self, attempt: _Attempt, lease: Lease, outcome: Outcome) -> HistoryEntry:
-        request = attempt.request
-        return HistoryEntry(
-            ref=request.ref,
-            outcome=outcome.value,
-            digest=request.digest,
-            previous_digest=attempt.previous_digest,
-            sequence=request.sequence,
-            token=lease.token,
-            caller=attempt.caller,
-            request_id=attempt.request_id,
-            started_at=attempt.started_at,
-            finished_at=self._clock(),
-        )
-
-    async def _finish(
-        self,
-        attempt: _Attempt,
-        lease: Lease,
-        outcome: Outcome,
-        current: TagRecord,
-        *,
-        repaired: bool,
-    ) -> PushResult:
-        await self._append(self._entry(attempt, lease, outcome))
-        return self._result(attempt, lease, outcome, current, repaired=repaired)
-
-    async def _record_with_entry(self, new: TagRecord, lease: Lease, entry: HistoryEntry) -> None:
-        """Write the record and its history entry in one fenced write; the fence confirms
-        the lease outlived the ECR call. When that write fails for another reason (the
-        history table), the record is written alone and the entry appended best effort:
-        ECR already holds the image, and history never fails a push."""
-        try:
-            await self._records.put(new, fence=lease.fence(), history=entry)
-        except BackendUnavailable as exc:
-            log.warning("record_with_history_failed", key=new.ref.key, message=exc.message)
-            await self._records.put(new, fence=lease.fence())
-            await self._append(entry)
-
-    async def _write_intent(self, request: PushRequest, intent: PendingPush, lease: Lease) -> None:
+    async def _write_intent(self, call: PushCall, lease: Lease, sequence: int | None) -> None:
         """Write the intent while the registry reserves the PutImage slot, in parallel."""
+        request = call.request
+        intent = PendingPush(
+            digest=request.digest,
+            sequence=sequence,
+            token=lease.token,
+            caller=call.caller,
+            request_id=call.request_id,
+        )
         reserving = asyncio.ensure_future(self._reserve(request))
         try:
             await self._records.put_pending(request.ref, intent, fence=lease.fence())
@@ -385,205 +259,42 @@ class PushService:
         except PushError as exc:  # put_image reserves again, inside its retries
             log.info("putimage_reserve_deferred", key=request.ref.key, error=exc.code)
 
-    async def _outcome_of(
-        self, request: PushRequest, status: PutStatus, *, may_have_landed: bool
-    ) -> Outcome:
-        """``may_have_landed``: an earlier attempt of this push failed after ECR may have
-        applied it."""
-        if status is PutStatus.PUSHED:
-            return Outcome.PUSHED
-        # ImageAlreadyExists / ImageTagAlreadyExists: which one ECR sends for an immutable
-        # tag is uncertain (shared/ECR.md), so both are settled by comparing digests.
-        existing = await self._registry.tag_digest(request.ref)
-        if existing != request.digest:
-            raise TagImmutable(request.ref.repository, request.ref.tag, existing_digest=existing)
-        # "already exists" may be this push's own earlier attempt, whose answer was lost
-        # (shared/ECR.md): then this push moved the tag. (If the tag already named it
-        # before this push and the failed attempt never landed, this says pushed where
-        # unchanged was true: both end with the tag right.)
-        return Outcome.PUSHED if may_have_landed else Outcome.UNCHANGED
-
-    async def _call_budget(self, lease: Lease) -> float:
-        """A timeout for the next ECR call that ends well inside the lease. The lease is
-        renewed first only when what is left would cut a whole call short: the heartbeat
-        keeps it long, and a renewal is a round trip on every push's path."""
-        if lease.lost:
-            raise LeaseLost(lease.key)
-        if lease.remaining() - self._policy.lease_margin_seconds < self._policy.ecr_timeout_seconds:
-            await lease.renew()
-        budget = lease.remaining() - self._policy.lease_margin_seconds
-        if budget < self._policy.min_call_seconds:
-            raise LeaseLost(lease.key)
-        return min(self._policy.ecr_timeout_seconds, budget)
-
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(
-            self._policy.backoff_max_seconds, self._policy.backoff_base_seconds * 2.0**attempt
-        )
-        return ceiling * self._jitter()  # full jitter
-
-    async def _put_with_retries(self, request: PushRequest, lease: Lease) -> tuple[PutStatus, bool]:
-        """ECR's answer, and whether an earlier attempt may have landed unanswered."""
-        last: RegistryError | None = None
-        may_have_landed = False  # an attempt failed after ECR may have applied it
-        for attempt in range(self._policy.attempts):
-            timeout = await self._call_budget(lease)
-            try:
-                status = await self._registry.put_image(
-                    request.ref,
-                    manifest=request.manifest,
-                    media_type=request.media_type,
-                    digest=request.digest,
-                    timeout=timeout,
-                )
-            except RegistryTimeout as exc:
-                # The put may still have landed: ECR is asked, not guessed.
-                if await self._registry.tag_digest(request.ref) == request.digest:
-                    return PutStatus.PUSHED, True
-                last, may_have_landed = exc, True
-            except RegistryError as exc:
-                if not exc.retryable:
-                    raise
-                last = exc
-                # a throttled call was refused; a fault or lost answer may have landed
-                may_have_landed = may_have_landed or not isinstance(exc, RegistryThrottled)
-            else:
-                return status, may_have_landed
-            if attempt + 1 < self._policy.attempts:
-                delay = self._backoff(attempt)
-                if last.retry_after:  # e.g. a budget slot held for this push, that far away
-                    delay = min(delay, last.retry_after)
-                log.warning(
-                    "registry_retry",
-                    attempt=attempt + 1,
-                    delay_s=round(delay, 3),
-                    error=last.code,
-                    cause=last.cause_code,
-                )
-                await self._sleep(delay)
-        assert last is not None  # noqa: S101 - the loop ran at least once
-        if isinstance(last, RegistryThrottled):
-            raise RegistryThrottled(
-                "The registry kept throttling PutImage; retry later.",
-                cause_code=last.cause_code,
-                # a full budget knows when its next slot is: not sooner than that
-                retry_after=max(self._policy.throttle_retry_after_seconds, last.retry_after or 0),
-            ) from last
-        raise last
-
-    async def _verify(self, attempt: _Attempt, lease: Lease, record: TagRecord) -> bool:
-        """Put the tag back when ECR disagrees with the record; True when it was repaired."""
-        ref = record.ref
+    async def _commit(self, new: TagRecord, lease: Lease, entry: HistoryEntry) -> None:
+        """Write the record and its history entry in one fenced write; the fence confirms
+        the lease outlived the ECR call. When that write fails for another reason (the
+        history table), the record is written alone and the entry appended best effort:
+        ECR already holds the image, and history never fails a push."""
         try:
-            observed = await self._registry.tag_digest(ref)
-            if observed == record.digest:
-                return False
-            log.warning(
-                "tag_drift_detected", key=ref.key, expected=record.digest, observed=observed
-            )
-            found = await self._registry.manifest(ref.repository, record.digest)
-            if found is None:
-                log.error("tag_repair_impossible", key=ref.key, digest=record.digest)
-                await self._append_repair(attempt, lease, record, observed, "repair_failed")
-                return False
-            manifest, media_type = found
-            status = await self._registry.put_image(
-                ref,
-                manifest=manifest,
-                media_type=media_type,
-                digest=record.digest,
-                timeout=await self._call_budget(lease),
-            )
-            # "already exists": the tag names the record's image after all, or ECR
-            # refused to move it (an immutable tag); only the first is a repair
-            if status is not PutStatus.PUSHED:
-                current = await self._registry.tag_digest(ref)
-                if current != record.digest:
-                    log.error(
-                        "tag_repair_refused", key=ref.key, digest=record.digest, observed=current
-                    )
-                    await self._append_repair(attempt, lease, record, current, "repair_failed")
-                    return False
-        except PushError as exc:
-            log.warning("tag_verify_failed", key=ref.key, error=exc.code, message=exc.message)
-            return False
-        log.warning("tag_repaired", key=ref.key, digest=record.digest, observed=observed)
-        await self._append_repair(attempt, lease, record, observed, "repaired")
-        return True
+            await self._records.put(new, fence=lease.fence(), history=entry)
+        except BackendUnavailable as exc:
+            log.warning("record_with_history_failed", key=new.ref.key, message=exc.message)
+            await self._records.put(new, fence=lease.fence())
+            await self.journal.append(entry)
 
-    async def _append_repair(
-        self,
-        attempt: _Attempt,
-        lease: Lease,
-        record: TagRecord,
-        observed: str | None,
-        outcome: str,
-    ) -> None:
-        await self._append(
-            HistoryEntry(
-                ref=record.ref,
-                outcome=outcome,
-                digest=record.digest,
-                previous_digest=observed,
-                sequence=record.sequence,
-                token=lease.token,
-                caller=attempt.caller,
-                request_id=attempt.request_id,
-                started_at=attempt.started_at,
-                finished_at=self._clock(),
-                observed_digest=observed,
-                detail="tag did not match its record",
-            )
-        )
-
-    async def _readback(self, request: PushRequest) -> str | None:
+    async def _lease_lost(self, request: PushRequest, exc: LeaseLost) -> LeaseLost:
+        """The lost lease, with the digest ECR names now, so the caller knows the tag."""
         try:
-            return await self._registry.tag_digest(request.ref)
-        except PushError as exc:
-            log.warning("readback_failed", key=request.ref.key, error=exc.code)
-            return None
-
-    async def _append_failure(self, attempt: _Attempt, exc: PushError) -> None:
-        request = attempt.request
-        observed = exc.observed_digest if isinstance(exc, LeaseLost) else None
-        if isinstance(exc, TagImmutable):
-            observed = exc.existing_digest
-        await self._append(
-            HistoryEntry(
-                ref=request.ref,
-                outcome="failed",
-                digest=request.digest,
-                previous_digest=attempt.previous_digest,
-                sequence=request.sequence,
-                token=attempt.token,
-                caller=attempt.caller,
-                request_id=attempt.request_id,
-                started_at=attempt.started_at,
-                finished_at=self._clock(),
-                observed_digest=observed,
-                error=exc.code,
-                detail=exc.message,
-            )
+            observed = await self._registry.tag_digest(request.ref)
+        except PushError as failure:
+            log.warning("readback_failed", key=request.ref.key, error=failure.code)
+            observed = None
+        log.warning(
+            "lease_lost_during_push",
+            key=request.ref.key,
+            digest=request.digest,
+            observed_digest=observed,
         )
-
-    async def _append(self, entry: HistoryEntry) -> None:
-        """History is best effort: a failed append is logged, never fails the push."""
-        try:
-            await self._history.append(entry)
-        except PushError as exc:
-            log.exception("history_append_failed", key=entry.ref.key, error=exc.code)
+        lost = LeaseLost(
+            request.ref.key,
+            observed_digest=observed,
+            digest=request.digest,
+            retry_after=self._policy.lease_retry_after_seconds,
+        )
+        lost.__cause__ = exc
+        return lost
 
     async def _release(self, lease: Lease) -> None:
         try:
             await lease.release()
         except PushError as exc:
             log.warning("lease_release_failed", key=lease.key, error=exc.code)
-
-
-def _superseded(request: PushRequest, record: TagRecord | None) -> bool:
-    return (
-        record is not None
-        and record.sequence is not None
-        and request.sequence is not None
-        and request.sequence < record.sequence
-    )

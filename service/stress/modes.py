@@ -58,7 +58,7 @@ from service.stress.run import MODES, Mode, Run, RunConfig, finish, stress_setti
 if TYPE_CHECKING:
     from service.adapters.aws import Clients
     from service.domain.models import Fence
-    from service.domain.push import PushService
+    from service.domain.ports import Pusher
     from service.settings import Settings
 
 #: The codes a tolerant raw client reports as "already pushed".
@@ -238,7 +238,7 @@ def push_service(
     recorder: Recorder,
     *,
     on_event: Callable[[str, RecordingLease], None] | None = None,
-) -> PushService:
+) -> Pusher:
     """The production wiring (``service.main.build_services``) with leases that record
     their holding periods."""
     from service.main import build_services  # noqa: PLC0415 - server-only import
@@ -256,7 +256,7 @@ def client_backoff(tries: int, retry_after: float | None, rng: random.Random) ->
 
 
 async def push_once(
-    service: PushService,
+    service: Pusher,
     spec: PushSpec,
     attempt: Attempt,
     settings: Settings,

@@ -5,6 +5,7 @@ pending digest when ECR names it, or drops the intent when the put never landed.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from service.domain.errors import LeaseLost
 from service.domain.models import Fence, ImageRef, PendingPush, manifest_digest
 from service.main import create_app
 from service.settings import Settings
+from service.stress.harness import canned_response
 from tests.ecr_fidelity import EcrFidelity
 from tests.integration.service.helpers import manifest, tag_digest
 
@@ -181,3 +183,49 @@ async def test_history_outage_does_not_fail_a_push_that_landed(
     raw = item(dynamodb, settings, repo)
     assert (manifest_digest(text), False) == (raw["digest"]["S"], "pending_digest" in raw)
     assert [] == (await client.get(f"/v1/tags/{repo}/v1/history")).json()["items"]
+
+
+def refuse_records_of(app: FastAPI, settings: Settings, digest: str) -> None:
+    """DynamoDB refuses, for good, every record ``Put`` naming ``digest`` (a value the
+    table cannot store); the intent, an ``Update``, is stored."""
+
+    def hook(request: Any, **_: Any) -> Any:
+        writes = json.loads(request.body or b"{}").get("TransactItems", [])
+        for write in writes:
+            item = write.get("Put", {})
+            if item.get("TableName") == settings.tags_table and item["Item"].get("digest") == {
+                "S": digest
+            }:
+                return canned_response(
+                    request.url,
+                    400,
+                    {
+                        "__type": "com.amazonaws.dynamodb.v20120810#ValidationException",
+                        "message": "injected: Number overflow",
+                    },
+                    "application/x-amz-json-1.0",
+                    aio=True,
+                )
+        return None
+
+    events = app.state.clients.dynamodb.meta.events
+    events.register_first("before-send.dynamodb.TransactWriteItems", hook)
+
+
+async def test_record_refused_for_good_never_strands_the_tag(
+    app: FastAPI, client: httpx.AsyncClient, repo: str, ecr: Any, settings: Settings
+) -> None:
+    """Build 2 lands in ECR but DynamoDB refuses its record for good (a
+    ValidationException, also on every retry): that push fails, and the tag stays
+    pushable: the next push drops the intent it cannot adopt and moves the tag."""
+    await push(client, repo, manifest(1), sequence=1)
+    refuse_records_of(app, settings, manifest_digest(manifest(2)))
+    failed = await push(client, repo, manifest(2), sequence=2)
+    assert failed.status_code >= 500, failed.json()  # a DynamoDB failure, not the client's
+    assert manifest_digest(manifest(2)) == tag_digest(ecr, repo, "v1")
+    for sequence in (3, 4):
+        answer = await push(client, repo, manifest(sequence), sequence=sequence)
+        assert (200, "pushed") == (answer.status_code, answer.json()["outcome"]), answer.json()
+    assert manifest_digest(manifest(4)) == tag_digest(ecr, repo, "v1")
+    record = (await client.get(f"/v1/tags/{repo}/v1")).json()
+    assert (manifest_digest(manifest(4)), 4) == (record["digest"], record["sequence"])

@@ -3,12 +3,15 @@ records, history and repair."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from service.domain.models import manifest_digest
+from service.stress.harness import canned_response
 from tests.ecr_fidelity import EcrFidelity
 from tests.integration.service.helpers import manifest, tag_digest
 
@@ -93,6 +96,61 @@ async def test_immutable_tag_other_digest_is_409(
         answer.json()["error"],
         answer.json()["existing_digest"],
     )
+
+
+def refuse_put_of(app: FastAPI, digest: str, entered: asyncio.Event, go: asyncio.Event) -> None:
+    """The service's PutImage of ``digest`` sets ``entered``, waits for ``go``, and is
+    refused by ECR (layers not found)."""
+
+    async def hook(request: Any, **_: Any) -> Any:
+        if digest.encode() not in (request.body or b""):
+            return None
+        entered.set()
+        await go.wait()
+        return canned_response(
+            request.url,
+            400,
+            {"__type": "LayersNotFoundException", "message": "injected: layers missing"},
+            "application/x-amz-json-1.1",
+            aio=True,
+        )
+
+    app.state.clients.ecr.meta.events.register_first("before-send.ecr.PutImage", hook)
+
+
+async def test_concurrent_unsequenced_pushes_to_an_immutable_tag(
+    app: FastAPI, client: httpx.AsyncClient, immutable_repo: str, ecr: Any
+) -> None:
+    """Unsequenced pushes of one immutable tag wait behind a push that fails (coalescing
+    on): exactly one of them is pushed; every other digest is 409 tag_immutable naming the
+    winner, and a re-push of the winner's digest is unchanged, never superseded: nothing
+    can replace that tag, so the use case itself could answer nothing else."""
+    refused, entered, go = manifest(9), asyncio.Event(), asyncio.Event()
+    refuse_put_of(app, manifest_digest(refused), entered, go)
+    texts = [manifest(n) for n in (1, 2, 3, 4, 5, 6)] * 2
+    holder = asyncio.ensure_future(push(client, immutable_repo, refused))
+    await asyncio.wait_for(entered.wait(), 10)
+    waiting = [asyncio.ensure_future(push(client, immutable_repo, text)) for text in texts]
+    await asyncio.sleep(0.2)  # every waiter reaches the tag's gate (no I/O before it)
+    go.set()
+    answers = await asyncio.gather(*waiting)
+    assert (400, "layers_not_found") == ((await holder).status_code, (await holder).json()["error"])
+    winners = [a.json()["digest"] for a in answers if a.json().get("outcome") == "pushed"]
+    assert 1 == len(winners), [a.json() for a in answers]
+    winner = winners[0]
+    assert winner == tag_digest(ecr, immutable_repo, "v1")
+    seen = []
+    for text, answer in zip(texts, answers, strict=True):
+        body = answer.json()
+        if manifest_digest(text) == winner:
+            seen.append((answer.status_code, body["outcome"]))
+        else:
+            assert (409, "tag_immutable", winner) == (
+                answer.status_code,
+                body["error"],
+                body["existing_digest"],
+            )
+    assert sorted([(200, "pushed"), (200, "unchanged")]) == sorted(seen)
 
 
 async def test_manifest_without_media_type_uses_parameter(

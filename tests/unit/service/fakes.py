@@ -173,6 +173,10 @@ class FakeRecords:
         self.pending: dict[str, PendingPush] = {}
         self.writes = 0
         self.intent_writes = 0
+        #: record writes of these digests fail with the error (a value the table refuses)
+        self.refused: dict[str, PushError] = {}
+        #: the next intent writes fail with these errors
+        self.intent_failures: list[PushError] = []
 
     async def get(self, ref: ImageRef) -> TagRecord | None:
         return self.items.get(ref.key)
@@ -194,6 +198,8 @@ class FakeRecords:
         self, record: TagRecord, *, fence: Fence, history: HistoryEntry | None = None
     ) -> None:
         self._check(record.ref.key, fence)
+        if record.digest in self.refused:
+            raise self.refused[record.digest]
         if history is not None:
             assert self.history is not None, "a history entry needs FakeRecords(history=)"
             await self.history.append(history)
@@ -203,6 +209,8 @@ class FakeRecords:
 
     async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:
         self._check(ref.key, fence)
+        if self.intent_failures:
+            raise self.intent_failures.pop(0)
         self.intent_writes += 1
         self.pending[ref.key] = pending
 

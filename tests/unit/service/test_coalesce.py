@@ -6,11 +6,14 @@ import asyncio
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.domain.coalesce import CoalescingPushService, Settled, coalesced_outcome
-from service.domain.errors import LayersNotFound, LeaseTimeout, PushError
-from service.domain.models import ImageRef, Outcome, PushRequest, PushResult
+from service.domain.errors import LayersNotFound, LeaseTimeout, PushError, TagImmutable
+from service.domain.models import Answer, ImageRef, Outcome, PushRequest, PushResult
 from service.domain.ports import PutStatus
+from service.domain.push import PushService
 from tests.unit.service.fakes import FakeRegistry, World, request
 
 
@@ -50,14 +53,16 @@ class Coalescing:
         self.registry = HeldRegistry()
         self.coalesced: list[Outcome] = []
         self.service = CoalescingPushService(
-            registry=self.registry,
-            leases=self.world.leases,
-            records=self.world.records,
-            history=self.world.history,
-            policy=self.world.policy,
-            clock=self.world.clock,
-            sleep=self.world.clock.sleep,
-            jitter=lambda: 0.5,
+            PushService(
+                registry=self.registry,
+                leases=self.world.leases,
+                records=self.world.records,
+                history=self.world.history,
+                policy=self.world.policy,
+                clock=self.world.clock,
+                sleep=self.world.clock.sleep,
+                jitter=lambda: 0.5,
+            ),
             enabled=enabled,
             on_coalesced=self.coalesced.append,
         )
@@ -98,19 +103,24 @@ def outcomes(results: list[PushResult | BaseException]) -> list[str]:
 
 # --- the decision (pure) ----------------------------------------------------------------
 
+OTHER = "sha256:" + "e" * 64
+
 
 def settled(
     req: PushRequest,
     *,
     arrival: int = 10,
-    outcome: Outcome = Outcome.PUSHED,
+    outcome: Answer = Outcome.PUSHED,
     current_sequence: int | None = None,
+    previous: str | None = OTHER,
 ) -> Settled:
+    """``req`` succeeded with ``outcome``; ``previous``: the digest its record named before
+    (default: another image, so a pushed ``req`` moved the tag)."""
     result = PushResult(
         outcome=outcome,
         ref=req.ref,
         digest=req.digest,
-        previous_digest=None,
+        previous_digest=previous,
         sequence=req.sequence,
         token=7,
         waited_ms=0.0,
@@ -154,6 +164,25 @@ def test_coalesced_outcome(waiter: PushRequest, done: Settled, expected: Outcome
 def test_a_waiter_arriving_after_an_unsequenced_push_is_not_superseded_by_it() -> None:
     """Without sequences only an *earlier* waiter is superseded by a push."""
     assert coalesced_outcome(request(1), 11, settled(request(2), arrival=10)) is None
+
+
+@pytest.mark.parametrize(
+    "done",
+    [
+        settled(request(2), previous=None),  # the tag's first push
+        settled(request(2), outcome=Outcome.UNCHANGED, previous=request(2).digest),
+    ],
+)
+def test_unsequenced_waiter_runs_unless_the_push_showed_the_tag_mutable(done: Settled) -> None:
+    """Without sequences, a waiter is superseded only by a push that moved the tag off
+    another image: behind a tag's first push or an unchanged one the tag may be immutable,
+    where the use case answers tag_immutable, so the waiter runs."""
+    assert coalesced_outcome(request(1), 5, done) is None
+
+
+def test_same_digest_waiter_behind_a_first_push_is_unchanged() -> None:
+    """A waiter pushing the digest a tag's first push put is unchanged, mutable or not."""
+    assert Outcome.UNCHANGED == coalesced_outcome(request(2), 5, settled(request(2), previous=None))
 
 
 # --- the service ------------------------------------------------------------------------
@@ -331,3 +360,59 @@ async def test_push_that_waited_at_the_gate_is_recorded_from_its_arrival() -> No
     assert isinstance(result, PushResult)
     assert ("pushed", arrived) == (entry.outcome, entry.started_at)
     assert result.waited_ms >= 5000
+
+
+async def test_immutable_tag_waiters_get_what_the_use_case_answers() -> None:
+    """On an immutable repository, unsequenced waiters behind a failed push are answered
+    as the use case answers them once the newest is pushed: tag_immutable naming its
+    digest, or unchanged for that digest; never superseded."""
+    c = Coalescing()
+    c.registry.immutable.add(request(1).ref.repository)
+    c.registry.refuse.add(request(9).digest)
+    first = await c.first_holds_put(request(9))
+    waiting = await c.queue(request(1), request(3), request(2), request(3))
+    c.registry.release.set()
+    results = await settle(first, *waiting)
+    expected = ["LayersNotFound", "TagImmutable", "unchanged", "TagImmutable", "pushed"]
+    assert expected == outcomes(results)
+    existing = {r.existing_digest for r in results if isinstance(r, TagImmutable)}
+    assert {request(3).digest} == existing
+    assert request(3).digest == c.registry.tags[request(1).ref]
+
+
+WAITERS = st.lists(
+    st.tuples(st.integers(1, 3), st.one_of(st.none(), st.integers(0, 3))), min_size=1, max_size=6
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(WAITERS, st.booleans())
+def test_no_immutable_tag_answer_the_use_case_could_not_give(
+    pushes: list[tuple[int, int | None]], first_fails: bool
+) -> None:
+    """Any pushes of an immutable tag waiting behind a first push (that lands or fails):
+    at most one is pushed; an unsequenced push is never superseded; every tag_immutable
+    names the image the tag ends on, and only that image is answered unchanged."""
+
+    async def run() -> list[tuple[PushRequest, PushResult | BaseException]]:
+        c = Coalescing()
+        c.registry.immutable.add(request(1).ref.repository)
+        if first_fails:
+            c.registry.refuse.add(request(9).digest)
+        reqs = [request(9), *(request(n, sequence=s) for n, s in pushes)]
+        first = await c.first_holds_put(reqs[0])
+        waiting = await c.queue(*reqs[1:])
+        c.registry.release.set()
+        return list(zip(reqs, await settle(first, *waiting), strict=True))
+
+    answers = asyncio.run(run())
+    pushed = [r for _, r in answers if isinstance(r, PushResult) and r.outcome is Outcome.PUSHED]
+    assert len(pushed) <= 1
+    final = pushed[0].digest if pushed else None
+    for req, answer in answers:
+        if isinstance(answer, TagImmutable):
+            assert final == answer.existing_digest
+        elif isinstance(answer, PushResult) and answer.outcome is Outcome.UNCHANGED:
+            assert final == req.digest
+        elif isinstance(answer, PushResult) and answer.outcome is Outcome.SUPERSEDED:
+            assert req.sequence is not None

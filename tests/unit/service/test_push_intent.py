@@ -6,8 +6,9 @@ compares sequences."""
 from __future__ import annotations
 
 import pytest
+from structlog.testing import capture_logs
 
-from service.domain.errors import LeaseLost, RegistryFault
+from service.domain.errors import BackendUnavailable, LeaseLost, RegistryFault
 from service.domain.models import Outcome, PendingPush
 from tests.unit.service.fakes import World, request
 
@@ -222,3 +223,64 @@ async def test_intent_writes_are_fenced(world: World) -> None:
         await world.records.put_pending(ref, pending, fence=old.fence())
     with pytest.raises(LeaseLost):
         await world.records.clear_pending(ref, fence=old.fence())
+
+
+def refused() -> BackendUnavailable:
+    """What the records adapter raises for a value the table cannot store."""
+    error = BackendUnavailable("DynamoDB refused the value", cause_code="ValidationException")
+    error.retryable = False
+    return error
+
+
+async def test_intent_refused_for_good_leaves_the_tag_pushable(world: World) -> None:
+    """An intent write refused for a permanent reason fails that push before PutImage;
+    nothing of it is left, and the next push of the tag is pushed."""
+    world.records.intent_failures = [refused()]
+    with pytest.raises(BackendUnavailable):
+        await world.push(request(1, sequence=1))
+    assert ([], {}) == (world.registry.puts, world.records.pending)
+    assert Outcome.PUSHED == (await world.push(request(2, sequence=2))).outcome
+
+
+async def test_record_refused_for_good_after_put_leaves_the_tag_pushable(world: World) -> None:
+    """Build 3 lands in ECR but its record can never be written (a value the table
+    refuses, permanently): the next push drops the intent it cannot adopt and is pushed,
+    and so is every later push."""
+    await world.push(request(1, sequence=1))
+    world.records.refused[request(3).digest] = refused()
+    with pytest.raises(BackendUnavailable):
+        await world.push(request(3, sequence=3))
+    assert request(3).digest == world.registry.tags[request(0).ref]
+    with capture_logs() as logs:
+        result = await world.push(request(4, sequence=4))
+    assert (Outcome.PUSHED, request(1).digest) == (result.outcome, result.previous_digest)
+    assert "pending_push_unrecordable" in [e["event"] for e in logs]
+    assert ({}, request(4).digest) == (world.records.pending, world.registry.tags[result.ref])
+    assert Outcome.PUSHED == (await world.push(request(5, sequence=5))).outcome
+
+
+async def test_unrecordable_intent_is_not_adopted_and_the_tag_is_put_back(world: World) -> None:
+    """A push superseded by the record after an unrecordable intent was dropped verifies
+    the tag: ECR is put back to the recorded image, which the record still names."""
+    await world.push(request(5, sequence=5))
+    world.records.refused[request(6).digest] = refused()
+    with pytest.raises(BackendUnavailable):
+        await world.push(request(6, sequence=6))
+    result = await world.push(request(2, sequence=2))
+    assert (Outcome.SUPERSEDED, True) == (result.outcome, result.repaired)
+    assert request(5).digest == world.registry.tags[result.ref]
+    assert "adopted" not in {e.outcome for e in world.history.entries}
+
+
+async def test_adoption_that_fails_for_now_keeps_the_intent(world: World) -> None:
+    """A record write that fails for a reason that may pass (an outage) fails the push
+    that settles the intent, and leaves the intent for the next holder, who adopts it."""
+    await world.push(request(1, sequence=1))
+    crashed = await crash_after_put(world, 3)
+    world.records.refused[crashed] = BackendUnavailable("DynamoDB is throttling")
+    with pytest.raises(BackendUnavailable):
+        await world.push(request(2, sequence=2))
+    assert crashed == world.records.pending[request(0).ref.key].digest
+    del world.records.refused[crashed]
+    result = await world.push(request(2, sequence=2))
+    assert (Outcome.SUPERSEDED, crashed) == (result.outcome, result.current_digest)
