@@ -89,11 +89,15 @@ def pushgate_serve(
 ) -> Iterator[str]:
     """`pushgate serve` in a subprocess, configured by environment variables only (as in
     the Kubernetes manifests), on the stack's tables; yields its URL once /readyz is 200.
-    ``preamble`` is Python run first in that process."""
+    ``preamble`` is Python run first in that process. Auth is off unless ``env`` gives
+    tokens."""
     port = free_port()
+    tokens = "PUSHGATE_AUTH_TOKENS" in (env or {})
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
+        "PUSHGATE_AUTH": "tokens" if tokens else "off",
+        "PUSHGATE_METRICS_OPEN": "1",
         "PUSHGATE_REGION": REGION,
         "PUSHGATE_DYNAMODB_ENDPOINT_URL": endpoint,
         "PUSHGATE_ECR_ENDPOINT_URL": endpoint,

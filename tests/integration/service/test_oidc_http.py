@@ -78,6 +78,7 @@ async def api(
     app = create_app(
         settings.model_copy(
             update={
+                "auth": "tokens",
                 "oidc_config": json.dumps(config),
                 "auth_tokens": json.dumps(static),
                 "oidc_refresh_seconds": refresh_seconds,
