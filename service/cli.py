@@ -7,8 +7,9 @@
   wherever the settings and the AWS chain point: a first deploy, or compose's init job.
 - ``push``, ``status``, ``history``: the client commands (``service.commands``).
 
-The server imports (FastAPI, aioboto3, moto) happen inside the server commands so that
-client commands stay light.
+The base install has the client commands and ``token``; ``serve`` and ``init`` need the
+``server`` extra, ``serve --local`` and ``stress`` the ``local`` one (``service.extras``).
+Their imports happen inside the commands, after the check, so client commands stay light.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from service.commands import register as register_client_commands
+from service.extras import MISSING_EXTRA_EXIT, extra_providing, require, sentence
 from service.stress_cli import stress
 
 if TYPE_CHECKING:
@@ -90,6 +93,7 @@ def init(
     ] = None,
 ) -> None:
     """Create the lease, tags and history tables (and repositories) if missing."""
+    require("server", "pushgate init")
     from service.settings import Settings  # noqa: PLC0415 - server-only import
 
     settings = Settings()
@@ -123,6 +127,10 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
     """Serve the push API (OpenAPI at /docs)."""
+    if local:
+        require("local", "pushgate serve --local")
+    else:
+        require("server", "pushgate serve")
     import uvicorn  # noqa: PLC0415 - server-only import
 
     from service.main import create_app  # noqa: PLC0415
@@ -164,4 +172,13 @@ app.command(name="stress")(stress)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        # a server module imported by a command that did not check first: still one sentence
+        extra = extra_providing(exc.name or "")
+        if extra is None:
+            raise
+        command = " ".join(["pushgate", *sys.argv[1:2]])
+        typer.echo(sentence(command, extra), err=True)
+        raise SystemExit(MISSING_EXTRA_EXIT) from None
