@@ -207,3 +207,22 @@ def test_an_unknown_missing_module_is_not_hidden(monkeypatch) -> None:
     monkeypatch.setattr(cli, "app", app)
     with pytest.raises(ModuleNotFoundError, match="nonesuch"):
         cli.main()
+
+
+def readme_install_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return readme.split("## Install\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_install_lines_name_the_extras_of_pyproject() -> None:
+    """The README's install table has one line per extra pyproject.toml defines."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    named = re.findall(
+        r"^\| `pip install (?:-e )?'\.\[(\w+)\]'`", readme_install_section(), re.MULTILINE
+    )
+    assert sorted(project["optional-dependencies"]) == sorted(named)
+
+
+def test_readme_shows_the_sentence_the_cli_prints() -> None:
+    """The README's example of a missing extra is the CLI's own sentence."""
+    assert f"$ pushgate serve\n{sentence('pushgate serve', 'server')}\n" in readme_install_section()
