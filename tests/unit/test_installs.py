@@ -81,8 +81,9 @@ def test_server_modules_match_the_server_extra() -> None:
 
 
 def test_local_extra_is_server_plus_moto() -> None:
-    """`local` adds moto to `server`, and the CLI checks for both."""
-    assert {"pushgate", "moto"} == extra_dependencies("local")
+    """`local` adds moto to `server` (aioboto3 is repeated only to order pip's resolution),
+    and the CLI checks for both."""
+    assert {"pushgate", "aioboto3", "moto"} == extra_dependencies("local")
     assert (
         "pushgate[server]"
         in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][
