@@ -92,7 +92,7 @@ def init(
         typer.Option("--repository", help="An ECR repository to create (repeatable)."),
     ] = None,
 ) -> None:
-    """Create the lease, tags and history tables (and repositories) if missing."""
+    """Create the lease, tags and history tables (and repositories) if missing (server extra)."""
     require("server", "pushgate init")
     from service.settings import Settings  # noqa: PLC0415 - server-only import
 
@@ -126,7 +126,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
-    """Serve the push API (OpenAPI at /docs)."""
+    """Serve the push API (OpenAPI at /docs); server extra, local extra for --local."""
     if local:
         require("local", "pushgate serve --local")
     else:

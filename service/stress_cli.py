@@ -152,7 +152,8 @@ def stress(
         bool, typer.Option(help="Exit 1 when any invariant was violated.")
     ] = False,
 ) -> None:
-    """Push concurrently to the same tags and check six invariants from the history."""
+    """Push concurrently to the same tags and check six invariants from the history
+    (local extra)."""
     require("local", "pushgate stress")
     import structlog  # noqa: PLC0415 - imported here so that `pushgate` stays light
     from rich.console import Console  # noqa: PLC0415

@@ -227,3 +227,10 @@ def test_readme_install_lines_name_the_extras_of_pyproject() -> None:
 def test_readme_shows_the_sentence_the_cli_prints() -> None:
     """The README's example of a missing extra is the CLI's own sentence."""
     assert f"$ pushgate serve\n{sentence('pushgate serve', 'server')}\n" in readme_install_section()
+
+
+def test_run_sh_installs_each_job_s_extra() -> None:
+    """`./run.sh serve` installs the local extra and `./run.sh test` the dev one."""
+    run_sh = (ROOT / "run.sh").read_text()
+    jobs = re.findall(r"^    (\w+)\)\n        ensure_venv (\w+) ", run_sh, flags=re.MULTILINE)
+    assert [("serve", "local"), ("test", "dev")] == jobs
