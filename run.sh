@@ -2,7 +2,8 @@
 # One entry point for set-up and the two jobs in README.md:
 #   ./run.sh serve   start pushgate on the embedded default (a local moto server)
 #   ./run.sh test    lint, type-check and run the whole test suite
-# Each creates .venv on first use and reinstalls only when pyproject.toml changes.
+# Each creates .venv on first use and installs what its job needs (serve: the `local`
+# extra; test: `dev`, which includes `local`), again only when pyproject.toml changes.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -10,20 +11,47 @@ PYTHON="${PYTHON:-python3}"
 VENV=".venv"
 STAMP="$VENV/.installed"
 
+installed_covers() {
+    # the stamp holds "<pyproject hash> <extra>"; dev includes local
+    local want_hash="$1" want_extra="$2" have_hash have_extra
+    [ -f "$STAMP" ] || return 1
+    read -r have_hash have_extra < "$STAMP" || return 1
+    [ "$have_hash" = "$want_hash" ] || return 1
+    [ "$have_extra" = "$want_extra" ] || { [ "$have_extra" = dev ] && [ "$want_extra" = local ]; }
+}
+
 ensure_venv() {
+    local extra="$1" check="$2" want
     if [ ! -x "$VENV/bin/python" ]; then
         "$PYTHON" -m venv "$VENV"
     fi
-    local want
     want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-    if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+    if ! installed_covers "$want" "$extra"; then
         "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
         # setuptools warns on every editable install of a flat layout (packages at the root)
         PYTHONWARNINGS="ignore:Editable installation" \
-            "$VENV/bin/python" -m pip install --quiet -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-        "$VENV/bin/python" -c 'import locks, service, moto, aioboto3, pynamodb, pytest' # fail loudly on a bad install
-        echo "$want" > "$STAMP"
+            "$VENV/bin/python" -m pip install --quiet -e ".[$extra]" 2>&1 | grep -v '^WARNING: Location' || true
+        "$VENV/bin/python" -c "import $check" # fail loudly on a bad install
+        echo "$want $extra" > "$STAMP"
     fi
+}
+
+ensure_apt_tools() {
+    # Debian tools some tests drive: promtool checks the alert rules, skopeo talks to registries.
+    # Installed when missing and this runs as root with apt-get; otherwise those tests skip.
+    local missing=() skipped=()
+    command -v promtool >/dev/null 2>&1 || { missing+=(prometheus); skipped+=("alert rules (promtool)"); }
+    command -v skopeo >/dev/null 2>&1 || { missing+=(skopeo); skipped+=("registry (skopeo)"); }
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+        && apt-get update -qq >/dev/null 2>&1 \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null 2>&1; then
+        return 0
+    fi
+    local tests
+    tests="$(printf '%s, ' "${skipped[@]}")"
+    echo "could not install ${missing[*]} (needs root and apt-get): the ${tests%, } tests will be skipped" >&2
 }
 
 ensure_dynalite() {
@@ -43,11 +71,12 @@ cmd="${1:-}"
 shift || true
 case "$cmd" in
     serve)
-        ensure_venv
+        ensure_venv local "locks, service, moto, aioboto3, pynamodb"
         exec "$VENV/bin/pushgate" serve --local "$@"
         ;;
     test)
-        ensure_venv
+        ensure_venv dev "locks, service, moto, aioboto3, pynamodb, pytest"
+        ensure_apt_tools
         ensure_dynalite
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .

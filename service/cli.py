@@ -7,8 +7,9 @@
   wherever the settings and the AWS chain point: a first deploy, or compose's init job.
 - ``push``, ``status``, ``history``: the client commands (``service.commands``).
 
-The server imports (FastAPI, aioboto3, moto) happen inside the server commands so that
-client commands stay light.
+The base install has the client commands and ``token``; ``serve`` and ``init`` need the
+``server`` extra, ``serve --local`` and ``stress`` the ``local`` one (``service.extras``).
+Their imports happen inside the commands, after the check, so client commands stay light.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from service.commands import register as register_client_commands
+from service.extras import MISSING_EXTRA_EXIT, extra_providing, require, sentence
 from service.stress_cli import stress
 from service.tag_commands import register as register_tag_commands
 
@@ -116,7 +119,8 @@ def init(
         typer.Option("--repository", help="An ECR repository to create (repeatable)."),
     ] = None,
 ) -> None:
-    """Create the lease, tags and history tables (and repositories) if missing."""
+    """Create the lease, tags and history tables (and repositories) if missing (server extra)."""
+    require("server", "pushgate init")
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
     settings = _server_settings()
@@ -156,7 +160,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
-    """Serve the push API (its OpenAPI description at /openapi.json)."""
+    """Serve the push API (its OpenAPI description at /openapi.json); server extra, local
+    extra for --local."""
+    if local:
+        require("local", "pushgate serve --local")
+    else:
+        require("server", "pushgate serve")
     import structlog  # noqa: PLC0415 - server-only imports
 
     from service.auth import AuthConfigError  # noqa: PLC0415
@@ -213,4 +222,13 @@ app.command(name="stress")(stress)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        # a server module imported by a command that did not check first: still one sentence
+        extra = extra_providing(exc.name or "")
+        if extra is None:
+            raise
+        command = " ".join(["pushgate", *sys.argv[1:2]])
+        typer.echo(sentence(command, extra), err=True)
+        raise SystemExit(MISSING_EXTRA_EXIT) from None

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from service.extras import require
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -150,7 +152,9 @@ def stress(
         bool, typer.Option(help="Exit 1 when any invariant was violated.")
     ] = False,
 ) -> None:
-    """Push concurrently to the same tags and check six invariants from the history."""
+    """Push concurrently to the same tags and check six invariants from the history
+    (local extra)."""
+    require("local", "pushgate stress")
     import structlog  # noqa: PLC0415 - imported here so that `pushgate` stays light
     from rich.console import Console  # noqa: PLC0415
 

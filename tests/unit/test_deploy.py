@@ -80,14 +80,76 @@ def test_balancer_config_names_both_replicas() -> None:
     assert ["pushgate-1:8080", "pushgate-2:8080"] == re.findall(r"server (pushgate-\d:\d+)", config)
 
 
-def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
-    """The image drops root and probes /healthz."""
+@pytest.fixture(scope="module")
+def stages() -> dict[str, tuple[str, str]]:
+    """The Dockerfile's stages in order: name -> (what it is built FROM, its instructions)."""
     dockerfile = (ROOT / "Dockerfile").read_text()
-    users = re.findall(r"^USER (\S+)", dockerfile, flags=re.MULTILINE)
+    found = re.finditer(
+        r"^FROM (\S+) AS (\S+)\n(.*?)(?=^FROM |\Z)", dockerfile, flags=re.MULTILINE | re.DOTALL
+    )
+    return {match[2]: (match[1], match[3]) for match in found}
+
+
+def image_of(stages: dict[str, tuple[str, str]], name: str) -> str:
+    """The instructions that make stage ``name``'s image: its own and its bases'."""
+    parts = []
+    while name in stages:
+        name, body = stages[name]
+        parts.append(body)
+    return "\n".join(reversed(parts))
+
+
+def test_dockerfile_runs_as_non_root_with_a_healthcheck(stages) -> None:
+    """The production image drops root and probes /healthz."""
+    production = image_of(stages, "production")
+    users = re.findall(r"^USER (\S+)", production, flags=re.MULTILINE)
     assert users
     assert users[-1] not in {"root", "0"}
-    assert "HEALTHCHECK" in dockerfile
-    assert "/healthz" in dockerfile
+    assert "HEALTHCHECK" in production
+    assert "/healthz" in production
+
+
+def test_production_image_is_the_default_target(stages) -> None:
+    """`docker build .` (no --target) builds the last stage: the production image."""
+    assert "production" == list(stages)[-1]
+
+
+def test_production_image_installs_the_server_extra_and_no_moto(stages) -> None:
+    """The production image installs pushgate[server]; nothing of moto or the local extra."""
+    production = image_of(stages, "production")
+    assert ["pushgate[server]"] == re.findall(r"'(pushgate\[\w+\])'", production)
+    assert "moto" not in production.lower()
+
+
+def test_emulator_stage_installs_the_local_extra_as_non_root(stages) -> None:
+    """The emulator stage installs pushgate[local] (moto) and drops root."""
+    emulator = image_of(stages, "emulator")
+    assert ["pushgate[local]"] == re.findall(r"'(pushgate\[\w+\])'", emulator)
+    assert re.findall(r"^USER (\S+)", emulator, flags=re.MULTILINE)[-1] not in {"root", "0"}
+
+
+def test_compose_runs_moto_from_the_emulator_stage(compose) -> None:
+    """The AWS stand-in is the emulator stage; init and the replicas the production one."""
+    targets = {
+        name: svc["build"]["target"] for name, svc in compose["services"].items() if "build" in svc
+    }
+    expected = {
+        "moto": "emulator",
+        "init": "production",
+        "pushgate-1": "production",
+        "pushgate-2": "production",
+    }
+    assert expected == targets
+
+
+def test_compose_names_each_stage_s_image_apart(compose) -> None:
+    """The emulator and production builds tag different images, so neither replaces the other."""
+    images: dict[str, set[str]] = {}
+    for svc in compose["services"].values():
+        if "build" in svc:
+            images.setdefault(svc["build"]["target"], set()).add(svc["image"])
+    assert 1 == len(images["emulator"]) == len(images["production"])
+    assert images["emulator"].isdisjoint(images["production"])
 
 
 def test_compose_commands_exist_in_the_cli(compose) -> None:
