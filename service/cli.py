@@ -160,6 +160,7 @@ def token(
 
 
 register_client_commands(app)
+__import__("service.image_commands").image_commands.register(app)
 app.command(name="stress")(stress)
 
 

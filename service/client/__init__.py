@@ -25,6 +25,7 @@ from service.client.errors import (
     TagNotFound,
     Unauthorized,
 )
+from service.client.images import ImagePushResult, push_image
 from service.client.models import HistoryEntry, HistoryPage, PushResult, TagStatus
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "AsyncPushClient",
     "HistoryEntry",
     "HistoryPage",
+    "ImagePushResult",
     "InvalidRequest",
     "LeaseLost",
     "LeaseTimeout",
@@ -52,5 +54,6 @@ __all__ = [
     "TagNotFound",
     "TagStatus",
     "Unauthorized",
+    "push_image",
     "split_ref",
 ]

@@ -1,0 +1,407 @@
+"""``push_image``: a whole image (blobs, manifests, tags) through pushgate's ``/v2/`` API.
+
+The order is the registry's: the blobs the repository lacks (a ``HEAD`` each, then
+uploads, ``parallel`` at a time), then the child manifests of an index by digest, then
+the top manifest or index under each tag, with the build's sequence in the
+``Pushgate-Sequence`` header. Every blob is streamed from disk and hashed as it goes; its
+last bytes are sent only once the digest matched, so a damaged layout fails before any
+manifest is pushed and leaves no blob under a wrong name.
+
+Blobs up to ``chunk_size`` go in one request (``POST ...?digest=``); larger ones in
+``PATCH`` chunks of ``chunk_size`` (ECR wants 5 MiB at least for every part but the last).
+Each step is retried as a whole on a lost connection, a 429 or a 5xx (``stamina``); a
+manifest under a tag is idempotent (``unchanged``), so retrying it is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from io import BufferedIOBase
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import stamina
+
+from service.client._base import DEFAULT_URL, SERVER_MAX_WAIT_SECONDS
+from service.client._image_source import Blob, Image, LayoutError, Manifest, open_image
+from service.client.errors import (
+    BY_CODE,
+    ApiError,
+    InvalidRequest,
+    ManifestRejected,
+    RegistryThrottled,
+    RepositoryNotFound,
+    Retryable,
+    ServiceUnreachable,
+    Unauthorized,
+    error_class,
+)
+
+MIB = 1024 * 1024
+MIN_CHUNK = 5 * MIB
+CHUNK_SIZE = 10 * MIB
+PIECE = 256 * 1024  # bytes read and sent at a time: memory per upload stays this small
+ATTEMPTS = 5
+
+__all__ = [
+    "BlobMismatch",
+    "ImagePushResult",
+    "LayoutError",
+    "Progress",
+    "TagResult",
+    "apush_image",
+    "push_image",
+]
+
+
+class BlobMismatch(LayoutError):
+    """A blob's bytes do not match the digest the layout names it by."""
+
+
+class Progress(Protocol):
+    """Told what is happening; called from worker threads."""
+
+    def planned(self, blobs: int, size: int) -> None:
+        """The blobs (and their bytes) to upload; the others are in the repository."""
+
+    def advanced(self, size: int) -> None:
+        """``size`` more bytes sent (negative when an upload starts over)."""
+
+    def blob_done(self, digest: str) -> None:
+        """One more blob uploaded."""
+
+
+@dataclass(frozen=True)
+class TagResult:
+    tag: str
+    outcome: str  # pushed, unchanged or superseded
+    digest: str
+
+
+@dataclass(frozen=True)
+class ImagePushResult:
+    repository: str
+    digest: str  # of the top manifest or index
+    media_type: str
+    tags: tuple[TagResult, ...]
+    manifests: tuple[str, ...]  # the child manifests' digests, pushed before the index
+    blobs_uploaded: int
+    blobs_skipped: int
+    bytes_uploaded: int
+
+
+def push_image(
+    url: str | None,
+    path: str | os.PathLike[str],
+    repository: str,
+    tags: list[str] | tuple[str, ...],
+    *,
+    sequence: int | None = None,
+    token: str | None = None,
+    parallel: int = 4,
+    progress: Progress | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    timeout: float = 60.0,
+    transport: httpx.BaseTransport | None = None,
+) -> ImagePushResult:
+    """Push the image at ``path`` (an OCI layout directory or tar, or a ``docker save``
+    tar) to ``repository`` under ``tags``. ``url`` and ``token`` default to
+    ``PUSHGATE_URL`` and ``PUSHGATE_TOKEN``."""
+    if not tags:
+        raise ValueError("push_image needs at least one tag")
+    if parallel < 1:
+        raise ValueError("parallel must be at least 1")
+    if chunk_size < MIN_CHUNK:
+        raise ValueError(f"chunk_size must be at least {MIN_CHUNK} bytes (ECR's minimum part)")
+    image = open_image(Path(path))
+    base = (url or os.environ.get("PUSHGATE_URL") or DEFAULT_URL).rstrip("/")
+    token = token if token is not None else os.environ.get("PUSHGATE_TOKEN")
+    headers = {"user-agent": "pushgate-client/0.1"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    limits = httpx.Limits(max_connections=parallel + 1)
+    with httpx.Client(
+        base_url=base, headers=headers, timeout=timeout, limits=limits, transport=transport
+    ) as http:
+        pusher = _Pusher(http, image, repository, progress, chunk_size, timeout)
+        return pusher.run(list(tags), sequence, parallel)
+
+
+async def apush_image(
+    url: str | None,
+    path: str | os.PathLike[str],
+    repository: str,
+    tags: list[str] | tuple[str, ...],
+    **options: object,
+) -> ImagePushResult:
+    """``push_image`` for asyncio: the same push in a worker thread (it is I/O on files
+    and sockets, bounded by its own thread pool)."""
+    return await asyncio.to_thread(push_image, url, path, repository, tags, **options)  # type: ignore[arg-type]
+
+
+class _Pusher:
+    def __init__(
+        self,
+        http: httpx.Client,
+        image: Image,
+        repository: str,
+        progress: Progress | None,
+        chunk_size: int,
+        timeout: float,
+    ) -> None:
+        self.http = http
+        self.image = image
+        self.repository = repository
+        self.progress = progress
+        self.chunk_size = chunk_size
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self.bytes_uploaded = 0
+
+    def run(self, tags: list[str], sequence: int | None, parallel: int) -> ImagePushResult:
+        blobs = list(self.image.blobs.values())
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="push-image") as pool:
+            present = list(pool.map(self._blob_present, blobs))
+            missing = [blob for blob, found in zip(blobs, present, strict=True) if not found]
+            if self.progress is not None:
+                self.progress.planned(len(missing), sum(blob.size for blob in missing))
+            futures = [pool.submit(self._upload, blob) for blob in missing]
+            try:
+                for future in futures:
+                    future.result()
+            finally:
+                for future in futures:  # the first failure stops what has not started
+                    future.cancel()
+        for child in self.image.children:
+            if not self._manifest_present(child.digest):
+                self._put_manifest(child, child.digest, None)
+        results = tuple(self._put_manifest(self.image.top, tag, sequence) for tag in tags)
+        return ImagePushResult(
+            repository=self.repository,
+            digest=self.image.top.digest,
+            media_type=self.image.top.media_type,
+            tags=results,
+            manifests=tuple(child.digest for child in self.image.children),
+            blobs_uploaded=len(missing),
+            blobs_skipped=len(blobs) - len(missing),
+            bytes_uploaded=self.bytes_uploaded,
+        )
+
+    # --- requests -------------------------------------------------------------
+
+    def _path(self, tail: str) -> str:
+        return f"/v2/{self.repository}/{tail}"
+
+    def _blob_present(self, blob: Blob) -> bool:
+        for attempt in stamina.retry_context(on=_retry_hook, attempts=ATTEMPTS):
+            with attempt:
+                response = _send(self.http, "HEAD", self._path(f"blobs/{blob.digest}"))
+                if response.status_code == 404:  # noqa: PLR2004
+                    return False
+                _check(response)
+        return True
+
+    def _manifest_present(self, digest: str) -> bool:
+        for attempt in stamina.retry_context(on=_retry_hook, attempts=ATTEMPTS):
+            with attempt:
+                response = _send(self.http, "HEAD", self._path(f"manifests/{digest}"))
+                if response.status_code == 404:  # noqa: PLR2004
+                    return False
+                _check(response)
+        return True
+
+    def _put_manifest(self, manifest: Manifest, reference: str, sequence: int | None) -> TagResult:
+        headers = {"content-type": manifest.media_type}
+        if sequence is not None:
+            headers["pushgate-sequence"] = str(sequence)
+        # under a tag the server may wait for the tag's lease before it answers
+        timeout = httpx.Timeout(self.timeout, read=self.timeout + SERVER_MAX_WAIT_SECONDS)
+        for attempt in stamina.retry_context(on=_retry_hook, attempts=ATTEMPTS):
+            with attempt:
+                response = _send(
+                    self.http,
+                    "PUT",
+                    self._path(f"manifests/{reference}"),
+                    content=manifest.data,
+                    headers=headers,
+                    timeout=timeout,
+                )
+                _check(response)
+                digest = response.headers.get("docker-content-digest") or manifest.digest
+                outcome = response.headers.get("pushgate-outcome") or "pushed"
+                return TagResult(reference, outcome, digest)
+        raise AssertionError("unreachable: stamina re-raises the last failure")
+
+    def _upload(self, blob: Blob) -> None:
+        for attempt in stamina.retry_context(on=_retry_hook, attempts=ATTEMPTS):
+            with attempt, self.image.store.open(blob.path) as stream:
+                reader = _Reader(stream, blob, self._advanced)
+                try:
+                    self._upload_once(blob, reader)
+                except BaseException:
+                    self._advanced(-reader.sent)  # the retry sends them again
+                    raise
+        with self._lock:
+            self.bytes_uploaded += blob.size
+        if self.progress is not None:
+            self.progress.blob_done(blob.digest)
+
+    def _upload_once(self, blob: Blob, reader: _Reader) -> None:
+        octets = {"content-type": "application/octet-stream"}
+        uploads = self._path("blobs/uploads/")
+        if blob.size <= self.chunk_size:
+            response = _send(
+                self.http,
+                "POST",
+                uploads,
+                params={"digest": blob.digest},
+                content=reader.body(blob.size, last=True),
+                headers=octets | {"content-length": str(blob.size)},
+            )
+            _check(response)
+            if response.status_code == 201:  # noqa: PLR2004
+                return
+            raise ApiError(response.status_code, "unexpected_answer", "monolithic upload refused")
+        response = _send(self.http, "POST", uploads, headers={"content-length": "0"})
+        _check(response)
+        location = _location(response)
+        while blob.size - reader.offset > self.chunk_size:
+            start = reader.offset
+            end = start + self.chunk_size - 1
+            response = _send(
+                self.http,
+                "PATCH",
+                location,
+                content=reader.body(self.chunk_size, last=False),
+                headers=octets
+                | {"content-length": str(self.chunk_size), "content-range": f"{start}-{end}"},
+            )
+            _check(response)
+            location = _location(response)
+        rest = blob.size - reader.offset
+        separator = "&" if "?" in location else "?"
+        response = _send(
+            self.http,
+            "PUT",
+            f"{location}{separator}digest={blob.digest}",
+            content=reader.body(rest, last=True),
+            headers=octets | {"content-length": str(rest)},
+        )
+        _check(response)
+
+    def _advanced(self, size: int) -> None:
+        if self.progress is not None and size:
+            self.progress.advanced(size)
+
+
+class _Reader:
+    """A blob's bytes in pieces, hashed as they are read. ``body(last=True)`` holds back
+    its final piece until the whole blob matched its digest, so a damaged blob never
+    completes an upload."""
+
+    def __init__(self, stream: BufferedIOBase, blob: Blob, advanced: Callable[[int], None]) -> None:
+        self.stream = stream
+        self.blob = blob
+        self.advanced = advanced
+        self.hasher = hashlib.sha256()
+        self.offset = 0  # bytes read
+        self.sent = 0  # bytes handed to the connection
+
+    def body(self, length: int, *, last: bool) -> Iterator[bytes]:
+        held = b""
+        remaining = length
+        while remaining:
+            piece = self.stream.read(min(PIECE, remaining))
+            if not piece:
+                raise BlobMismatch(f"blob {self.blob.digest} is shorter than {self.blob.size}")
+            remaining -= len(piece)
+            self.offset += len(piece)
+            self.hasher.update(piece)
+            if held:
+                yield self._sent(held)
+            held = piece
+        if last:
+            actual = "sha256:" + self.hasher.hexdigest()
+            if actual != self.blob.digest:
+                raise BlobMismatch(
+                    f"blob {self.blob.digest} does not match its digest (its bytes hash to "
+                    f"{actual}); the layout is damaged"
+                )
+        if held:
+            yield self._sent(held)
+
+    def _sent(self, piece: bytes) -> bytes:
+        self.sent += len(piece)
+        self.advanced(len(piece))
+        return piece
+
+
+def _send(http: httpx.Client, method: str, url: str, **options: object) -> httpx.Response:
+    try:
+        response: httpx.Response = http.request(method, url, **options)  # type: ignore[arg-type]
+    except httpx.TransportError as exc:
+        raise ServiceUnreachable(f"{http.base_url} did not answer: {exc}") from exc
+    return response
+
+
+def _location(response: httpx.Response) -> str:
+    location: str | None = response.headers.get("location")
+    if not location:
+        raise ApiError(response.status_code, "unexpected_answer", "no Location for the upload")
+    return location
+
+
+def _check(response: httpx.Response) -> None:
+    """Raise the client error a ``/v2/`` error answer stands for: pushgate's own code when
+    the answer carries one (``detail.pushgate``), else one chosen by the status."""
+    if response.is_success:
+        return
+    code, message = f"http_{response.status_code}", ""
+    details: dict[str, Any] = {}
+    try:
+        body = response.json()
+        error = body["errors"][0]
+        details = error.get("detail") if isinstance(error.get("detail"), dict) else {}
+        code = str(details.get("pushgate") or error.get("code") or code)
+        message = str(error.get("message") or "")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        pass
+    message = message or f"{response.request.method} answered HTTP {response.status_code}"
+    retry_after = response.headers.get("retry-after")
+    seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+    status = response.status_code
+    cls = BY_CODE.get(code) or _OCI_ERRORS.get(code)
+    if cls is None:
+        cls = Retryable if status == 429 else error_class(status, code)  # noqa: PLR2004
+    raise cls(status, code, f"{message} ({code})", details, seconds)
+
+
+#: the spec's codes (answers without pushgate's own) -> the client's errors
+_OCI_ERRORS: dict[str, type[ApiError]] = {
+    "NAME_UNKNOWN": RepositoryNotFound,
+    "NAME_INVALID": InvalidRequest,
+    "MANIFEST_INVALID": ManifestRejected,
+    "MANIFEST_BLOB_UNKNOWN": ManifestRejected,
+    "DIGEST_INVALID": ManifestRejected,
+    "BLOB_UPLOAD_INVALID": ManifestRejected,
+    "SIZE_INVALID": ManifestRejected,
+    "UNAUTHORIZED": Unauthorized,
+    "DENIED": Unauthorized,
+    "TOOMANYREQUESTS": RegistryThrottled,
+}
+
+
+def _retry_hook(exc: Exception) -> bool | float:
+    """Whether (or after how long) a failed step is tried again."""
+    if isinstance(exc, ServiceUnreachable):
+        return True
+    if isinstance(exc, Retryable):
+        return exc.retry_after if exc.retry_after is not None else True
+    return isinstance(exc, ApiError) and exc.status in {500, 502, 503, 504}
