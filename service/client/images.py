@@ -20,7 +20,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from io import BufferedIOBase
 from pathlib import Path
@@ -36,6 +36,7 @@ from service.client.errors import (
     ApiError,
     InvalidRequest,
     ManifestRejected,
+    PushgateError,
     RegistryThrottled,
     RepositoryNotFound,
     Retryable,
@@ -55,6 +56,7 @@ __all__ = [
     "ImagePushResult",
     "LayoutError",
     "Progress",
+    "PushStopped",
     "TagResult",
     "apush_image",
     "push_image",
@@ -63,6 +65,10 @@ __all__ = [
 
 class BlobMismatch(LayoutError):
     """A blob's bytes do not match the digest the layout names it by."""
+
+
+class PushStopped(PushgateError):
+    """An upload stopped because another upload of the same push failed."""
 
 
 class Progress(Protocol):
@@ -163,6 +169,7 @@ class _Pusher:
         self.chunk_size = chunk_size
         self.timeout = timeout
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
         self.bytes_uploaded = 0
 
     def run(self, tags: list[str], sequence: int | None, parallel: int) -> ImagePushResult:
@@ -174,11 +181,16 @@ class _Pusher:
                 self.progress.planned(len(missing), sum(blob.size for blob in missing))
             futures = [pool.submit(self._upload, blob) for blob in missing]
             try:
-                for future in futures:
-                    future.result()
+                wait(futures, return_when=FIRST_EXCEPTION)
             finally:
-                for future in futures:  # the first failure stops what has not started
+                # the first failure (or an interrupt) cancels what has not started and
+                # stops what has
+                self._stopped.set()
+                for future in futures:
                     future.cancel()
+            errors = [e for f in futures if not f.cancelled() and (e := f.exception())]
+            if errors:  # the failure itself, not the uploads it stopped
+                raise next((e for e in errors if not isinstance(e, PushStopped)), errors[0])
         for child in self.image.children:
             if not self._manifest_present(child.digest):
                 self._put_manifest(child, child.digest, None)
@@ -242,7 +254,7 @@ class _Pusher:
     def _upload(self, blob: Blob) -> None:
         for attempt in stamina.retry_context(on=_retry_hook, attempts=ATTEMPTS):
             with attempt, self.image.store.open(blob.path) as stream:
-                reader = _Reader(stream, blob, self._advanced)
+                reader = _Reader(stream, blob, self._advanced, self._stopped)
                 try:
                     self._upload_once(blob, reader)
                 except BaseException:
@@ -306,8 +318,15 @@ class _Reader:
     its final piece until the whole blob matched its digest, so a damaged blob never
     completes an upload."""
 
-    def __init__(self, stream: BufferedIOBase, blob: Blob, advanced: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        stream: BufferedIOBase,
+        blob: Blob,
+        advanced: Callable[[int], None],
+        stopped: threading.Event,
+    ) -> None:
         self.stream = stream
+        self.stopped = stopped
         self.blob = blob
         self.advanced = advanced
         self.hasher = hashlib.sha256()
@@ -318,6 +337,8 @@ class _Reader:
         held = b""
         remaining = length
         while remaining:
+            if self.stopped.is_set():
+                raise PushStopped(f"upload of {self.blob.digest} stopped: another upload failed")
             piece = self.stream.read(min(PIECE, remaining))
             if not piece:
                 raise BlobMismatch(f"blob {self.blob.digest} is shorter than {self.blob.size}")
