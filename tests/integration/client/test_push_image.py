@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from service.client import Unauthorized
 from service.client.images import BlobMismatch, ImagePushResult, push_image
 from service.commands import Exit
 from tests.image_archives import (
@@ -26,6 +27,9 @@ from tests.image_archives import (
     tar_directory,
 )
 from tests.integration.client.conftest import Service
+from tests.integration.registry.conftest import OTHER_TOKEN, TOKEN, Front, front
+
+__all__ = ["front"]  # the registry's tokens-on replicas, for the auth tests
 
 pytestmark = pytest.mark.integration
 
@@ -289,8 +293,8 @@ def test_progress_is_told_the_plan_bytes_and_blobs(
     )
 
 
-def _cli(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PUSHGATE_URL": service.url, "PYTHONPATH": str(ROOT)}
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PUSHGATE_URL": url, "PYTHONPATH": str(ROOT)}
     env.pop("PUSHGATE_TOKEN", None)
     return subprocess.run(
         [sys.executable, "-c", "from service.cli import main; main()", "push-image", *args],
@@ -309,7 +313,7 @@ def test_cli_json_prints_one_document_with_each_tag(
     digest, blobs uploaded and skipped, bytes."""
     docker_save(tmp_path / "image.tar", small_layers)
     done = _cli(
-        service, str(tmp_path / "image.tar"), f"{repository}:a", f"{repository}:b", "--json"
+        service.url, str(tmp_path / "image.tar"), f"{repository}:a", f"{repository}:b", "--json"
     )
     document = json.loads(done.stdout)
     digest = document["digest"]
@@ -326,7 +330,7 @@ def test_cli_names_the_outcome_of_each_tag(
 ) -> None:
     """Without ``--json`` the command prints a line per tag with its outcome."""
     layout = oci_layout(tmp_path / "image", small_layers)
-    done = _cli(service, str(layout.path), f"{repository}:{tag}", "--sequence", "3")
+    done = _cli(service.url, str(layout.path), f"{repository}:{tag}", "--sequence", "3")
     assert (0, f"pushed: {repository}:{tag} {layout.digest}") == (
         done.returncode,
         done.stdout.splitlines()[-1].split(" (")[0],
@@ -339,7 +343,7 @@ def test_cli_refuses_a_damaged_layout_with_invalid_input(
     """A damaged layout exits with the invalid-input code and one sentence."""
     layout = oci_layout(tmp_path / "image", small_layers)
     layout.blob_file(digest_of(small_layers[0])).write_bytes(b"x" * len(small_layers[0]))
-    done = _cli(service, str(layout.path), f"{repository}:{tag}")
+    done = _cli(service.url, str(layout.path), f"{repository}:{tag}")
     assert (Exit.INVALID, 1) == (done.returncode, len(done.stderr.strip().splitlines()))
 
 
@@ -348,7 +352,7 @@ def test_cli_refuses_tags_of_different_repositories(
 ) -> None:
     """All tags must be of one repository: else invalid input, nothing pushed."""
     layout = oci_layout(tmp_path / "image", small_layers)
-    done = _cli(service, str(layout.path), "team/a:1", "team/b:1")
+    done = _cli(service.url, str(layout.path), "team/a:1", "team/b:1")
     assert Exit.INVALID == done.returncode
 
 
@@ -364,3 +368,31 @@ def test_result_is_a_frozen_summary(
         result.digest,
         result.media_type,
     )
+
+
+def test_a_token_in_scope_pushes(front: Front, small_layers: list[bytes], tmp_path: Path) -> None:
+    """With tokens on, a token whose scope covers the repository pushes the image."""
+    repository = front.repository()
+    layout = oci_layout(tmp_path / "image", small_layers)
+    result = push_image(front.url, layout.path, repository, ["1"], token=TOKEN)
+    assert "pushed" == result.tags[0].outcome
+
+
+def test_a_token_out_of_scope_is_refused(
+    front: Front, small_layers: list[bytes], tmp_path: Path
+) -> None:
+    """A token of another team's repositories is refused before any blob is sent."""
+    repository = front.repository()
+    layout = oci_layout(tmp_path / "image", small_layers)
+    with pytest.raises(Unauthorized):
+        push_image(front.url, layout.path, repository, ["1"], token=OTHER_TOKEN)
+
+
+def test_cli_without_a_token_exits_unauthorized(
+    front: Front, small_layers: list[bytes], tmp_path: Path
+) -> None:
+    """With tokens on and none given, the command exits with the not-authorized code."""
+    repository = front.repository()
+    layout = oci_layout(tmp_path / "image", small_layers)
+    done = _cli(front.url, str(layout.path), f"{repository}:1")
+    assert Exit.UNAUTHORIZED == done.returncode
