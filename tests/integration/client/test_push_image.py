@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from service.client import Unauthorized
+from service.client import TagImmutable, Unauthorized
 from service.client.images import BlobMismatch, ImagePushResult, push_image
 from service.commands import Exit
 from tests.image_archives import (
@@ -396,3 +396,15 @@ def test_cli_without_a_token_exits_unauthorized(
     layout = oci_layout(tmp_path / "image", small_layers)
     done = _cli(front.url, str(layout.path), f"{repository}:1")
     assert Exit.UNAUTHORIZED == done.returncode
+
+
+def test_an_immutable_tag_on_another_image_is_a_conflict(
+    service: Service, tag: str, small_layers: list[bytes], tmp_path: Path
+) -> None:
+    """On an IMMUTABLE repository, a tag holding another image refuses the push with
+    ``TagImmutable`` (pushgate's code, carried in the registry error's detail)."""
+    first = oci_layout(tmp_path / "first", small_layers, label="first")
+    second = oci_layout(tmp_path / "second", small_layers, label="second")
+    _push(service, first.path, service.immutable_repo, tag)
+    with pytest.raises(TagImmutable):
+        _push(service, second.path, service.immutable_repo, tag)
