@@ -18,33 +18,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from io import BufferedIOBase
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 import stamina
 
 from service.client._base import DEFAULT_URL, SERVER_MAX_WAIT_SECONDS
 from service.client._image_source import Blob, Image, LayoutError, Manifest, open_image
-from service.client.errors import (
-    BY_CODE,
-    ApiError,
-    InvalidRequest,
-    ManifestRejected,
-    PushgateError,
-    RegistryThrottled,
-    RepositoryNotFound,
-    Retryable,
-    ServiceUnreachable,
-    Unauthorized,
-    error_class,
-)
+from service.client._v2 import check, retry_hook, send, upload_location
+from service.client.errors import ApiError, PushgateError
 
+#: the distribution spec's repository names and tags
+NAME_RE = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
+TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 MIB = 1024 * 1024
 MIN_CHUNK = 5 * MIB
 CHUNK_SIZE = 10 * MIB
@@ -120,8 +113,13 @@ def push_image(
     """Push the image at ``path`` (an OCI layout directory or tar, or a ``docker save``
     tar) to ``repository`` under ``tags``. ``url`` and ``token`` default to
     ``PUSHGATE_URL`` and ``PUSHGATE_TOKEN``."""
+    if not NAME_RE.fullmatch(repository):
+        raise ValueError(f"{repository!r} is not a repository name")
     if not tags:
         raise ValueError("push_image needs at least one tag")
+    for tag in tags:
+        if not TAG_RE.fullmatch(tag):
+            raise ValueError(f"{tag!r} is not a tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}")
     if parallel < 1:
         raise ValueError("parallel must be at least 1")
     if chunk_size < MIN_CHUNK:
@@ -212,21 +210,21 @@ class _Pusher:
         return f"/v2/{self.repository}/{tail}"
 
     def _blob_present(self, blob: Blob) -> bool:
-        for attempt in stamina.retry_context(on=_retry_hook, attempts=ATTEMPTS):
+        for attempt in stamina.retry_context(on=retry_hook, attempts=ATTEMPTS):
             with attempt:
-                response = _send(self.http, "HEAD", self._path(f"blobs/{blob.digest}"))
+                response = send(self.http, "HEAD", self._path(f"blobs/{blob.digest}"))
                 if response.status_code == 404:  # noqa: PLR2004
                     return False
-                _check(response)
+                check(response)
         return True
 
     def _manifest_present(self, digest: str) -> bool:
-        for attempt in stamina.retry_context(on=_retry_hook, attempts=ATTEMPTS):
+        for attempt in stamina.retry_context(on=retry_hook, attempts=ATTEMPTS):
             with attempt:
-                response = _send(self.http, "HEAD", self._path(f"manifests/{digest}"))
+                response = send(self.http, "HEAD", self._path(f"manifests/{digest}"))
                 if response.status_code == 404:  # noqa: PLR2004
                     return False
-                _check(response)
+                check(response)
         return True
 
     def _put_manifest(self, manifest: Manifest, reference: str, sequence: int | None) -> TagResult:
@@ -235,9 +233,9 @@ class _Pusher:
             headers["pushgate-sequence"] = str(sequence)
         # under a tag the server may wait for the tag's lease before it answers
         timeout = httpx.Timeout(self.timeout, read=self.timeout + SERVER_MAX_WAIT_SECONDS)
-        for attempt in stamina.retry_context(on=_retry_hook, attempts=ATTEMPTS):
+        for attempt in stamina.retry_context(on=retry_hook, attempts=ATTEMPTS):
             with attempt:
-                response = _send(
+                response = send(
                     self.http,
                     "PUT",
                     self._path(f"manifests/{reference}"),
@@ -245,14 +243,14 @@ class _Pusher:
                     headers=headers,
                     timeout=timeout,
                 )
-                _check(response)
+                check(response)
                 digest = response.headers.get("docker-content-digest") or manifest.digest
                 outcome = response.headers.get("pushgate-outcome") or "pushed"
                 return TagResult(reference, outcome, digest)
         raise AssertionError("unreachable: stamina re-raises the last failure")
 
     def _upload(self, blob: Blob) -> None:
-        for attempt in stamina.retry_context(on=_retry_hook, attempts=ATTEMPTS):
+        for attempt in stamina.retry_context(on=retry_hook, attempts=ATTEMPTS):
             with attempt, self.image.store.open(blob.path) as stream:
                 reader = _Reader(stream, blob, self._advanced, self._stopped)
                 try:
@@ -269,7 +267,7 @@ class _Pusher:
         octets = {"content-type": "application/octet-stream"}
         uploads = self._path("blobs/uploads/")
         if blob.size <= self.chunk_size:
-            response = _send(
+            response = send(
                 self.http,
                 "POST",
                 uploads,
@@ -277,17 +275,17 @@ class _Pusher:
                 content=reader.body(blob.size, last=True),
                 headers=octets | {"content-length": str(blob.size)},
             )
-            _check(response)
+            check(response)
             if response.status_code == 201:  # noqa: PLR2004
                 return
             raise ApiError(response.status_code, "unexpected_answer", "monolithic upload refused")
-        response = _send(self.http, "POST", uploads, headers={"content-length": "0"})
-        _check(response)
-        location = _location(response)
+        response = send(self.http, "POST", uploads, headers={"content-length": "0"})
+        check(response)
+        location = upload_location(response)
         while blob.size - reader.offset > self.chunk_size:
             start = reader.offset
             end = start + self.chunk_size - 1
-            response = _send(
+            response = send(
                 self.http,
                 "PATCH",
                 location,
@@ -295,18 +293,18 @@ class _Pusher:
                 headers=octets
                 | {"content-length": str(self.chunk_size), "content-range": f"{start}-{end}"},
             )
-            _check(response)
-            location = _location(response)
+            check(response)
+            location = upload_location(response)
         rest = blob.size - reader.offset
         separator = "&" if "?" in location else "?"
-        response = _send(
+        response = send(
             self.http,
             "PUT",
             f"{location}{separator}digest={blob.digest}",
             content=reader.body(rest, last=True),
             headers=octets | {"content-length": str(rest)},
         )
-        _check(response)
+        check(response)
 
     def _advanced(self, size: int) -> None:
         if self.progress is not None and size:
@@ -362,67 +360,3 @@ class _Reader:
         self.sent += len(piece)
         self.advanced(len(piece))
         return piece
-
-
-def _send(http: httpx.Client, method: str, url: str, **options: object) -> httpx.Response:
-    try:
-        response: httpx.Response = http.request(method, url, **options)  # type: ignore[arg-type]
-    except httpx.TransportError as exc:
-        raise ServiceUnreachable(f"{http.base_url} did not answer: {exc}") from exc
-    return response
-
-
-def _location(response: httpx.Response) -> str:
-    location: str | None = response.headers.get("location")
-    if not location:
-        raise ApiError(response.status_code, "unexpected_answer", "no Location for the upload")
-    return location
-
-
-def _check(response: httpx.Response) -> None:
-    """Raise the client error a ``/v2/`` error answer stands for: pushgate's own code when
-    the answer carries one (``detail.pushgate``), else one chosen by the status."""
-    if response.is_success:
-        return
-    code, message = f"http_{response.status_code}", ""
-    details: dict[str, Any] = {}
-    try:
-        body = response.json()
-        error = body["errors"][0]
-        details = error.get("detail") if isinstance(error.get("detail"), dict) else {}
-        code = str(details.get("pushgate") or error.get("code") or code)
-        message = str(error.get("message") or "")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        pass
-    message = message or f"{response.request.method} answered HTTP {response.status_code}"
-    retry_after = response.headers.get("retry-after")
-    seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
-    status = response.status_code
-    cls = BY_CODE.get(code) or _OCI_ERRORS.get(code)
-    if cls is None:
-        cls = Retryable if status == 429 else error_class(status, code)  # noqa: PLR2004
-    raise cls(status, code, f"{message} ({code})", details, seconds)
-
-
-#: the spec's codes (answers without pushgate's own) -> the client's errors
-_OCI_ERRORS: dict[str, type[ApiError]] = {
-    "NAME_UNKNOWN": RepositoryNotFound,
-    "NAME_INVALID": InvalidRequest,
-    "MANIFEST_INVALID": ManifestRejected,
-    "MANIFEST_BLOB_UNKNOWN": ManifestRejected,
-    "DIGEST_INVALID": ManifestRejected,
-    "BLOB_UPLOAD_INVALID": ManifestRejected,
-    "SIZE_INVALID": ManifestRejected,
-    "UNAUTHORIZED": Unauthorized,
-    "DENIED": Unauthorized,
-    "TOOMANYREQUESTS": RegistryThrottled,
-}
-
-
-def _retry_hook(exc: Exception) -> bool | float:
-    """Whether (or after how long) a failed step is tried again."""
-    if isinstance(exc, ServiceUnreachable):
-        return True
-    if isinstance(exc, Retryable):
-        return exc.retry_after if exc.retry_after is not None else True
-    return isinstance(exc, ApiError) and exc.status in {500, 502, 503, 504}
