@@ -143,11 +143,29 @@ async def apush_image(
     path: str | os.PathLike[str],
     repository: str,
     tags: list[str] | tuple[str, ...],
-    **options: object,
+    *,
+    sequence: int | None = None,
+    token: str | None = None,
+    parallel: int = 4,
+    progress: Progress | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    timeout: float = 60.0,
 ) -> ImagePushResult:
-    """``push_image`` for asyncio: the same push in a worker thread (it is I/O on files
-    and sockets, bounded by its own thread pool)."""
-    return await asyncio.to_thread(push_image, url, path, repository, tags, **options)  # type: ignore[arg-type]
+    """``push_image`` for asyncio: the same push in a worker thread (file reads and
+    uploads block; the push bounds its own threads), so the event loop stays free."""
+    return await asyncio.to_thread(
+        push_image,
+        url,
+        path,
+        repository,
+        tags,
+        sequence=sequence,
+        token=token,
+        parallel=parallel,
+        progress=progress,
+        chunk_size=chunk_size,
+        timeout=timeout,
+    )
 
 
 class _Pusher:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from service.client import TagImmutable, Unauthorized
-from service.client.images import BlobMismatch, ImagePushResult, push_image
+from service.client.images import BlobMismatch, ImagePushResult, apush_image, push_image
 from service.commands import Exit
 from tests.image_archives import (
     Layout,
@@ -408,3 +408,15 @@ def test_an_immutable_tag_on_another_image_is_a_conflict(
     _push(service, first.path, service.immutable_repo, tag)
     with pytest.raises(TagImmutable):
         _push(service, second.path, service.immutable_repo, tag)
+
+
+async def test_the_async_twin_pushes_the_same_way(
+    service: Service, repository: str, tag: str, small_layers: list[bytes], tmp_path: Path
+) -> None:
+    """``apush_image`` pushes from asyncio with the same result."""
+    layout = oci_layout(tmp_path / "image", small_layers)
+    result = await apush_image(service.url, layout.path, repository, [tag], sequence=1)
+    assert ("pushed", layout.digest) == (
+        result.tags[0].outcome,
+        _tagged_digest(service, repository, tag),
+    )
