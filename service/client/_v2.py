@@ -21,6 +21,8 @@ from service.client.errors import (
     error_class,
 )
 
+MAX_MESSAGE = 500  # of a registry's error message, as shown to the user
+
 
 def send(http: httpx.Client, method: str, url: str, **options: object) -> httpx.Response:
     try:
@@ -58,7 +60,7 @@ def check(response: httpx.Response) -> None:
         error = body["errors"][0]
         details = error.get("detail") if isinstance(error.get("detail"), dict) else {}
         code = str(details.get("pushgate") or error.get("code") or code)
-        message = str(error.get("message") or "")
+        message = str(error.get("message") or "")[:MAX_MESSAGE]
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         pass
     message = message or f"{response.request.method} answered HTTP {response.status_code}"
@@ -67,7 +69,8 @@ def check(response: httpx.Response) -> None:
     status = response.status_code
     cls = BY_CODE.get(code) or _OCI_ERRORS.get(code)
     if cls is None:
-        cls = Retryable if status == 429 else error_class(status, code)  # noqa: PLR2004
+        too_many = status == httpx.codes.TOO_MANY_REQUESTS
+        cls = Retryable if too_many else error_class(status, code)
     raise cls(status, code, f"{message} ({code})", details, seconds)
 
 
@@ -91,5 +94,5 @@ def retry_hook(exc: Exception) -> bool | float:
     if isinstance(exc, ServiceUnreachable):
         return True
     if isinstance(exc, Retryable):
-        return exc.retry_after if exc.retry_after is not None else True
+        return True if exc.retry_after is None else max(0.1, exc.retry_after)
     return isinstance(exc, ApiError) and exc.status in {500, 502, 503, 504}

@@ -231,7 +231,7 @@ class _Pusher:
         for attempt in stamina.retry_context(on=retry_hook, attempts=ATTEMPTS):
             with attempt:
                 response = send(self.http, "HEAD", self._path(f"blobs/{blob.digest}"))
-                if response.status_code == 404:  # noqa: PLR2004
+                if response.status_code == httpx.codes.NOT_FOUND:
                     return False
                 check(response)
         return True
@@ -240,7 +240,7 @@ class _Pusher:
         for attempt in stamina.retry_context(on=retry_hook, attempts=ATTEMPTS):
             with attempt:
                 response = send(self.http, "HEAD", self._path(f"manifests/{digest}"))
-                if response.status_code == 404:  # noqa: PLR2004
+                if response.status_code == httpx.codes.NOT_FOUND:
                     return False
                 check(response)
         return True
@@ -294,7 +294,7 @@ class _Pusher:
                 headers=octets | {"content-length": str(blob.size)},
             )
             check(response)
-            if response.status_code == 201:  # noqa: PLR2004
+            if response.status_code == httpx.codes.CREATED:
                 return
             raise ApiError(response.status_code, "unexpected_answer", "monolithic upload refused")
         response = send(self.http, "POST", uploads, headers={"content-length": "0"})
