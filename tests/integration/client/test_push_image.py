@@ -109,6 +109,17 @@ def test_a_layer_over_the_chunk_size_goes_in_chunks(
     assert sum(len(data) for data in layout.blobs.values()) == result.bytes_uploaded
 
 
+def test_a_large_tar_member_goes_in_chunks_from_the_tar(
+    service: Service, repository: str, tag: str, tmp_path: Path
+) -> None:
+    """A layer over the chunk size inside a ``docker save`` tar is streamed from its tar
+    member in chunks; ECR holds it under its diff_id."""
+    big = layer("opt/big", 6 * MIB + 7, seed=3)
+    docker_save(tmp_path / "image.tar", [layer("etc/a", 100), big])
+    _push(service, tmp_path / "image.tar", repository, tag, chunk_size=5 * MIB)
+    assert {digest_of(big): len(big)} == _available(service, repository, [digest_of(big)])
+
+
 def test_a_repush_uploads_nothing_and_is_unchanged(
     service: Service, repository: str, tag: str, small_layers: list[bytes], tmp_path: Path
 ) -> None:
