@@ -70,8 +70,8 @@ class ProgressBar:
         return f"blobs {self.done}/{self.blobs}"
 
 
-def _repository_and_tags(refs: list[str]) -> tuple[str, list[str]]:
-    pairs = [split_ref(ref) for ref in refs]
+def _repository_and_tags(targets: list[str]) -> tuple[str, list[str]]:
+    pairs = [split_ref(target) for target in targets]
     repositories = {repository for repository, _ in pairs}
     if len(repositories) != 1:
         raise ValueError(f"all tags must be of one repository, got {sorted(repositories)}")
@@ -85,7 +85,7 @@ def push_image_command(
             metavar="SOURCE", help="OCI layout directory, OCI layout tar or `docker save` tar."
         ),
     ],
-    refs: Annotated[
+    targets: Annotated[
         list[str],
         typer.Argument(metavar="REPOSITORY:TAG...", help="One or more tags of one repository."),
     ],
@@ -96,6 +96,10 @@ def push_image_command(
     parallel: Annotated[
         int, typer.Option("--parallel", min=1, max=32, help="Blob uploads at once.")
     ] = 4,
+    ref: Annotated[
+        str | None,
+        typer.Option("--ref", help="The image of a layout naming several, by its ref name."),
+    ] = None,
     *,
     url: Url = None,
     token: Token = None,
@@ -104,10 +108,17 @@ def push_image_command(
 ) -> None:
     """Push the image at SOURCE (its missing blobs, its manifests) under each tag."""
     try:
-        repository, tags = _repository_and_tags(refs)
+        repository, tags = _repository_and_tags(targets)
         if as_json or not sys.stderr.isatty():
             result = push_image(
-                url, source, repository, tags, sequence=sequence, token=token, parallel=parallel
+                url,
+                source,
+                repository,
+                tags,
+                sequence=sequence,
+                token=token,
+                parallel=parallel,
+                ref=ref,
             )
         else:
             with ProgressBar() as bar:
@@ -120,6 +131,7 @@ def push_image_command(
                     token=token,
                     parallel=parallel,
                     progress=bar,
+                    ref=ref,
                 )
     except (client_errors.PushgateError, ValueError, OSError) as exc:
         fail(exc, debug=debug, as_json=as_json)

@@ -38,6 +38,7 @@ MANIFEST_TYPES = frozenset(
         "application/vnd.docker.distribution.manifest.v2+json",
     }
 )
+REF_NAME = "org.opencontainers.image.ref.name"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
@@ -167,8 +168,9 @@ class Image:
     blobs: dict[str, Blob] = field(default_factory=dict)
 
 
-def open_image(path: str | Path) -> Image:
-    """The image at ``path``: an OCI layout (directory or tar) or a ``docker save`` tar."""
+def open_image(path: str | Path, ref: str | None = None) -> Image:
+    """The image at ``path``: an OCI layout (directory or tar) or a ``docker save`` tar.
+    ``ref`` picks an image of a layout naming several by its ref name."""
     source = Path(path)
     if source.is_dir():
         store: Store = DirStore(source)
@@ -180,8 +182,10 @@ def open_image(path: str | Path) -> Image:
     else:
         raise LayoutError(f"{source} does not exist")
     if store.size("index.json") is not None and store.size("oci-layout") is not None:
-        return _oci_image(store)
+        return _oci_image(store, ref)
     if store.size("manifest.json") is not None:
+        if ref is not None:
+            raise LayoutError("a ref name picks an image of an OCI layout; this is a docker save")
         return _docker_image(store)
     raise LayoutError(f"{source} holds neither an OCI layout nor a docker save manifest.json")
 
@@ -203,15 +207,30 @@ def _blob_path(digest: str) -> str:
     return "blobs/sha256/" + digest.removeprefix("sha256:")
 
 
-def _oci_image(store: Store) -> Image:
+def _oci_image(store: Store, ref: str | None) -> Image:
     index = _json(store.read("index.json"), "index.json")
     entries = index.get("manifests") if isinstance(index, dict) else None
-    if not isinstance(entries, list) or len(entries) != 1:
-        count = len(entries) if isinstance(entries, list) else 0
-        raise LayoutError(f"index.json must name exactly one image to push; it names {count}")
+    if not isinstance(entries, list):
+        raise LayoutError("index.json lists no manifests")
+    if ref is not None:
+        entries = [entry for entry in entries if _ref_name(entry) == ref]
+    if len(entries) != 1:
+        named = f" named {ref!r}" if ref is not None else ""
+        raise LayoutError(
+            f"index.json must name exactly one image{named} to push; it names {len(entries)}"
+            + ("" if ref is not None else " (choose one by its ref name)")
+        )
     image = Image(store, Manifest("", "", b""))
     image.top = _walk(image, entries[0], depth=0)
     return image
+
+
+def _ref_name(entry: Any) -> str | None:
+    """An index.json entry's name (``org.opencontainers.image.ref.name``, e.g. the tag
+    ``skopeo copy ... oci:DIR:TAG`` wrote)."""
+    annotations = entry.get("annotations") if isinstance(entry, dict) else None
+    name = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _walk(image: Image, descriptor: Any, *, depth: int) -> Manifest:

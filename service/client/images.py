@@ -106,13 +106,15 @@ def push_image(
     token: str | None = None,
     parallel: int = 4,
     progress: Progress | None = None,
+    ref: str | None = None,
     chunk_size: int = CHUNK_SIZE,
     timeout: float = 60.0,
     transport: httpx.BaseTransport | None = None,
 ) -> ImagePushResult:
     """Push the image at ``path`` (an OCI layout directory or tar, or a ``docker save``
     tar) to ``repository`` under ``tags``. ``url`` and ``token`` default to
-    ``PUSHGATE_URL`` and ``PUSHGATE_TOKEN``."""
+    ``PUSHGATE_URL`` and ``PUSHGATE_TOKEN``; ``ref`` picks the image of a layout naming
+    several (its ``org.opencontainers.image.ref.name``)."""
     if not NAME_RE.fullmatch(repository):
         raise ValueError(f"{repository!r} is not a repository name")
     if not tags:
@@ -124,7 +126,7 @@ def push_image(
         raise ValueError("parallel must be at least 1")
     if chunk_size < MIN_CHUNK:
         raise ValueError(f"chunk_size must be at least {MIN_CHUNK} bytes (ECR's minimum part)")
-    image = open_image(Path(path))
+    image = open_image(Path(path), ref)
     base = (url or os.environ.get("PUSHGATE_URL") or DEFAULT_URL).rstrip("/")
     token = token if token is not None else os.environ.get("PUSHGATE_TOKEN")
     headers = {"user-agent": "pushgate-client/0.1"}
@@ -148,6 +150,7 @@ async def apush_image(
     token: str | None = None,
     parallel: int = 4,
     progress: Progress | None = None,
+    ref: str | None = None,
     chunk_size: int = CHUNK_SIZE,
     timeout: float = 60.0,
 ) -> ImagePushResult:
@@ -163,6 +166,7 @@ async def apush_image(
         token=token,
         parallel=parallel,
         progress=progress,
+        ref=ref,
         chunk_size=chunk_size,
         timeout=timeout,
     )

@@ -83,6 +83,34 @@ def test_a_layout_naming_two_images_is_refused(layers: list[bytes], tmp_path: Pa
         open_image(layout.path)
 
 
+def _two_named_images(root: Path) -> tuple[str, str]:
+    """A layout whose index.json names two images, ``v1`` and ``v2``."""
+    first = oci_layout(root / "v1", [layer("a", 10)], label="1")
+    second = oci_layout(root / "v2", [layer("a", 10)], label="2")
+    for blob in (second.path / "blobs" / "sha256").iterdir():
+        shutil.copy(blob, first.path / "blobs" / "sha256" / blob.name)
+    entries = []
+    for layout, name in ((first, "v1"), (second, "v2")):
+        entry = json.loads((layout.path / "index.json").read_text())["manifests"][0]
+        entry["annotations"] = {"org.opencontainers.image.ref.name": name}
+        entries.append(entry)
+    (first.path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": entries}))
+    return first.digest, second.digest
+
+
+def test_a_ref_name_picks_one_image_of_several(tmp_path: Path) -> None:
+    """In a layout naming several images, ``ref`` picks one by its ref name."""
+    _, second = _two_named_images(tmp_path)
+    assert second == open_image(tmp_path / "v1", "v2").top.digest
+
+
+def test_an_unknown_ref_name_is_refused(tmp_path: Path) -> None:
+    """A ref name no image of the layout carries is refused."""
+    _two_named_images(tmp_path)
+    with pytest.raises(LayoutError, match="named 'v3'"):
+        open_image(tmp_path / "v1", "v3")
+
+
 def test_a_missing_blob_is_refused(layers: list[bytes], tmp_path: Path) -> None:
     """A layer the manifest names but the layout lacks is refused before any upload."""
     layout = oci_layout(tmp_path / "image", layers)
