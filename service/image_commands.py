@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Self
 
 import typer
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -40,6 +41,7 @@ class ProgressBar:
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
+            console=Console(stderr=True),
             transient=True,
         )
         self.task: TaskID | None = None
