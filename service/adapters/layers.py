@@ -54,7 +54,7 @@ _THROTTLES = {"ThrottlingException", "LimitExceededException", "TooManyRequestsE
 def layer_error(exc: ClientError | BotoCoreError | TimeoutError, operation: str) -> RegistryError:
     """The spec's answer to an ECR failure of a layer call."""
     code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-    log.info("ecr_layer_call_failed", operation=operation, code=code or type(exc).__name__, error=str(exc)[:300])
+    log.info("ecr_layer_call_failed", operation=operation, code=code or type(exc).__name__)
     if code in _LAYER_ERRORS:
         oci, message = _LAYER_ERRORS[code]
         return RegistryError(oci, message, detail={"ecr": code})
