@@ -21,6 +21,7 @@ from service.client.errors import (
     error_class,
 )
 
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_MESSAGE = 500  # of a registry's error message, as shown to the user
 
 
@@ -90,9 +91,12 @@ _OCI_ERRORS: dict[str, type[ApiError]] = {
 
 
 def retry_hook(exc: Exception) -> bool | float:
-    """Whether (or after how long) a failed step is tried again."""
+    """Whether (or after how long) a failed step is tried again: no answer, a 429 or a
+    5xx (pushgate's 429 may carry a non-retryable class's code, e.g. registry_error)."""
     if isinstance(exc, ServiceUnreachable):
         return True
-    if isinstance(exc, Retryable):
-        return True if exc.retry_after is None else max(0.1, exc.retry_after)
-    return isinstance(exc, ApiError) and exc.status in {500, 502, 503, 504}
+    if not isinstance(exc, ApiError):
+        return False
+    if not isinstance(exc, Retryable) and exc.status not in RETRY_STATUSES:
+        return False
+    return True if exc.retry_after is None else max(0.1, exc.retry_after)

@@ -20,7 +20,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from io import BufferedIOBase
@@ -42,7 +42,7 @@ MIB = 1024 * 1024
 MIN_CHUNK = 5 * MIB
 CHUNK_SIZE = 10 * MIB
 PIECE = 256 * 1024  # bytes read and sent at a time: memory per upload stays this small
-ATTEMPTS = 5
+ATTEMPTS = 5  # per step; no time limit on top: a large blob's upload may take long
 
 __all__ = [
     "BlobMismatch",
@@ -172,6 +172,11 @@ async def apush_image(
     )
 
 
+def _attempts() -> Iterable[stamina.Attempt]:
+    """A step's attempts: up to ``ATTEMPTS``, with backoff, while ``retry_hook`` agrees."""
+    return stamina.retry_context(on=retry_hook, attempts=ATTEMPTS, timeout=None)
+
+
 class _Pusher:
     def __init__(
         self,
@@ -232,7 +237,7 @@ class _Pusher:
         return f"/v2/{self.repository}/{tail}"
 
     def _blob_present(self, blob: Blob) -> bool:
-        for attempt in stamina.retry_context(on=retry_hook, attempts=ATTEMPTS):
+        for attempt in _attempts():
             with attempt:
                 response = send(self.http, "HEAD", self._path(f"blobs/{blob.digest}"))
                 if response.status_code == httpx.codes.NOT_FOUND:
@@ -241,7 +246,7 @@ class _Pusher:
         return True
 
     def _manifest_present(self, digest: str) -> bool:
-        for attempt in stamina.retry_context(on=retry_hook, attempts=ATTEMPTS):
+        for attempt in _attempts():
             with attempt:
                 response = send(self.http, "HEAD", self._path(f"manifests/{digest}"))
                 if response.status_code == httpx.codes.NOT_FOUND:
@@ -255,7 +260,7 @@ class _Pusher:
             headers["pushgate-sequence"] = str(sequence)
         # under a tag the server may wait for the tag's lease before it answers
         timeout = httpx.Timeout(self.timeout, read=self.timeout + SERVER_MAX_WAIT_SECONDS)
-        for attempt in stamina.retry_context(on=retry_hook, attempts=ATTEMPTS):
+        for attempt in _attempts():
             with attempt:
                 response = send(
                     self.http,
@@ -272,7 +277,7 @@ class _Pusher:
         raise AssertionError("unreachable: stamina re-raises the last failure")
 
     def _upload(self, blob: Blob) -> None:
-        for attempt in stamina.retry_context(on=retry_hook, attempts=ATTEMPTS):
+        for attempt in _attempts():
             with attempt, self.image.store.open(blob.path) as stream:
                 reader = _Reader(stream, blob, self._advanced, self._stopped)
                 try:

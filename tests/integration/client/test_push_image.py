@@ -431,3 +431,18 @@ async def test_the_async_twin_pushes_the_same_way(
         result.tags[0].outcome,
         _tagged_digest(service, repository, tag),
     )
+
+
+def test_a_passing_registry_fault_is_retried(
+    service: Service, repository: str, tag: str, small_layers: list[bytes], tmp_path: Path
+) -> None:
+    """ECR failing the tag's PutImage more times than pushgate retries (a 5xx answer) is
+    retried by the client, and the push lands."""
+    layout = oci_layout(tmp_path / "image", small_layers)
+    attempts = service.settings.ecr_attempts
+    service.fidelity.inject(repository, "ServerException", times=attempts)
+    result = _push(service, layout.path, repository, tag)
+    assert ("pushed", layout.digest) == (
+        result.tags[0].outcome,
+        _tagged_digest(service, repository, tag),
+    )

@@ -96,3 +96,10 @@ def test_a_bad_repository_or_tag_is_refused_before_anything(repository: str, tag
     """An invalid repository name or tag is a ValueError, before the source is read."""
     with pytest.raises(ValueError, match="is not a"):
         push_image("http://127.0.0.1:9", "/nonexistent", repository, [tag])
+
+
+def test_a_429_with_a_registry_error_code_is_retried() -> None:
+    """pushgate's 429 carrying ``registry_error`` (an ECR fault it gave up on) is retried,
+    though its class is not a Retryable one."""
+    answer = _answer(429, _error("TOOMANYREQUESTS", {"pushgate": "registry_error"}))
+    assert retry_hook(_raised(answer)) is True
