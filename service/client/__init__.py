@@ -29,6 +29,7 @@ from service.client.errors import (
     TagNotFound,
     Unauthorized,
 )
+from service.client.images import ImagePushResult, push_image
 from service.client.models import (
     DigestPushResult,
     HistoryEntry,
@@ -46,6 +47,7 @@ __all__ = [
     "HistoryEntry",
     "HistoryPage",
     "ImageNotFound",
+    "ImagePushResult",
     "InvalidRequest",
     "LeaseLost",
     "LeaseTimeout",
@@ -71,5 +73,6 @@ __all__ = [
     "TagStatus",
     "TagsResult",
     "Unauthorized",
+    "push_image",
     "split_ref",
 ]

@@ -70,8 +70,8 @@ def extra_dependencies(extra: str) -> set[str]:
 
 
 def test_base_install_is_the_client_and_its_cli() -> None:
-    """pushgate's own dependencies are httpx, the CLI's libraries and the retry library."""
-    assert {"httpx", "typer", "rich", "stamina"} == extra_dependencies("base")
+    """pushgate's own dependencies are httpx, the CLI's libraries and the retry libraries."""
+    assert {"httpx", "typer", "rich", "tenacity", "stamina"} == extra_dependencies("base")
 
 
 def test_server_modules_match_the_server_extra() -> None:
