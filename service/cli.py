@@ -191,10 +191,13 @@ def serve(
     url = f"http://{host}:{port}"
 
     def started() -> None:
-        log.info("listening", url=url, openapi=f"{url}/openapi.json", local=local)
+        aws = settings.ecr_endpoint_url if local else None
+        log.info("listening", url=url, openapi=f"{url}/openapi.json", local=local, aws=aws)
         if settings.log_format == "console":  # a person is reading: say how to start
             if local:
-                typer.echo(f"embedded moto (DynamoDB + ECR); repository '{DEMO_REPOSITORY}'")
+                typer.echo(
+                    f"embedded moto (DynamoDB + ECR) at {aws}; repository '{DEMO_REPOSITORY}'"
+                )
             typer.echo("example push:")
             typer.echo(f"  {_example_push(url)}")
 

@@ -75,6 +75,9 @@ _CODES = [
          meaning="the repository is outside the token's scopes"),
     Code("payload_too_large", 413, Exit.INVALID, "PayloadTooLarge", "middleware",
          meaning="the body is over `PUSHGATE_MAX_BODY_BYTES`"),
+    Code("request_timeout", 408, Exit.FAILED, "ApiError", "middleware",
+         meaning="the body did not arrive whole within `PUSHGATE_BODY_TIMEOUT_SECONDS`; "
+         "the connection is closed"),
     Code("not_found", 404, Exit.NOT_FOUND, "NotFound", "http",
          meaning="no such endpoint"),
     Code("method_not_allowed", 405, Exit.FAILED, "ApiError", "http",
@@ -137,6 +140,7 @@ BY_STATUS: dict[int, Code] = {
     403: CODES["forbidden"],
     404: CODES["not_found"],
     405: CODES["method_not_allowed"],
+    408: CODES["request_timeout"],
     413: CODES["payload_too_large"],
     422: CODES["invalid_request"],
     500: CODES["internal_error"],

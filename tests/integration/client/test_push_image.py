@@ -16,7 +16,7 @@ import pytest
 
 from service.client import TagImmutable, Unauthorized
 from service.client.images import BlobMismatch, ImagePushResult, apush_image, push_image
-from service.commands import Exit
+from service.codes import Exit
 from tests.image_archives import (
     Layout,
     digest_of,
