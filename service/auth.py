@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from service.domain.errors import BackendUnavailable
-
 if TYPE_CHECKING:
     from service.oidc import OidcVerifier
     from service.settings import Settings
@@ -165,7 +163,8 @@ class Authenticator:
 
     async def authenticate(self, authorization: str | None) -> Identity:
         """:meth:`identify`, with OIDC ID tokens verified against their issuer's keys."""
-        # joserfc is a server dependency; `pushgate token` imports this module on the client
+        # server dependencies; `pushgate token` imports this module on the client install
+        from service.domain.errors import BackendUnavailable  # noqa: PLC0415
         from service.oidc import OidcRejected, OidcUnavailable, looks_like_jwt  # noqa: PLC0415
 
         token = _bearer(authorization) if self.enabled else ""

@@ -26,7 +26,7 @@ import typer
 from service.commands import register as register_client_commands
 from service.extras import MISSING_EXTRA_EXIT, extra_providing, require, sentence
 from service.image_commands import register as register_image_commands
-from service.stress_cli import stress
+from service.stress.cli import stress
 from service.tag_commands import register as register_tag_commands
 
 if TYPE_CHECKING:

@@ -25,7 +25,12 @@ from service.adapters.leases import LockLease, LockLeaseProvider
 from service.adapters.records import DynamoTagRecords
 from service.api import errors
 from service.api.deps import Services
-from service.api.middleware import AuthMiddleware, BodyGuardMiddleware, RequestContextMiddleware
+from service.api.middleware import (
+    AuthMiddleware,
+    BodyGuardMiddleware,
+    HeadMiddleware,
+    RequestContextMiddleware,
+)
 from service.api.routes import health, promote, push, tags
 from service.api.routes import registry as front_door
 from service.auth import Authenticator
@@ -189,6 +194,7 @@ def create_app(
         timeout_seconds=settings.body_timeout_seconds,
     )
     app.add_middleware(AuthMiddleware, auth=auth, open_paths=open_paths(settings))
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
     errors.install(app)

@@ -210,3 +210,30 @@ class BodyGuardMiddleware:
             "error": "request_timeout",
             "message": f"The request body did not arrive within {self.timeout_seconds:g} s.",
         }
+
+
+class HeadMiddleware:
+    """Answers ``HEAD`` as ``GET`` without the body (RFC 9110: a server that answers GET
+    answers HEAD), so probes and caches that send HEAD get the same status and headers.
+    The registry front door declares its own HEAD routes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "HEAD"
+            or _REGISTRY.match(scope.get("path", ""))
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from service.stress_cli import stress
+from service.stress.cli import stress
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ main()
 
 def run_cli(*args: str, blocked: frozenset[str] = NOT_IN_BASE) -> subprocess.CompletedProcess[str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("PUSHGATE_")}
-    env.update(PYTHONPATH=str(ROOT), PUSHGATE_DEADLINE_SECONDS="0", COLUMNS="120")
+    env.update(PYTHONPATH=str(ROOT), PUSHGATE_DEADLINE_SECONDS="1", COLUMNS="120")
     return subprocess.run(
         [sys.executable, "-c", BLOCKED_CLI, ",".join(sorted(blocked)), *args],
         capture_output=True,
