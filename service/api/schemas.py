@@ -7,13 +7,13 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StrictFloat,
     StrictInt,
     StrictStr,
-    field_validator,
     model_validator,
 )
 
@@ -36,28 +36,56 @@ _EXAMPLE_MANIFEST = (
 )
 
 
+def _printable(caller: str) -> str:
+    if not limits.printable(caller):
+        raise ValueError("must be printable characters (no control characters)")
+    return caller
+
+
+def _manifest_bytes(manifest: str) -> str:
+    if limits.utf8_size(manifest) > limits.MAX_MANIFEST_BYTES:
+        raise ValueError(f"must be at most {limits.MAX_MANIFEST_BYTES} bytes")
+    return manifest
+
+
+#: The bounds of ``service.domain.limits``, once for every body that takes the field.
+RepositoryName = Annotated[
+    StrictStr,
+    Field(
+        min_length=limits.REPOSITORY_MIN,
+        max_length=limits.REPOSITORY_MAX,
+        pattern=f"^{limits.REPOSITORY_RE.pattern}$",
+    ),
+]
+TagName = Annotated[StrictStr, Field(max_length=limits.TAG_MAX)]
+BuildSequence = Annotated[StrictInt, Field(ge=0, le=limits.MAX_SEQUENCE)]
+WaitSeconds = Annotated[
+    StrictFloat | StrictInt, Field(ge=0, le=limits.MAX_WAIT_SECONDS, allow_inf_nan=False)
+]
+Caller = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=limits.MAX_CALLER_CHARS),
+    AfterValidator(_printable),
+]
+
+
 class PushBody(BaseModel):
     """Bounds from ``service.domain.limits``; the domain checks the rest before any lease."""
 
     model_config = ConfigDict(extra="forbid")
 
-    repository: StrictStr = Field(
-        min_length=limits.REPOSITORY_MIN,
-        max_length=limits.REPOSITORY_MAX,
-        pattern=f"^{limits.REPOSITORY_RE.pattern}$",
-        description="ECR repository name, 2-256 characters.",
-        examples=["team/app"],
+    repository: RepositoryName = Field(
+        description="ECR repository name, 2-256 characters.", examples=["team/app"]
     )
-    tag: StrictStr | None = Field(
+    tag: TagName | None = Field(
         None,
         min_length=1,
-        max_length=limits.TAG_MAX,
         pattern=f"^{limits.TAG_RE.pattern}$",
         description="OCI tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. Without tag and tags the "
         "manifest is put by digest alone.",
         examples=["latest"],
     )
-    tags: list[Annotated[StrictStr, Field(max_length=limits.TAG_MAX)]] | None = Field(
+    tags: list[TagName] | None = Field(
         None,
         min_length=1,
         max_length=MAX_TAGS,
@@ -68,7 +96,7 @@ class PushBody(BaseModel):
         pattern=DIGEST_PATTERN,
         description="Refuse (422 digest_mismatch) bytes that hash to another digest.",
     )
-    manifest: StrictStr = Field(
+    manifest: Annotated[StrictStr, AfterValidator(_manifest_bytes)] = Field(
         min_length=1,
         max_length=limits.MAX_MANIFEST_BYTES,
         description=f"The exact manifest text: a JSON object of at most "
@@ -81,40 +109,17 @@ class PushBody(BaseModel):
         max_length=limits.MAX_MEDIA_TYPE_CHARS,
         description="Required when the manifest has no mediaType.",
     )
-    sequence: StrictInt | None = Field(
-        None,
-        ge=0,
-        le=limits.MAX_SEQUENCE,
-        description="The build's position (CI build number, commit time), 0 to 2**63 - 1.",
+    sequence: BuildSequence | None = Field(
+        None, description="The build's position (CI build number, commit time), 0 to 2**63 - 1."
     )
-    wait_seconds: StrictFloat | StrictInt | None = Field(
+    wait_seconds: WaitSeconds | None = Field(
         None,
-        ge=0,
-        le=limits.MAX_WAIT_SECONDS,
-        allow_inf_nan=False,
         description="How long to wait for the lease; bounded by the server "
         "(PUSHGATE_MAX_WAIT_SECONDS).",
     )
-    caller: StrictStr | None = Field(
-        None,
-        min_length=1,
-        max_length=limits.MAX_CALLER_CHARS,
-        description="Who pushes, printable characters (defaults to X-Pushgate-Caller).",
+    caller: Caller | None = Field(
+        None, description="Who pushes, printable characters (defaults to X-Pushgate-Caller)."
     )
-
-    @field_validator("manifest")
-    @classmethod
-    def _manifest_bytes(cls, manifest: str) -> str:
-        if limits.utf8_size(manifest) > limits.MAX_MANIFEST_BYTES:
-            raise ValueError(f"must be at most {limits.MAX_MANIFEST_BYTES} bytes")
-        return manifest
-
-    @field_validator("caller")
-    @classmethod
-    def _printable_caller(cls, caller: str | None) -> str | None:
-        if caller is not None and not limits.printable(caller):
-            raise ValueError("must be printable characters (no control characters)")
-        return caller
 
     @model_validator(mode="after")
     def _one_of_tag_and_tags(self) -> PushBody:
@@ -257,50 +262,25 @@ class PromoteBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    repository: StrictStr = Field(
-        min_length=limits.REPOSITORY_MIN,
-        max_length=limits.REPOSITORY_MAX,
-        pattern=f"^{limits.REPOSITORY_RE.pattern}$",
-        description="The repository whose tags move.",
-    )
+    repository: RepositoryName = Field(description="The repository whose tags move.")
     digest: StrictStr = Field(pattern=DIGEST_PATTERN, description="The image to promote.")
-    tags: list[Annotated[StrictStr, Field(max_length=limits.TAG_MAX)]] = Field(
+    tags: list[TagName] = Field(
         min_length=1, max_length=MAX_TAGS, description="The tags to move to the image."
     )
-    sequence: StrictInt | None = Field(
-        None,
-        ge=0,
-        le=limits.MAX_SEQUENCE,
-        description="The build's position (CI build number, commit time), 0 to 2**63 - 1.",
+    sequence: BuildSequence | None = Field(
+        None, description="The build's position (CI build number, commit time), 0 to 2**63 - 1."
     )
-    source_repository: StrictStr | None = Field(
+    source_repository: RepositoryName | None = Field(
         None,
-        min_length=limits.REPOSITORY_MIN,
-        max_length=limits.REPOSITORY_MAX,
-        pattern=f"^{limits.REPOSITORY_RE.pattern}$",
         description="Read the image from this repository of the same registry (its "
         "layers must be in repository too).",
     )
-    wait_seconds: StrictFloat | StrictInt | None = Field(
-        None,
-        ge=0,
-        le=limits.MAX_WAIT_SECONDS,
-        allow_inf_nan=False,
-        description="How long to wait for each tag's lease; bounded by the server.",
+    wait_seconds: WaitSeconds | None = Field(
+        None, description="How long to wait for each tag's lease; bounded by the server."
     )
-    caller: StrictStr | None = Field(
-        None,
-        min_length=1,
-        max_length=limits.MAX_CALLER_CHARS,
-        description="Who pushes, printable characters (defaults to X-Pushgate-Caller).",
+    caller: Caller | None = Field(
+        None, description="Who pushes, printable characters (defaults to X-Pushgate-Caller)."
     )
-
-    @field_validator("caller")
-    @classmethod
-    def _printable_caller(cls, caller: str | None) -> str | None:
-        if caller is not None and not limits.printable(caller):
-            raise ValueError("must be printable characters (no control characters)")
-        return caller
 
 
 class TagItem(BaseModel):
