@@ -59,6 +59,16 @@ key, at most ``local_handoffs`` hand-offs happen in a row before a real release
 lets the claimant in (lock cohorting: the throughput of local hand-off with
 bounded unfairness).
 
+Data. An item may carry the data the lease guards (as the AWS Java lock client
+does), in ``data_<name>`` attributes. An acquire can set some in its own
+conditional write and returns them all; a renewal leaves them alone; a fenced
+update, release or hand-off (conditional on owner and token, like renewal) can
+set or remove them. So whoever writes the data held the lease when the write
+landed, and a holder that was overtaken writes nothing. A consistent read
+(``peek``) sees the data without taking the lease. A grant handed to an
+interrupted waiter, or to one that gave up, still carries what that waiter asked
+to set; the grant is then released as usual.
+
 Fairness. A waiter whose attempt failed writes itself as the item's
 ``claimant`` with ``claim_since``, the time it started waiting, when there is
 no claim, the claim is stale, or the claimant has waited less; a grant requires
@@ -74,7 +84,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -83,8 +93,10 @@ from locks._models import (
     CLAIM_SINCE,
     CLAIMANT,
     CLEANUP_AT,
+    DATA_PREFIX,
     EXPIRES_AT,
     GRANTED_AT,
+    MAX_DATA_NAME,
     OWNER,
     PK,
     TOKEN,
@@ -141,6 +153,9 @@ class ConditionFailed:
 
 Request = Now | Call | Sleep | Renewed | Current
 Flow = Generator[Request, Any, Any]
+# Data attributes by name (no prefix), values in DynamoDB's typed form ({"S": "x"}).
+Data = Mapping[str, dict[str, Any]]
+NO_DATA: Data = {}
 
 NAMES = {
     "#pk": PK,
@@ -168,15 +183,79 @@ def _cleanup_at(expires_at_ms: float, config: LockConfig) -> int:
     return math.ceil(expires_at_ms / 1000 + config.cleanup_after_seconds)
 
 
+def check_data(set_data: Data, remove: Iterable[str]) -> tuple[str, ...]:
+    """Validate data names (non-empty strings of at most ``MAX_DATA_NAME``
+    characters, none both set and removed); returns ``remove`` as a tuple."""
+    removed = (remove,) if isinstance(remove, str) else tuple(remove)
+    for name in (*set_data, *removed):
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_DATA_NAME:
+            raise ValueError(
+                f"data names must be strings of 1 to {MAX_DATA_NAME} characters, got {name!r}"
+            )
+    both = set(set_data) & set(removed)
+    if both:
+        raise ValueError(f"data names both set and removed: {sorted(both)}")
+    return removed
+
+
+def data_of(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The data attributes of an item, prefix stripped (still DynamoDB-typed)."""
+    return {
+        name.removeprefix(DATA_PREFIX): value
+        for name, value in (attributes or {}).items()
+        if name.startswith(DATA_PREFIX)
+    }
+
+
+@dataclass(frozen=True)
+class _Clauses:
+    """An update expression's actions, plus the placeholders the data ones use."""
+
+    sets: list[str]
+    removes: list[str]
+    names: dict[str, str]
+    values: dict[str, Any]
+
+    def expression(self) -> str:
+        parts = []
+        if self.sets:
+            parts.append("SET " + ", ".join(self.sets))
+        if self.removes:
+            parts.append("REMOVE " + ", ".join(self.removes))
+        return " ".join(parts)
+
+
+def _with_data(
+    sets: list[str], removes: list[str], set_data: Data, remove: Iterable[str]
+) -> _Clauses:
+    clauses = _Clauses(list(sets), list(removes), {}, {})
+    for n, (name, value) in enumerate(sorted(set_data.items())):
+        clauses.names[f"#d{n}"] = DATA_PREFIX + name
+        clauses.values[f":d{n}"] = value
+        clauses.sets.append(f"#d{n} = :d{n}")
+    for n, name in enumerate(sorted(set(remove)), start=len(set_data)):
+        clauses.names[f"#d{n}"] = DATA_PREFIX + name
+        clauses.removes.append(f"#d{n}")
+    return clauses
+
+
 def _update(
-    table: str, key: str, update: str, condition: str, values: dict[str, Any]
+    table: str,
+    key: str,
+    update: str | _Clauses,
+    condition: str,
+    values: dict[str, Any],
 ) -> dict[str, Any]:
+    data_names: dict[str, str] = {}
+    if isinstance(update, _Clauses):
+        data_names, values = update.names, {**values, **update.values}
+        update = update.expression()
     return {
         "TableName": table,
         "Key": {PK: {"S": key}},
         "UpdateExpression": update,
         "ConditionExpression": condition,
-        "ExpressionAttributeNames": _names(update + " " + condition),
+        "ExpressionAttributeNames": {**_names(update + " " + condition), **data_names},
         "ExpressionAttributeValues": values,
         "ReturnValues": "ALL_NEW",
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -196,18 +275,32 @@ HELD = "attribute_exists(#pk) AND #expires_at >= :stale_before"
 
 
 def acquire_request(
-    table: str, key: str, owner: str, now: float, config: LockConfig, since: float | None = None
+    table: str,
+    key: str,
+    owner: str,
+    now: float,
+    config: LockConfig,
+    since: float | None = None,
+    set_data: Data = NO_DATA,
 ) -> Call:
-    """A grant: the key is free or expired, and nobody who waited longer has a live claim."""
+    """A grant: the key is free or expired, and nobody who waited longer has a live claim.
+    ``set_data`` is written in the same conditional write."""
     expires_at = now + config.lease_ms
     condition = (
         f"({FREE} OR {EXPIRED}) AND "
         f"({UNCLAIMED} OR {CLAIM_MINE} OR {CLAIM_STALE} OR {CLAIM_YOUNGER})"
     )
-    update = (
-        "SET #owner = :owner, #token = if_not_exists(#token, :floor) + :one, "
-        "#expires_at = :expires_at, #granted_at = :now, #cleanup_at = :cleanup_at "
-        "REMOVE #claimant, #claim_expires_at, #claim_since"
+    update = _with_data(
+        [
+            "#owner = :owner",
+            "#token = if_not_exists(#token, :floor) + :one",
+            "#expires_at = :expires_at",
+            "#granted_at = :now",
+            "#cleanup_at = :cleanup_at",
+        ],
+        ["#claimant", "#claim_expires_at", "#claim_since"],
+        set_data,
+        (),
     )
     values = {
         ":owner": {"S": owner},
@@ -238,8 +331,16 @@ def renew_request(table: str, grant: Grant, now: float, config: LockConfig) -> C
     )
 
 
-def handoff_request(table: str, grant: Grant, now: float, config: LockConfig) -> Call:
-    """Pass our grant to a waiter of our own process: one write, the next token."""
+def handoff_request(
+    table: str,
+    grant: Grant,
+    now: float,
+    config: LockConfig,
+    set_data: Data = NO_DATA,
+    remove: Iterable[str] = (),
+) -> Call:
+    """Pass our grant to a waiter of our own process: one write, the next token,
+    with the data changes of our release and of the waiter's acquire."""
     expires_at = now + config.lease_ms
     values = {
         ":owner": {"S": grant.owner},
@@ -250,25 +351,48 @@ def handoff_request(table: str, grant: Grant, now: float, config: LockConfig) ->
         ":expires_at": _n(expires_at),
         ":cleanup_at": _n(_cleanup_at(expires_at, config)),
     }
-    update = (
-        "SET #token = #token + :one, #expires_at = :expires_at, #granted_at = :now, "
-        "#cleanup_at = :cleanup_at"
+    update = _with_data(
+        [
+            "#token = #token + :one",
+            "#expires_at = :expires_at",
+            "#granted_at = :now",
+            "#cleanup_at = :cleanup_at",
+        ],
+        [],
+        set_data,
+        remove,
     )
     return Call(
         "update_item", _update(table, grant.key, update, f"{OURS} AND {NOT_RELEASED}", values)
     )
 
 
-def release_request(table: str, grant: Grant, now: float, config: LockConfig) -> Call:
-    """Free our grant, keeping the token for the next one."""
+def release_request(
+    table: str,
+    grant: Grant,
+    now: float,
+    config: LockConfig,
+    set_data: Data = NO_DATA,
+    remove: Iterable[str] = (),
+) -> Call:
+    """Free our grant, keeping the token for the next one, with our last data changes."""
     values = {
         ":owner": {"S": grant.owner},
         ":token": _n(grant.token),
         ":zero": _n(0),
         ":cleanup_at": _n(_cleanup_at(now, config)),
     }
-    update = "SET #expires_at = :zero, #cleanup_at = :cleanup_at"
+    update = _with_data(["#expires_at = :zero", "#cleanup_at = :cleanup_at"], [], set_data, remove)
     return Call("update_item", _update(table, grant.key, update, OURS, values))
+
+
+def update_request(table: str, grant: Grant, set_data: Data, remove: Iterable[str]) -> Call:
+    """Write data while we hold the lease; fails if the token moved on or we released."""
+    values = {":owner": {"S": grant.owner}, ":token": _n(grant.token), ":zero": _n(0)}
+    update = _with_data([], [], set_data, remove)
+    return Call(
+        "update_item", _update(table, grant.key, update, f"{OURS} AND {NOT_RELEASED}", values)
+    )
 
 
 def claim_request(
@@ -383,6 +507,7 @@ def grant_from(
         trusted_until_ms=sent_at + config.lease_ms - config.margin * 1000,
         claimant=seen.claimant,
         claim_expires_at_ms=seen.claim_expires_at_ms,
+        data=data_of(attributes),
     )
 
 
@@ -417,6 +542,7 @@ def acquire_flow(  # noqa: PLR0912 - one wait loop reads best in one piece
     since: float | None = None,
     *,
     local_holder: bool = False,
+    set_data: Data = NO_DATA,
 ) -> Generator[Request, Any, tuple[Grant, float]]:
     """Acquire ``key``: returns the grant and the milliseconds waited.
 
@@ -441,7 +567,7 @@ def acquire_flow(  # noqa: PLR0912 - one wait loop reads best in one piece
     claimed = False
     while True:
         now: float = yield Now()
-        answer = yield acquire_request(table, key, owner, now, config, since)
+        answer = yield acquire_request(table, key, owner, now, config, since, set_data)
         if not isinstance(answer, ConditionFailed):
             return grant_from(answer["Attributes"], key, owner, now, config), now - start
         item = answer.item
@@ -523,21 +649,49 @@ def heartbeat_flow(
 
 
 def handoff_flow(
-    table: str, grant: Grant, config: LockConfig
+    table: str,
+    grant: Grant,
+    config: LockConfig,
+    set_data: Data = NO_DATA,
+    remove: Iterable[str] = (),
 ) -> Generator[Request, Any, Grant | None]:
     """Pass the lease to a local waiter; None if our grant had already moved on."""
     now: float = yield Now()
-    answer = yield handoff_request(table, grant, now, config)
+    answer = yield handoff_request(table, grant, now, config, set_data, remove)
     if isinstance(answer, ConditionFailed):
         return None
     return grant_from(answer["Attributes"], grant.key, grant.owner, now, config)
 
 
-def release_flow(table: str, grant: Grant, config: LockConfig) -> Generator[Request, Any, bool]:
+def release_flow(
+    table: str,
+    grant: Grant,
+    config: LockConfig,
+    set_data: Data = NO_DATA,
+    remove: Iterable[str] = (),
+) -> Generator[Request, Any, bool]:
     """Release; returns False if the lease had already moved on (it was lost)."""
     now: float = yield Now()
-    answer = yield release_request(table, grant, now, config)
+    answer = yield release_request(table, grant, now, config, set_data, remove)
     return not isinstance(answer, ConditionFailed)
+
+
+def update_flow(
+    table: str, grant: Grant, set_data: Data, remove: Iterable[str]
+) -> Generator[Request, Any, dict[str, Any]]:
+    """Write data under our grant; returns the item's data after the write.
+    Raises :class:`LeaseLost` if the grant moved on."""
+    answer = yield update_request(table, grant, set_data, remove)
+    if isinstance(answer, ConditionFailed):
+        raise LeaseLost(grant.key, grant.token, _moved_on(answer.item))
+    return data_of(answer["Attributes"])
+
+
+def peek_flow(table: str, key: str) -> Generator[Request, Any, dict[str, Any] | None]:
+    """The data of ``key``'s item by a consistent read; None if there is no item."""
+    answer = yield read_request(table, key)
+    item = answer.get("Item")
+    return None if item is None else data_of(item)
 
 
 def _moved_on(item: dict[str, Any] | None) -> str:
