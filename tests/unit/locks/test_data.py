@@ -63,7 +63,7 @@ def with_data(base: dict[str, Any], **data: dict[str, str]) -> dict[str, Any]:
 
 def acquire(table: FakeTable, set_data: dict[str, Any], timeout: float | None = 0) -> Grant:
     flow = acquire_flow(TABLE, KEY, ME, CONFIG, timeout, random.Random(0), set_data=set_data)
-    grant, _ = drive(flow, table)
+    grant: Grant = drive(flow, table)[0]
     return grant
 
 
