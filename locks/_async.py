@@ -552,7 +552,13 @@ class AsyncLease:
         set_attributes = {**typed, **ticket.set_attributes}
         remove = tuple(name for name in removed if name not in ticket.set_attributes)
         flow = handoff_flow(lock.table_name, self._grant, lock.config, set_attributes, remove)
-        new = await lock._run(flow, None, self)  # noqa: SLF001
+        try:
+            new = await lock._run(flow, None, self)  # noqa: SLF001
+        except LockBackendError:
+            if not ticket.set_attributes:
+                raise
+            # the waiter's data may be what was refused: release plainly, it tries itself
+            return None
         if new is None:
             self._mark_lost("another holder took it over before release")
             return False
