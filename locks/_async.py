@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections import deque
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -18,7 +19,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from locks._common import (
     Clock,
     create_table_params,
+    decode_data,
     default_owner,
+    encode_data,
     log,
     queued_out,
     translate,
@@ -26,8 +29,10 @@ from locks._common import (
 )
 from locks._models import CLEANUP_AT, Grant, Holder, LeaseInfo, LockConfig
 from locks._protocol import (
+    NO_DATA,
     Call,
     Current,
+    Data,
     Flow,
     Now,
     Renewed,
@@ -36,9 +41,11 @@ from locks._protocol import (
     handoff_flow,
     heartbeat_flow,
     may_hand_off,
+    peek_flow,
     read_request,
     release_flow,
     renew_flow,
+    update_flow,
 )
 from locks._synchronization import (
     AsyncBackground,
@@ -66,9 +73,11 @@ if TYPE_CHECKING:
 
 
 class _Ticket:
-    def __init__(self) -> None:
+    def __init__(self, set_attributes: Data = NO_DATA) -> None:
         self.wake = AsyncEvent()
         self.grant: Grant | None = None  # set by a local holder handing the lease over
+        # what the waiter's acquire writes: a local hand-off writes it instead
+        self.set_attributes = set_attributes
 
     async def sleep(self, seconds: float) -> bool | Grant:
         """Wait for a local release or hand-off; the handed-over grant if any."""
@@ -87,8 +96,8 @@ class _LocalQueue:
         self._turns = AsyncCondition()
         self._queues: dict[str, deque[_Ticket]] = {}
 
-    def join(self, key: str) -> _Ticket:
-        ticket = _Ticket()
+    def join(self, key: str, set_attributes: Data = NO_DATA) -> _Ticket:
+        ticket = _Ticket(set_attributes)
         with self._turns:
             self._queues.setdefault(key, deque()).append(ticket)
         return ticket
@@ -181,15 +190,24 @@ class AsyncLeaseLock:
             self._stack = None
             self._client = None
 
-    async def acquire(self, key: str, timeout: float | None = None) -> AsyncLease:
+    async def acquire(
+        self,
+        key: str,
+        timeout: float | None = None,
+        *,
+        set_attributes: Mapping[str, Any] | None = None,
+    ) -> AsyncLease:
         """Wait until ``key`` is granted; ``timeout`` in seconds (None: forever).
 
+        ``set_attributes`` is written to the item's data in the grant's own conditional
+        write; ``lease.data`` holds all of the item's data after it.
         Raises :class:`AcquireTimeout` (or :class:`LeaseUnavailable` for 0).
         """
         if timeout is not None and timeout < 0:
             raise ValueError("timeout must be >= 0 or None")
+        typed, _ = encode_data(set_attributes)
         started = self.clock()
-        ticket = self._queue.join(key)
+        ticket = self._queue.join(key, typed)
         try:
             if not await self._queue.wait_turn(key, ticket, timeout):
                 queued_out(key, timeout, self.clock() - started)
@@ -203,6 +221,7 @@ class AsyncLeaseLock:
                 self._rng,
                 started,
                 local_holder=self._holding.get(key, 0) > 0,
+                set_data=typed,
             )
             grant, _ = await self._run(flow, ticket.sleep)
         except LeaseUnavailable as exc:
@@ -235,10 +254,12 @@ class AsyncLeaseLock:
         )
         return lease
 
-    async def try_acquire(self, key: str) -> AsyncLease | None:
+    async def try_acquire(
+        self, key: str, *, set_attributes: Mapping[str, Any] | None = None
+    ) -> AsyncLease | None:
         """One attempt, never waits: the lease, or None if someone holds it."""
         try:
-            return await self.acquire(key, timeout=0)
+            return await self.acquire(key, timeout=0, set_attributes=set_attributes)
         except LeaseUnavailable:
             return None
 
@@ -250,6 +271,12 @@ class AsyncLeaseLock:
             return None
         holder = Holder.from_item(item)
         return LeaseInfo(key, holder.owner, holder.token, holder.expires_at_ms)
+
+    async def peek(self, key: str) -> dict[str, Any] | None:
+        """The data of ``key``'s item, without taking the lease (a consistent read);
+        None if there is no item."""
+        typed = await self._run(peek_flow(self.table_name, key), None)
+        return None if typed is None else decode_data(typed)
 
     async def ensure_table(self, *, poll_seconds: float = 0.5, wait_seconds: float = 120.0) -> None:
         """Create the table if missing (PAY_PER_REQUEST, TTL on ``cleanup_at``) and
@@ -388,6 +415,7 @@ class AsyncLease:
         self._released = False
         self._stop = AsyncEvent()
         self.waited_ms = waited_ms
+        self._data = grant.data  # only this holder's writes change it while held
         lock._hold(grant.key, 1)  # noqa: SLF001
         self._beat = AsyncBackground(self._heartbeat, name=f"lease-heartbeat-{grant.key}")
 
@@ -406,6 +434,11 @@ class AsyncLease:
     @property
     def grant(self) -> Grant:
         return self._grant
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The item's data as of this holder's last write (acquire or update)."""
+        return decode_data(self._data)
 
     @property
     def lost(self) -> bool:
@@ -437,8 +470,40 @@ class AsyncLease:
             self._mark_lost(exc.reason)
             raise
 
-    async def release(self) -> None:
-        """Release the lease. Idempotent; never frees another holder's lease."""
+    async def update(
+        self,
+        *,
+        set_attributes: Mapping[str, Any] | None = None,
+        remove_attributes: Iterable[str] = (),
+    ) -> None:
+        """Write data in one write fenced by this grant (owner and token).
+
+        Raises :class:`LeaseLost` (nothing written) if the lease moved on.
+        """
+        typed, removed = encode_data(set_attributes, remove_attributes)
+        self.ensure_held()
+        if not typed and not removed:
+            return
+        flow = update_flow(self._lock.table_name, self._grant, typed, removed)
+        try:
+            self._data = await self._lock._run(flow, None, self)  # noqa: SLF001
+        except LeaseLost as exc:
+            self._mark_lost(exc.reason)
+            raise
+
+    async def release(
+        self,
+        *,
+        set_attributes: Mapping[str, Any] | None = None,
+        remove_attributes: Iterable[str] = (),
+    ) -> None:
+        """Release the lease. Idempotent; never frees another holder's lease.
+
+        ``set_attributes`` / ``remove_attributes`` change the item's data in the release's own
+        fenced write; if the lease had moved on, nothing is written and
+        :class:`LeaseLost` is raised.
+        """
+        typed, removed = encode_data(set_attributes, remove_attributes)
         with self._state:
             if self._released:
                 return
@@ -450,26 +515,53 @@ class AsyncLease:
         lock._hold(self.key, -1)  # noqa: SLF001
         # a renewal in flight ends first; one that lands after this release fails its condition
         await self._beat.stopped()
-        if not self.lost and await self._hand_off():
-            return
-        flow = release_flow(lock.table_name, self._grant, lock.config)
-        if not await lock._run(flow, None, self):  # noqa: SLF001
+        try:
+            written = None if self.lost else await self._hand_off(typed, removed)
+            if written is None:
+                written = await self._release(typed, removed)
+        except LockBackendError:
+            if not (typed or removed):
+                raise
+            # the data was refused (too large, say): free the lease anyway, report the error
+            with contextlib.suppress(LockError):
+                await self._release(NO_DATA, ())
+            raise
+        if (typed or removed) and not written:
+            raise LeaseLost(self.key, self.token, "the data was not written: the lease moved on")
+
+    async def _release(self, typed: Data, removed: tuple[str, ...]) -> bool:
+        lock = self._lock
+        flow = release_flow(lock.table_name, self._grant, lock.config, typed, removed)
+        written: bool = await lock._run(flow, None, self)  # noqa: SLF001
+        if not written:
             self._mark_lost("another holder took it over before release")
         lock._streak(self.key, handed_off=False)  # noqa: SLF001
         lock._queue.released(self.key)  # noqa: SLF001
         log.info("lease_released", key=self.key, owner=self.owner, token=self.token)
+        return written
 
-    async def _hand_off(self) -> bool:
-        """Pass the lease to the next waiter of this process in one write, if allowed."""
+    async def _hand_off(self, typed: Data, removed: tuple[str, ...]) -> bool | None:
+        """Pass the lease to the next waiter of this process in one write, if allowed:
+        None if not, False if our grant had moved on (nothing written)."""
         lock = self._lock
         ticket = lock._queue.head(self.key)  # noqa: SLF001
         streak = lock._streaks.get(self.key, 0)  # noqa: SLF001
         if ticket is None or not may_hand_off(self._grant, lock.clock(), lock.config, streak):
-            return False
-        new = await lock._run(handoff_flow(lock.table_name, self._grant, lock.config), None, self)  # noqa: SLF001
+            return None
+        # our release's changes, then the waiter's acquire's on top
+        set_attributes = {**typed, **ticket.set_attributes}
+        remove = tuple(name for name in removed if name not in ticket.set_attributes)
+        flow = handoff_flow(lock.table_name, self._grant, lock.config, set_attributes, remove)
+        try:
+            new = await lock._run(flow, None, self)  # noqa: SLF001
+        except LockBackendError:
+            if not ticket.set_attributes:
+                raise
+            # the waiter's data may be what was refused: release plainly, it tries itself
+            return None
         if new is None:
             self._mark_lost("another holder took it over before release")
-            return True
+            return False
         lock._streak(self.key, handed_off=True)  # noqa: SLF001
         if not lock._queue.deliver(self.key, ticket, new):  # noqa: SLF001
             # the waiter gave up meanwhile: free the grant made for it

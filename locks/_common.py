@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from locks._models import PK, LockConfig
-from locks._protocol import Call, ConditionFailed
+from locks._protocol import Call, ConditionFailed, Data, check_data
 from locks.exceptions import AcquireTimeout, LeaseUnavailable, LockBackendError, TableNotFound
+
+if TYPE_CHECKING:
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 log = structlog.get_logger("locks")
 
@@ -40,6 +44,35 @@ def botocore_config(config: LockConfig) -> Config:
         connect_timeout=min(2.0, read_timeout),
         read_timeout=read_timeout,
     )
+
+
+@functools.cache
+def _types() -> tuple[TypeSerializer, TypeDeserializer]:
+    # boto3's converters: imported on first use, so ``import locks`` stays botocore-only
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer  # noqa: PLC0415
+
+    return TypeSerializer(), TypeDeserializer()
+
+
+def encode_data(
+    set_data: Mapping[str, Any] | None, remove: Iterable[str] = ()
+) -> tuple[Data, tuple[str, ...]]:
+    """Validate data changes and type their values for DynamoDB (boto3's rules:
+    str, bytes, bool, None, int or Decimal, and lists, sets and dicts of them)."""
+    set_data = dict(set_data or {})
+    removed = check_data(set_data, remove)
+    try:
+        typed: dict[str, dict[str, Any]] = {
+            name: dict(_types()[0].serialize(value)) for name, value in set_data.items()
+        }
+    except TypeError as exc:
+        raise ValueError(f"a data value DynamoDB cannot store: {exc}") from exc
+    return typed, removed
+
+
+def decode_data(typed: Mapping[str, Any]) -> dict[str, Any]:
+    """Data attributes back to Python values (numbers come back as Decimal)."""
+    return {name: _types()[1].deserialize(value) for name, value in typed.items()}
 
 
 def queued_out(key: str, timeout: float | None, waited: float) -> None:

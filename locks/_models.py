@@ -26,6 +26,12 @@ CLEANUP_AT = "cleanup_at"  # epoch seconds: DynamoDB TTL deletes the item after 
 CLAIMANT = "claimant"  # the waiter next in line (cross-process fairness)
 CLAIM_EXPIRES_AT = "claim_expires_at"  # epoch ms by the claimant's clock
 CLAIM_SINCE = "claim_since"  # epoch ms the claimant started waiting: older waiters win
+# The data a lease guards is stored beside it as ``data_<name>`` attributes: the
+# lock's own names never start with the prefix, so the two cannot collide. (A
+# nested ``data`` map would need the map to exist before a path in it can be
+# set, which a first acquire cannot know in one write.)
+DATA_PREFIX = "data_"
+MAX_DATA_NAME = 200  # characters of a data attribute's name, prefix excluded
 
 # A fresh item (first ever, or after TTL cleanup) starts its token at
 # epoch-ms * TOKEN_SCALE: see the expiry model in ``_protocol``.
@@ -142,6 +148,8 @@ class Grant:
     # the claim on the item when this grant was written: a waiter in another process
     claimant: str | None = None
     claim_expires_at_ms: int | None = None
+    # the item's data attributes after the write, DynamoDB-typed, prefix stripped
+    data: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,16 @@ key, at most ``local_handoffs`` hand-offs happen in a row before a real release
 lets the claimant in (lock cohorting: the throughput of local hand-off with
 bounded unfairness).
 
+Data. An item may carry the data the lease guards (as the AWS Java lock client
+does), in ``data_<name>`` attributes. An acquire can set some in its own
+conditional write and returns them all; a renewal leaves them alone; a fenced
+update, release or hand-off (conditional on owner and token, like renewal) can
+set or remove them. So whoever writes the data held the lease when the write
+landed, and a holder that was overtaken writes nothing. A consistent read
+(``peek``) sees the data without taking the lease. A grant handed to an
+interrupted waiter, or to one that gave up, still carries what that waiter asked
+to set; the grant is then released as usual.
+
 Fairness. A waiter whose attempt failed writes itself as the item's
 ``claimant`` with ``claim_since``, the time it started waiting, when there is
 no claim, the claim is stale, or the claimant has waited less; a grant requires
@@ -72,239 +82,101 @@ a local holder releases.
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Generator
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from collections.abc import Generator, Iterable
+from dataclasses import replace
+from typing import Any
 
 from locks._models import (
-    CLAIM_EXPIRES_AT,
-    CLAIM_SINCE,
-    CLAIMANT,
-    CLEANUP_AT,
     EXPIRES_AT,
-    GRANTED_AT,
-    OWNER,
-    PK,
     TOKEN,
-    TOKEN_SCALE,
     Grant,
     Holder,
     LockConfig,
 )
+from locks._requests import (
+    CLAIM_MINE,
+    CLAIM_STALE,
+    CLAIM_YOUNGER,
+    EXPIRED,
+    FREE,
+    HELD,
+    NAMES,
+    NO_DATA,
+    NOT_RELEASED,
+    OURS,
+    UNCLAIMED,
+    Call,
+    ConditionFailed,
+    Current,
+    Data,
+    Flow,
+    Now,
+    Op,
+    Renewed,
+    Request,
+    Sleep,
+    acquire_request,
+    check_data,
+    claim_request,
+    data_of,
+    handoff_request,
+    read_request,
+    release_request,
+    renew_request,
+    unclaim_request,
+    update_request,
+)
 from locks.exceptions import AcquireTimeout, LeaseLost, LeaseUnavailable, LockBackendError
 
-Op = Literal["update_item", "get_item"]
-
-
-@dataclass(frozen=True)
-class Now:
-    """Ask the driver for its clock, in epoch milliseconds."""
-
-
-@dataclass(frozen=True)
-class Call:
-    """One DynamoDB call. The answer is the response dict or :class:`ConditionFailed`."""
-
-    op: Op
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Sleep:
-    """Wait up to ``seconds``. The answer is True if the driver woke early
-    (a local release for waiters, a stop for heartbeats), or the :class:`Grant`
-    a local holder handed over to this waiter."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Renewed:
-    """Tell the driver the grant was renewed. The answer is ignored."""
-
-    grant: Grant
-
-
-@dataclass(frozen=True)
-class Current:
-    """Ask the driver for the newest grant it holds (a manual renew may have moved it)."""
-
-
-@dataclass(frozen=True)
-class ConditionFailed:
-    """A conditional write failed; ``item`` is the old item if the backend sent it."""
-
-    item: dict[str, Any] | None
-
-
-Request = Now | Call | Sleep | Renewed | Current
-Flow = Generator[Request, Any, Any]
-
-NAMES = {
-    "#pk": PK,
-    "#owner": OWNER,
-    "#token": TOKEN,
-    "#expires_at": EXPIRES_AT,
-    "#granted_at": GRANTED_AT,
-    "#cleanup_at": CLEANUP_AT,
-    "#claimant": CLAIMANT,
-    "#claim_expires_at": CLAIM_EXPIRES_AT,
-    "#claim_since": CLAIM_SINCE,
-}
-
-
-def _names(expression: str) -> dict[str, str]:
-    """Only the placeholders an expression uses (DynamoDB rejects unused ones)."""
-    return {k: v for k, v in NAMES.items() if k in expression}
-
-
-def _n(value: float) -> dict[str, str]:
-    return {"N": str(int(value))}
-
-
-def _cleanup_at(expires_at_ms: float, config: LockConfig) -> int:
-    return math.ceil(expires_at_ms / 1000 + config.cleanup_after_seconds)
-
-
-def _update(
-    table: str, key: str, update: str, condition: str, values: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "TableName": table,
-        "Key": {PK: {"S": key}},
-        "UpdateExpression": update,
-        "ConditionExpression": condition,
-        "ExpressionAttributeNames": _names(update + " " + condition),
-        "ExpressionAttributeValues": values,
-        "ReturnValues": "ALL_NEW",
-        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-    }
-
-
-# Named condition clauses, joined below (Powertools' idempotency style).
-FREE = "attribute_not_exists(#pk)"
-EXPIRED = "#expires_at < :stale_before"
-UNCLAIMED = "attribute_not_exists(#claimant)"
-CLAIM_MINE = "#claimant = :owner"
-CLAIM_STALE = "#claim_expires_at < :stale_before"
-CLAIM_YOUNGER = "#claim_since > :since"  # the claimant has waited less than we have
-OURS = "#owner = :owner AND #token = :token"
-NOT_RELEASED = "#expires_at > :zero"
-HELD = "attribute_exists(#pk) AND #expires_at >= :stale_before"
-
-
-def acquire_request(
-    table: str, key: str, owner: str, now: float, config: LockConfig, since: float | None = None
-) -> Call:
-    """A grant: the key is free or expired, and nobody who waited longer has a live claim."""
-    expires_at = now + config.lease_ms
-    condition = (
-        f"({FREE} OR {EXPIRED}) AND "
-        f"({UNCLAIMED} OR {CLAIM_MINE} OR {CLAIM_STALE} OR {CLAIM_YOUNGER})"
-    )
-    update = (
-        "SET #owner = :owner, #token = if_not_exists(#token, :floor) + :one, "
-        "#expires_at = :expires_at, #granted_at = :now, #cleanup_at = :cleanup_at "
-        "REMOVE #claimant, #claim_expires_at, #claim_since"
-    )
-    values = {
-        ":owner": {"S": owner},
-        ":since": _n(now if since is None else since),
-        ":floor": _n(now * TOKEN_SCALE),
-        ":one": _n(1),
-        ":expires_at": _n(expires_at),
-        ":now": _n(now),
-        ":cleanup_at": _n(_cleanup_at(expires_at, config)),
-        ":stale_before": _n(now - config.skew_ms),
-    }
-    return Call("update_item", _update(table, key, update, condition, values))
-
-
-def renew_request(table: str, grant: Grant, now: float, config: LockConfig) -> Call:
-    """Extend our own grant; fails if the token moved on or we released."""
-    expires_at = now + config.lease_ms
-    values = {
-        ":owner": {"S": grant.owner},
-        ":token": _n(grant.token),
-        ":zero": _n(0),
-        ":expires_at": _n(expires_at),
-        ":cleanup_at": _n(_cleanup_at(expires_at, config)),
-    }
-    update = "SET #expires_at = :expires_at, #cleanup_at = :cleanup_at"
-    return Call(
-        "update_item", _update(table, grant.key, update, f"{OURS} AND {NOT_RELEASED}", values)
-    )
-
-
-def handoff_request(table: str, grant: Grant, now: float, config: LockConfig) -> Call:
-    """Pass our grant to a waiter of our own process: one write, the next token."""
-    expires_at = now + config.lease_ms
-    values = {
-        ":owner": {"S": grant.owner},
-        ":token": _n(grant.token),
-        ":one": _n(1),
-        ":zero": _n(0),
-        ":now": _n(now),
-        ":expires_at": _n(expires_at),
-        ":cleanup_at": _n(_cleanup_at(expires_at, config)),
-    }
-    update = (
-        "SET #token = #token + :one, #expires_at = :expires_at, #granted_at = :now, "
-        "#cleanup_at = :cleanup_at"
-    )
-    return Call(
-        "update_item", _update(table, grant.key, update, f"{OURS} AND {NOT_RELEASED}", values)
-    )
-
-
-def release_request(table: str, grant: Grant, now: float, config: LockConfig) -> Call:
-    """Free our grant, keeping the token for the next one."""
-    values = {
-        ":owner": {"S": grant.owner},
-        ":token": _n(grant.token),
-        ":zero": _n(0),
-        ":cleanup_at": _n(_cleanup_at(now, config)),
-    }
-    update = "SET #expires_at = :zero, #cleanup_at = :cleanup_at"
-    return Call("update_item", _update(table, grant.key, update, OURS, values))
-
-
-def claim_request(
-    table: str, key: str, owner: str, now: float, config: LockConfig, since: float
-) -> Call:
-    """Put ourselves next in line while the lease is held, ahead of younger claims."""
-    values = {
-        ":owner": {"S": owner},
-        ":claim_expires_at": _n(now + config.claim * 1000),
-        ":stale_before": _n(now - config.skew_ms),
-        ":since": _n(since),
-    }
-    update = "SET #claimant = :owner, #claim_expires_at = :claim_expires_at, #claim_since = :since"
-    condition = (
-        f"attribute_exists(#pk) AND "
-        f"({UNCLAIMED} OR {CLAIM_MINE} OR {CLAIM_STALE} OR {CLAIM_YOUNGER})"
-    )
-    return Call("update_item", _update(table, key, update, condition, values))
-
-
-def unclaim_request(table: str, key: str, owner: str) -> Call:
-    """Give up our claim (a waiter that timed out)."""
-    params = {
-        "TableName": table,
-        "Key": {PK: {"S": key}},
-        "UpdateExpression": "REMOVE #claimant, #claim_expires_at, #claim_since",
-        "ConditionExpression": CLAIM_MINE,
-        "ExpressionAttributeNames": _names(f"{CLAIM_MINE} #claim_expires_at #claim_since"),
-        "ExpressionAttributeValues": {":owner": {"S": owner}},
-    }
-    return Call("update_item", params)
-
-
-def read_request(table: str, key: str) -> Call:
-    return Call("get_item", {"TableName": table, "Key": {PK: {"S": key}}, "ConsistentRead": True})
-
+# The request types and builders live in ``_requests``; importers find them here too.
+__all__ = [
+    "CLAIM_MINE",
+    "CLAIM_STALE",
+    "CLAIM_YOUNGER",
+    "EXPIRED",
+    "FREE",
+    "HELD",
+    "NAMES",
+    "NOT_RELEASED",
+    "NO_DATA",
+    "OURS",
+    "UNCLAIMED",
+    "Call",
+    "ConditionFailed",
+    "Current",
+    "Data",
+    "Flow",
+    "Now",
+    "Op",
+    "Renewed",
+    "Request",
+    "Sleep",
+    "acquire_flow",
+    "acquire_request",
+    "check_data",
+    "claim_is_live",
+    "claim_request",
+    "data_of",
+    "grant_from",
+    "handoff_flow",
+    "handoff_request",
+    "heartbeat_flow",
+    "is_live",
+    "may_hand_off",
+    "peek_flow",
+    "read_request",
+    "release_flow",
+    "release_request",
+    "remote_claim",
+    "renew_flow",
+    "renew_request",
+    "should_claim",
+    "unclaim_request",
+    "update_flow",
+    "update_request",
+    "wait_seconds",
+]
 
 # --- decisions -------------------------------------------------------------
 
@@ -383,6 +255,7 @@ def grant_from(
         trusted_until_ms=sent_at + config.lease_ms - config.margin * 1000,
         claimant=seen.claimant,
         claim_expires_at_ms=seen.claim_expires_at_ms,
+        data=data_of(attributes),
     )
 
 
@@ -417,6 +290,7 @@ def acquire_flow(  # noqa: PLR0912 - one wait loop reads best in one piece
     since: float | None = None,
     *,
     local_holder: bool = False,
+    set_data: Data = NO_DATA,
 ) -> Generator[Request, Any, tuple[Grant, float]]:
     """Acquire ``key``: returns the grant and the milliseconds waited.
 
@@ -441,7 +315,7 @@ def acquire_flow(  # noqa: PLR0912 - one wait loop reads best in one piece
     claimed = False
     while True:
         now: float = yield Now()
-        answer = yield acquire_request(table, key, owner, now, config, since)
+        answer = yield acquire_request(table, key, owner, now, config, since, set_data)
         if not isinstance(answer, ConditionFailed):
             return grant_from(answer["Attributes"], key, owner, now, config), now - start
         item = answer.item
@@ -523,21 +397,49 @@ def heartbeat_flow(
 
 
 def handoff_flow(
-    table: str, grant: Grant, config: LockConfig
+    table: str,
+    grant: Grant,
+    config: LockConfig,
+    set_data: Data = NO_DATA,
+    remove: Iterable[str] = (),
 ) -> Generator[Request, Any, Grant | None]:
     """Pass the lease to a local waiter; None if our grant had already moved on."""
     now: float = yield Now()
-    answer = yield handoff_request(table, grant, now, config)
+    answer = yield handoff_request(table, grant, now, config, set_data, remove)
     if isinstance(answer, ConditionFailed):
         return None
     return grant_from(answer["Attributes"], grant.key, grant.owner, now, config)
 
 
-def release_flow(table: str, grant: Grant, config: LockConfig) -> Generator[Request, Any, bool]:
+def release_flow(
+    table: str,
+    grant: Grant,
+    config: LockConfig,
+    set_data: Data = NO_DATA,
+    remove: Iterable[str] = (),
+) -> Generator[Request, Any, bool]:
     """Release; returns False if the lease had already moved on (it was lost)."""
     now: float = yield Now()
-    answer = yield release_request(table, grant, now, config)
+    answer = yield release_request(table, grant, now, config, set_data, remove)
     return not isinstance(answer, ConditionFailed)
+
+
+def update_flow(
+    table: str, grant: Grant, set_data: Data, remove: Iterable[str]
+) -> Generator[Request, Any, dict[str, Any]]:
+    """Write data under our grant; returns the item's data after the write.
+    Raises :class:`LeaseLost` if the grant moved on."""
+    answer = yield update_request(table, grant, set_data, remove)
+    if isinstance(answer, ConditionFailed):
+        raise LeaseLost(grant.key, grant.token, _moved_on(answer.item))
+    return data_of(answer["Attributes"])
+
+
+def peek_flow(table: str, key: str) -> Generator[Request, Any, dict[str, Any] | None]:
+    """The data of ``key``'s item by a consistent read; None if there is no item."""
+    answer = yield read_request(table, key)
+    item = answer.get("Item")
+    return None if item is None else data_of(item)
 
 
 def _moved_on(item: dict[str, Any] | None) -> str:

@@ -50,8 +50,25 @@ def check_sync_lease(lease: Lease) -> None:
     assert_type(lease.ensure_held(), None)
     assert_type(lease.renew(), None)
     assert_type(lease.release(), None)
+    assert_type(lease.data, dict[str, Any])
+    assert_type(lease.update(set_attributes={"a": 1}, remove_attributes=["b"]), None)
+    assert_type(lease.release(set_attributes={"a": 1}, remove_attributes=("b",)), None)
     with lease as held:
         assert_type(held, Lease)
+
+
+def check_sync_data(lock: LeaseLock) -> None:
+    assert_type(lock.acquire("key", set_attributes={"intent": "x"}), Lease)
+    assert_type(lock.try_acquire("key", set_attributes={"intent": "x"}), Lease | None)
+    assert_type(lock.peek("key"), dict[str, Any] | None)
+
+
+async def check_async_data(lock: AsyncLeaseLock) -> None:
+    lease = await lock.acquire("key", set_attributes={"intent": "x"})
+    assert_type(lease.data, dict[str, Any])
+    assert_type(await lock.peek("key"), dict[str, Any] | None)
+    assert_type(await lease.update(set_attributes={"a": 1}), None)
+    assert_type(await lease.release(remove_attributes=["a"]), None)
 
 
 def check_async_lock(lock: AsyncLeaseLock) -> None:

@@ -165,11 +165,21 @@ class Held:
         else:
             await self.raw.renew()
 
-    async def release(self) -> None:
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.raw.data
+
+    async def release(self, **data: Any) -> None:
         if isinstance(self.raw, Lease):
-            await asyncio.to_thread(self.raw.release)
+            await asyncio.to_thread(functools.partial(self.raw.release, **data))
         else:
-            await self.raw.release()
+            await self.raw.release(**data)
+
+    async def update(self, **data: Any) -> None:
+        if isinstance(self.raw, Lease):
+            await asyncio.to_thread(functools.partial(self.raw.update, **data))
+        else:
+            await self.raw.update(**data)
 
     def stop_heartbeat(self) -> None:
         """Stop renewing, as a frozen or partitioned holder would."""
@@ -287,13 +297,17 @@ class Locker:
         self.held.append(held)
         return held
 
-    async def acquire(self, key: str, timeout: float | None = None) -> Held:
-        held = self._wrap(await self._call("acquire", key, timeout))
+    async def acquire(self, key: str, timeout: float | None = None, **data: Any) -> Held:
+        held = self._wrap(await self._call("acquire", key, timeout, **data))
         assert held is not None
         return held
 
     async def try_acquire(self, key: str) -> Held | None:
         return self._wrap(await self._call("try_acquire", key))
+
+    async def peek(self, key: str) -> dict[str, Any] | None:
+        data: dict[str, Any] | None = await self._call("peek", key)
+        return data
 
     async def describe(self, key: str) -> LeaseInfo | None:
         info: LeaseInfo | None = await self._call("describe", key)

@@ -57,12 +57,12 @@ def test_check_fails_on_a_stale_sync_driver(tmp_path: Path) -> None:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     sync = tmp_path / "locks" / "_sync.py"
-    sync.write_text(sync.read_text().replace("def release(self)", "def release(self, x=1)"))
+    sync.write_text(sync.read_text().replace("def key(self)", "def key(self, x=1)"))
 
     done = _check(tmp_path)
 
     assert 1 == done.returncode
-    assert "+    def release(self) -> None:" in done.stdout
+    assert "+    def key(self) -> str:" in done.stdout
 
 
 def test_import_locks_loads_neither_aiobotocore_nor_pynamodb():

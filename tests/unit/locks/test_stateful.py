@@ -20,7 +20,10 @@ Invariants:
 - the item's token never goes down, and every grant's token is above every
   earlier one, across TTL deletion;
 - a release never frees another holder's grant;
-- a single attempt on a free key (no item, or released and unclaimed) is granted.
+- a single attempt on a free key (no item, or released and unclaimed) is granted;
+- data carried in the item (written by acquires, updates, releases and hand-offs)
+  changes only in a write by the grant the item holds at that moment: a holder
+  that was overtaken, crashed or delayed never writes data over a newer grant's.
 """
 
 from __future__ import annotations
@@ -34,7 +37,16 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from locks._models import CLAIMANT, CLEANUP_AT, EXPIRES_AT, OWNER, TOKEN, Grant, LockConfig
+from locks._models import (
+    CLAIMANT,
+    CLEANUP_AT,
+    DATA_PREFIX,
+    EXPIRES_AT,
+    OWNER,
+    TOKEN,
+    Grant,
+    LockConfig,
+)
 from locks._protocol import (
     Call,
     Current,
@@ -42,9 +54,11 @@ from locks._protocol import (
     Renewed,
     Sleep,
     acquire_flow,
+    data_of,
     handoff_flow,
     release_flow,
     renew_flow,
+    update_flow,
 )
 from locks.exceptions import LeaseLost, LeaseUnavailable, LockBackendError
 from tests.unit.locks.fakes import KEY, T0, TABLE, FakeTable, Item, number
@@ -189,6 +203,13 @@ class LeaseMachine(RuleBasedStateMachine):
         before = self.table.get()
         answer = self.table.execute(call)
         after = self.table.get()
+        if host.kind == "update" and after != before:
+            event("data updated")
+            assert host.grant is not None
+            expected = (host.grant.owner, host.grant.token)
+            assert expected == (text(before, OWNER), number(before, TOKEN)), (
+                "an update wrote data under another holder's grant"
+            )
         is_acquire = ":floor" in call.params.get("ExpressionAttributeValues", {})
         if is_acquire and before is not None and after != before and number(before, EXPIRES_AT):
             event("took over an unreleased, expired lease")
@@ -207,6 +228,12 @@ class LeaseMachine(RuleBasedStateMachine):
         if token is not None:
             assert token >= self.highest_item_token, "the item's token went down"
             self.highest_item_token = token
+        if data_of(after) != data_of(before) and host.kind != "acquire":
+            # a fenced data write lands only under the grant it was made by
+            written = number(after, DATA_PREFIX + "writer")
+            assert written in {number(before, TOKEN), number(after, TOKEN)}, (
+                "data was written by a grant the item no longer held"
+            )
         return answer
 
     # --- rules ------------------------------------------------------------------------
@@ -279,22 +306,36 @@ class LeaseMachine(RuleBasedStateMachine):
             self.race_at_the_edge(host, RACES[action])
         elif host.grant is None:
             timeout = TIMEOUTS.get(action, 0)
-            flow = acquire_flow(TABLE, KEY, host.owner, CONFIG, timeout, host.rng)
+            acquired = {"acquired_by": {"S": host.name}}
+            flow = acquire_flow(
+                TABLE, KEY, host.owner, CONFIG, timeout, host.rng, set_data=acquired
+            )
             self.start(host, "acquire", flow)
-        elif action <= 2:
-            self.start(host, "renew", renew_flow(TABLE, host.grant, CONFIG))
+        else:
+            self.holder_acts(host, host.grant, action)
+
+    def holder_acts(self, host: Host, grant: Grant, action: int) -> None:
+        if action <= 2:
+            self.start(host, "renew", renew_flow(TABLE, grant, CONFIG))
         elif action <= 5:
-            host.releasing, host.grant = host.grant, None  # stops trusting before the call
-            self.start(host, "release", release_flow(TABLE, host.releasing, CONFIG))
+            host.releasing, host.grant = grant, None  # stops trusting before the call
+            self.start(host, "release", release_flow(TABLE, grant, CONFIG, self.writer(grant)))
         elif action in {7, 8} and (heir := self.local_waiter(host)) is not None:
             # a thread of the same process waits: pass the lease on in one write
-            host.releasing, host.grant, host.heir = host.grant, None, heir
+            host.releasing, host.grant, host.heir = grant, None, heir
             heir.flow = WAITING
-            self.start(host, "handoff", handoff_flow(TABLE, host.releasing, CONFIG))
+            self.start(host, "handoff", handoff_flow(TABLE, grant, CONFIG, self.writer(grant)))
+        elif action in {9, 10}:
+            self.start(host, "update", update_flow(TABLE, grant, self.writer(grant), ()))
         elif action == 6:
             event("a holder crashed")
             host.grant = None  # SIGKILL: no release, no more renewals
         # otherwise it keeps holding and does nothing
+
+    @staticmethod
+    def writer(grant: Grant) -> dict[str, Any]:
+        """Data naming the grant that writes it (and when, so each write changes it)."""
+        return {"writer": {"N": str(grant.token)}, "at": {"N": str(int(grant.sent_at_ms))}}
 
     @rule()
     def ttl_cleanup(self) -> None:

@@ -1,0 +1,352 @@
+"""The DynamoDB requests of the lease protocol (pure, no I/O, no clock).
+
+The request types a flow yields, the item's named condition clauses (joined as
+Powertools' idempotency does) and the UpdateItem builders. ``_protocol`` holds
+the decisions and flows that use them, and the expiry model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from locks._models import (
+    CLAIM_EXPIRES_AT,
+    CLAIM_SINCE,
+    CLAIMANT,
+    CLEANUP_AT,
+    DATA_PREFIX,
+    EXPIRES_AT,
+    GRANTED_AT,
+    MAX_DATA_NAME,
+    OWNER,
+    PK,
+    TOKEN,
+    TOKEN_SCALE,
+    Grant,
+    LockConfig,
+)
+
+Op = Literal["update_item", "get_item"]
+
+
+@dataclass(frozen=True)
+class Now:
+    """Ask the driver for its clock, in epoch milliseconds."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One DynamoDB call. The answer is the response dict or :class:`ConditionFailed`."""
+
+    op: Op
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait up to ``seconds``. The answer is True if the driver woke early
+    (a local release for waiters, a stop for heartbeats), or the :class:`Grant`
+    a local holder handed over to this waiter."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Renewed:
+    """Tell the driver the grant was renewed. The answer is ignored."""
+
+    grant: Grant
+
+
+@dataclass(frozen=True)
+class Current:
+    """Ask the driver for the newest grant it holds (a manual renew may have moved it)."""
+
+
+@dataclass(frozen=True)
+class ConditionFailed:
+    """A conditional write failed; ``item`` is the old item if the backend sent it."""
+
+    item: dict[str, Any] | None
+
+
+Request = Now | Call | Sleep | Renewed | Current
+Flow = Generator[Request, Any, Any]
+# Data attributes by name (no prefix), values in DynamoDB's typed form ({"S": "x"}).
+Data = Mapping[str, dict[str, Any]]
+NO_DATA: Data = {}
+
+NAMES = {
+    "#pk": PK,
+    "#owner": OWNER,
+    "#token": TOKEN,
+    "#expires_at": EXPIRES_AT,
+    "#granted_at": GRANTED_AT,
+    "#cleanup_at": CLEANUP_AT,
+    "#claimant": CLAIMANT,
+    "#claim_expires_at": CLAIM_EXPIRES_AT,
+    "#claim_since": CLAIM_SINCE,
+}
+
+
+def _names(expression: str) -> dict[str, str]:
+    """Only the placeholders an expression uses (DynamoDB rejects unused ones)."""
+    return {k: v for k, v in NAMES.items() if k in expression}
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": str(int(value))}
+
+
+def _cleanup_at(expires_at_ms: float, config: LockConfig) -> int:
+    return math.ceil(expires_at_ms / 1000 + config.cleanup_after_seconds)
+
+
+def check_data(set_data: Data, remove: Iterable[str]) -> tuple[str, ...]:
+    """Validate data names (non-empty strings of at most ``MAX_DATA_NAME``
+    characters, none both set and removed); returns ``remove`` as a tuple."""
+    removed = (remove,) if isinstance(remove, str) else tuple(remove)
+    for name in (*set_data, *removed):
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_DATA_NAME:
+            raise ValueError(
+                f"data names must be strings of 1 to {MAX_DATA_NAME} characters, got {name!r}"
+            )
+    both = set(set_data) & set(removed)
+    if both:
+        raise ValueError(f"data names both set and removed: {sorted(both)}")
+    return removed
+
+
+def data_of(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The data attributes of an item, prefix stripped (still DynamoDB-typed)."""
+    return {
+        name.removeprefix(DATA_PREFIX): value
+        for name, value in (attributes or {}).items()
+        if name.startswith(DATA_PREFIX)
+    }
+
+
+@dataclass(frozen=True)
+class _Clauses:
+    """An update expression's actions, plus the placeholders the data ones use."""
+
+    sets: list[str]
+    removes: list[str]
+    names: dict[str, str]
+    values: dict[str, Any]
+
+    def expression(self) -> str:
+        parts = []
+        if self.sets:
+            parts.append("SET " + ", ".join(self.sets))
+        if self.removes:
+            parts.append("REMOVE " + ", ".join(self.removes))
+        return " ".join(parts)
+
+
+def _with_data(
+    sets: list[str], removes: list[str], set_data: Data, remove: Iterable[str]
+) -> _Clauses:
+    clauses = _Clauses(list(sets), list(removes), {}, {})
+    for n, (name, value) in enumerate(sorted(set_data.items())):
+        clauses.names[f"#d{n}"] = DATA_PREFIX + name
+        clauses.values[f":d{n}"] = value
+        clauses.sets.append(f"#d{n} = :d{n}")
+    for n, name in enumerate(sorted(set(remove)), start=len(set_data)):
+        clauses.names[f"#d{n}"] = DATA_PREFIX + name
+        clauses.removes.append(f"#d{n}")
+    return clauses
+
+
+def _update(
+    table: str,
+    key: str,
+    update: str | _Clauses,
+    condition: str,
+    values: dict[str, Any],
+) -> dict[str, Any]:
+    data_names: dict[str, str] = {}
+    if isinstance(update, _Clauses):
+        data_names, values = update.names, {**values, **update.values}
+        update = update.expression()
+    return {
+        "TableName": table,
+        "Key": {PK: {"S": key}},
+        "UpdateExpression": update,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": {**_names(update + " " + condition), **data_names},
+        "ExpressionAttributeValues": values,
+        "ReturnValues": "ALL_NEW",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+# Named condition clauses, joined below (Powertools' idempotency style).
+FREE = "attribute_not_exists(#pk)"
+EXPIRED = "#expires_at < :stale_before"
+UNCLAIMED = "attribute_not_exists(#claimant)"
+CLAIM_MINE = "#claimant = :owner"
+CLAIM_STALE = "#claim_expires_at < :stale_before"
+CLAIM_YOUNGER = "#claim_since > :since"  # the claimant has waited less than we have
+OURS = "#owner = :owner AND #token = :token"
+NOT_RELEASED = "#expires_at > :zero"
+HELD = "attribute_exists(#pk) AND #expires_at >= :stale_before"
+
+
+def acquire_request(
+    table: str,
+    key: str,
+    owner: str,
+    now: float,
+    config: LockConfig,
+    since: float | None = None,
+    set_data: Data = NO_DATA,
+) -> Call:
+    """A grant: the key is free or expired, and nobody who waited longer has a live claim.
+    ``set_data`` is written in the same conditional write."""
+    expires_at = now + config.lease_ms
+    condition = (
+        f"({FREE} OR {EXPIRED}) AND "
+        f"({UNCLAIMED} OR {CLAIM_MINE} OR {CLAIM_STALE} OR {CLAIM_YOUNGER})"
+    )
+    update = _with_data(
+        [
+            "#owner = :owner",
+            "#token = if_not_exists(#token, :floor) + :one",
+            "#expires_at = :expires_at",
+            "#granted_at = :now",
+            "#cleanup_at = :cleanup_at",
+        ],
+        ["#claimant", "#claim_expires_at", "#claim_since"],
+        set_data,
+        (),
+    )
+    values = {
+        ":owner": {"S": owner},
+        ":since": _n(now if since is None else since),
+        ":floor": _n(now * TOKEN_SCALE),
+        ":one": _n(1),
+        ":expires_at": _n(expires_at),
+        ":now": _n(now),
+        ":cleanup_at": _n(_cleanup_at(expires_at, config)),
+        ":stale_before": _n(now - config.skew_ms),
+    }
+    return Call("update_item", _update(table, key, update, condition, values))
+
+
+def renew_request(table: str, grant: Grant, now: float, config: LockConfig) -> Call:
+    """Extend our own grant; fails if the token moved on or we released."""
+    expires_at = now + config.lease_ms
+    values = {
+        ":owner": {"S": grant.owner},
+        ":token": _n(grant.token),
+        ":zero": _n(0),
+        ":expires_at": _n(expires_at),
+        ":cleanup_at": _n(_cleanup_at(expires_at, config)),
+    }
+    update = "SET #expires_at = :expires_at, #cleanup_at = :cleanup_at"
+    return Call(
+        "update_item", _update(table, grant.key, update, f"{OURS} AND {NOT_RELEASED}", values)
+    )
+
+
+def handoff_request(
+    table: str,
+    grant: Grant,
+    now: float,
+    config: LockConfig,
+    set_data: Data = NO_DATA,
+    remove: Iterable[str] = (),
+) -> Call:
+    """Pass our grant to a waiter of our own process: one write, the next token,
+    with the data changes of our release and of the waiter's acquire."""
+    expires_at = now + config.lease_ms
+    values = {
+        ":owner": {"S": grant.owner},
+        ":token": _n(grant.token),
+        ":one": _n(1),
+        ":zero": _n(0),
+        ":now": _n(now),
+        ":expires_at": _n(expires_at),
+        ":cleanup_at": _n(_cleanup_at(expires_at, config)),
+    }
+    update = _with_data(
+        [
+            "#token = #token + :one",
+            "#expires_at = :expires_at",
+            "#granted_at = :now",
+            "#cleanup_at = :cleanup_at",
+        ],
+        [],
+        set_data,
+        remove,
+    )
+    return Call(
+        "update_item", _update(table, grant.key, update, f"{OURS} AND {NOT_RELEASED}", values)
+    )
+
+
+def release_request(
+    table: str,
+    grant: Grant,
+    now: float,
+    config: LockConfig,
+    set_data: Data = NO_DATA,
+    remove: Iterable[str] = (),
+) -> Call:
+    """Free our grant, keeping the token for the next one, with our last data changes."""
+    values = {
+        ":owner": {"S": grant.owner},
+        ":token": _n(grant.token),
+        ":zero": _n(0),
+        ":cleanup_at": _n(_cleanup_at(now, config)),
+    }
+    update = _with_data(["#expires_at = :zero", "#cleanup_at = :cleanup_at"], [], set_data, remove)
+    return Call("update_item", _update(table, grant.key, update, OURS, values))
+
+
+def update_request(table: str, grant: Grant, set_data: Data, remove: Iterable[str]) -> Call:
+    """Write data while we hold the lease; fails if the token moved on or we released."""
+    values = {":owner": {"S": grant.owner}, ":token": _n(grant.token), ":zero": _n(0)}
+    update = _with_data([], [], set_data, remove)
+    return Call(
+        "update_item", _update(table, grant.key, update, f"{OURS} AND {NOT_RELEASED}", values)
+    )
+
+
+def claim_request(
+    table: str, key: str, owner: str, now: float, config: LockConfig, since: float
+) -> Call:
+    """Put ourselves next in line while the lease is held, ahead of younger claims."""
+    values = {
+        ":owner": {"S": owner},
+        ":claim_expires_at": _n(now + config.claim * 1000),
+        ":stale_before": _n(now - config.skew_ms),
+        ":since": _n(since),
+    }
+    update = "SET #claimant = :owner, #claim_expires_at = :claim_expires_at, #claim_since = :since"
+    condition = (
+        f"attribute_exists(#pk) AND "
+        f"({UNCLAIMED} OR {CLAIM_MINE} OR {CLAIM_STALE} OR {CLAIM_YOUNGER})"
+    )
+    return Call("update_item", _update(table, key, update, condition, values))
+
+
+def unclaim_request(table: str, key: str, owner: str) -> Call:
+    """Give up our claim (a waiter that timed out)."""
+    params = {
+        "TableName": table,
+        "Key": {PK: {"S": key}},
+        "UpdateExpression": "REMOVE #claimant, #claim_expires_at, #claim_since",
+        "ConditionExpression": CLAIM_MINE,
+        "ExpressionAttributeNames": _names(f"{CLAIM_MINE} #claim_expires_at #claim_since"),
+        "ExpressionAttributeValues": {":owner": {"S": owner}},
+    }
+    return Call("update_item", params)
+
+
+def read_request(table: str, key: str) -> Call:
+    return Call("get_item", {"TableName": table, "Key": {PK: {"S": key}}, "ConsistentRead": True})
