@@ -12,7 +12,7 @@ from service.client._v2 import check, retry_hook, upload_location
 from service.client.errors import (
     ApiError,
     ManifestRejected,
-    RegistryError,
+    RegistryFault,
     RepositoryNotFound,
     Retryable,
     TagImmutable,
@@ -54,7 +54,7 @@ def test_pushgate_code_in_the_detail_wins() -> None:
         (400, "DIGEST_INVALID", ManifestRejected),
         (401, "UNAUTHORIZED", Unauthorized),
         (403, "DENIED", Unauthorized),
-        (502, "UNKNOWN", RegistryError),
+        (502, "UNKNOWN", RegistryFault),
     ],
 )
 def test_the_spec_code_picks_the_error(status: int, code: str, expected: type) -> None:
