@@ -202,7 +202,7 @@ def create_app(
     app.include_router(promote.router)
     app.include_router(tags.router)
     app.include_router(health.router)
-    front_door.install(app)
+    front_door.install(app, max_blob_uploads=settings.max_blob_uploads)
     return app
 
 

@@ -237,7 +237,7 @@ class OidcVerifier:
                 exp={"essential": True},
                 sub={"essential": True},
             ).validate(verified.claims)
-        except (JoseError, ValueError, TypeError) as exc:
+        except (JoseError, ValueError, TypeError, RecursionError) as exc:
             raise OidcRejected("The token's signature or claims are not valid.") from exc
         subject = verified.claims["sub"]
         if (
@@ -255,7 +255,7 @@ class OidcVerifier:
         try:
             compact = jws.extract_compact(token.encode())
             claims = json.loads(compact.payload)
-        except (JoseError, ValueError, TypeError) as exc:
+        except (JoseError, ValueError, TypeError, RecursionError) as exc:
             raise OidcRejected("The bearer token is not a well-formed JWT.") from exc
         iss = claims.get("iss") if isinstance(claims, dict) else None
         issuer = self._issuers.get(iss) if isinstance(iss, str) else None

@@ -28,6 +28,7 @@ PUSHGATE_DEFAULT_WAIT_SECONDS         30                 lease wait when a push 
 PUSHGATE_MAX_WAIT_SECONDS             120                largest wait_seconds accepted (<= 3600)
 PUSHGATE_READY_TIMEOUT_SECONDS        3                  budget of each /readyz probe
 PUSHGATE_MAX_BODY_BYTES               33554432 (32 MiB)  larger request bodies get 413
+PUSHGATE_MAX_BLOB_UPLOADS             32                 blob uploads streaming at once (then 429)
 PUSHGATE_REGISTRY_ID                  (caller's account) ECR registry (12 digits)
 PUSHGATE_DYNAMODB_ENDPOINT_URL        (botocore's)       explicit endpoint; normally leave unset
 PUSHGATE_ECR_ENDPOINT_URL             (botocore's)       explicit endpoint; normally leave unset
@@ -103,6 +104,7 @@ class Settings(BaseSettings):
     max_wait_seconds: float = Field(default=120.0, ge=0, le=MAX_WAIT_SECONDS)
     ready_timeout_seconds: float = Field(default=3.0, gt=0)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_blob_uploads: int = Field(default=32, ge=1, le=10_000)
 
     registry_id: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
     dynamodb_endpoint_url: str | None = None

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 from service import codes
 from service.auth import AuthError
 from service.domain.errors import BackendRejected, InvalidRequest, PushError
+from service.registry.protocol import RegistryError
 
 log = structlog.get_logger("pushgate.api")
 
@@ -162,13 +163,19 @@ _HTTP_MESSAGES = {
 }
 
 
-async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """The framework's own answers (no such route, wrong method, a body it could not
-    parse) as the table's code for their status, at that code's status."""
+    parse) as the table's code for their status, at that code's status; under ``/v2/``
+    in the registry spec's shape, as registry clients read it."""
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
     entry = codes.for_status(exc.status_code)
     assert entry.status is not None  # noqa: S101 - for_status answers with answers
     headers = exc.headers or {}
+    if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
+        unsupported = RegistryError(
+            "UNSUPPORTED", "The registry API does not serve this.", status=exc.status_code
+        )
+        return JSONResponse(unsupported.body(), status_code=exc.status_code, headers=headers)
     if entry.name == "invalid_request":
         # 400 is FastAPI's answer to a body it could not decode (not UTF-8, too deep)
         body = exc.status_code == 400  # noqa: PLR2004

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -110,7 +111,7 @@ class AuthMiddleware:
         try:
             identity = await self.auth.authenticate(authorization)
         except PushError as exc:  # an OIDC issuer's keys could not be fetched: retryable
-            retry_after = str(max(1, round(exc.retry_after or 1)))
+            retry_after = str(max(1, math.ceil(exc.retry_after or 1)))
             await send_error(
                 send,
                 503,

@@ -26,6 +26,9 @@ from service.domain.models import DIGEST_RE
 
 NAME_RE = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
 UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9-]{1,128}")
+# ASCII digits only: str.isdigit() also takes '²' and other scripts' digits
+OFFSET_RE = re.compile(r"[0-9]{1,15}")
+SEQUENCE_RE = re.compile(r"[0-9]{1,19}")
 CONTENT_RANGE_RE = re.compile(r"(?:bytes )?([0-9]{1,15})-([0-9]{1,15})")
 #: the manifest (or index) annotation, and the header, that carry the build's sequence
 SEQUENCE_ANNOTATION = "dev.pushgate.sequence"
@@ -129,7 +132,7 @@ class Upload:
     @classmethod
     def parse(cls, session: str) -> Upload:
         upload_id, _, offset = session.rpartition("_")
-        if not UPLOAD_ID_RE.fullmatch(upload_id) or not offset.isdigit() or len(offset) > 15:  # noqa: PLR2004
+        if not UPLOAD_ID_RE.fullmatch(upload_id) or not OFFSET_RE.fullmatch(offset):
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", "No such upload.")
         return cls(upload_id, int(offset))
 
@@ -164,7 +167,7 @@ def sequence_of(manifest: bytes, header: str | None) -> int | None:
 
 def _sequence(value: Any) -> int:
     text = str(value).strip()
-    if not text.isdigit() or len(text) > 19 or int(text) > MAX_SEQUENCE:  # noqa: PLR2004
+    if not SEQUENCE_RE.fullmatch(text) or int(text) > MAX_SEQUENCE:
         raise RegistryError(
             "MANIFEST_INVALID",
             f"The build sequence must be a whole number from 0 to {MAX_SEQUENCE}.",

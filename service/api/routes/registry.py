@@ -16,8 +16,9 @@ no lease, one slot of the PutImage budget.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import binascii
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -26,10 +27,11 @@ from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request, Respo
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from service.adapters.layers import EcrLayers
+from service.api.pushing import caller_of, observed
 from service.auth import Authenticator, AuthError, Identity
 from service.domain.errors import PushError
 from service.domain.limits import MAX_MANIFEST_BYTES
-from service.domain.models import Outcome, PushRequest, manifest_digest
+from service.domain.models import Outcome, PushRequest, PushResult, manifest_digest
 from service.domain.push import PushService
 from service.registry.parts import parts
 from service.registry.protocol import (
@@ -61,7 +63,7 @@ async def identity(request: Request) -> Identity:
     if scheme.lower() == "basic":
         try:
             _, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII input
             password = ""
         header = f"Bearer {password}" if password else ""
     try:
@@ -69,6 +71,10 @@ async def identity(request: Request) -> Identity:
     except AuthError as exc:
         code = "UNAUTHORIZED" if exc.status == 401 else "DENIED"  # noqa: PLR2004
         raise RegistryError(code, exc.message) from exc
+    except PushError as exc:  # an OIDC issuer's keys could not be fetched: retry
+        raise RegistryError(
+            "UNAVAILABLE", exc.message, headers={"Retry-After": _retry_after(exc)}
+        ) from exc
 
 
 IdentityDep = Annotated[Identity, Depends(identity)]
@@ -129,10 +135,11 @@ async def start_upload(request: Request, name: str, caller: IdentityDep) -> Resp
         if await layers.size(repository, mount) is not None:
             return _blob_created(repository, mount)
         # ECR mounts nothing across repositories: an ordinary upload follows (202)
-    upload = Upload(await layers.initiate(repository), 0)
     digest = request.query_params.get("digest")
     if digest is not None:
-        check_digest(digest)
+        check_digest(digest)  # before ECR opens an upload
+    upload = Upload(await layers.initiate(repository), 0)
+    if digest is not None:
         return await _finish(request, layers, repository, upload, digest)
     return _accepted(repository, upload, {"OCI-Chunk-Min-Length": str(MIN_CHUNK)})
 
@@ -179,9 +186,19 @@ async def cancel_upload(name: str, session: str, caller: IdentityDep) -> Respons
 
 
 async def _send(request: Request, layers: EcrLayers, repository: str, upload: Upload) -> Upload:
+    """Stream the body to ECR in parts. At most ``PUSHGATE_MAX_BLOB_UPLOADS`` bodies stream
+    at once in this replica (each holds up to two parts): past that, 429 and come back."""
+    streams: asyncio.Semaphore = request.app.state.blob_streams
+    if streams.locked():
+        raise RegistryError(
+            "TOOMANYREQUESTS",
+            "This replica is receiving its most blob uploads at once; retry shortly.",
+            headers={"Retry-After": "2"},
+        )
     offset = upload.offset
-    async for part in parts(_body(request)):
-        offset = await layers.upload_part(repository, upload.upload_id, offset, part)
+    async with streams:
+        async for part in parts(_body(request)):
+            offset = await layers.upload_part(repository, upload.upload_id, offset, part)
     return Upload(upload.upload_id, offset)
 
 
@@ -265,7 +282,8 @@ async def _put_by_digest(
     request: Request, repository: str, text: str, media_type: str | None, digest: str
 ) -> Response:
     settings: Settings = request.app.state.services.settings
-    checked = PushRequest.create(
+    checked = await asyncio.to_thread(
+        PushRequest.create,
         repository=repository,
         tag="by-digest",  # validation only: the manifest goes in without a tag
         manifest=text,
@@ -290,24 +308,37 @@ async def _put_by_tag(
     services = request.app.state.services
     settings: Settings = services.settings
     push: PushService = services.push
-    push_request = PushRequest.create(
-        repository=repository,
-        tag=tag,
-        manifest=text,
-        media_type=media_type,
-        sequence=sequence_of(text.encode(), request.headers.get(SEQUENCE_HEADER)),
-        default_wait_seconds=settings.default_wait_seconds,
-        max_wait_seconds=settings.max_wait_seconds,
-    )
+
+    def checked() -> PushRequest:
+        return PushRequest.create(
+            repository=repository,
+            tag=tag,
+            manifest=text,
+            media_type=media_type,
+            sequence=sequence_of(text.encode(), request.headers.get(SEQUENCE_HEADER)),
+            default_wait_seconds=settings.default_wait_seconds,
+            max_wait_seconds=settings.max_wait_seconds,
+        )
+
+    # hashing, parsing and bounding a 4 MiB manifest take a while: not on the loop
+    push_request = await asyncio.to_thread(checked)
     structlog.contextvars.bind_contextvars(repo=repository, tag=tag)
     jobs: list[Callable[[], Awaitable[None]]] = []
-    name = caller.name if caller.entry is not None else _client(request)
-    try:
-        result = await push.push(
+    name = caller_of(None, request, caller, None)
+
+    async def run() -> PushResult:
+        return await push.push(
             push_request, caller=name, request_id=_request_id(request), defer=jobs.append
         )
+
+    try:
+        result = await observed(run, services.metrics, name)
         if result.outcome is Outcome.SUPERSEDED:
-            # the tag stays on the newer build; the image itself is stored for its tool
+            # the tag stays on the newer build: its lease goes first, then the image itself
+            # is stored by digest for its tool (that may wait for a PutImage slot)
+            for job in jobs:
+                await job()
+            jobs.clear()
             await _layers(request).put_by_digest(
                 repository, text, push_request.media_type, push_request.digest
             )
@@ -319,10 +350,6 @@ async def _put_by_tag(
         background.add_task(job)
     log.info("manifest_by_tag", repo=repository, tag=tag, outcome=result.outcome.value)
     return _manifest_created(repository, result.digest, result.outcome.value)
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def _request_id(request: Request) -> str:
@@ -363,11 +390,18 @@ def push_error(exc: PushError) -> RegistryError:
     if exc.code in _PUSH_CODES:
         return RegistryError(_PUSH_CODES[exc.code], exc.message, detail=detail)
     if exc.retryable:
-        retry_after = str(max(1, round(exc.retry_after or 1)))
         return RegistryError(
-            "TOOMANYREQUESTS", exc.message, detail=detail, headers={"Retry-After": retry_after}
+            "TOOMANYREQUESTS",
+            exc.message,
+            detail=detail,
+            headers={"Retry-After": _retry_after(exc)},
         )
     return RegistryError("UNKNOWN", exc.message, detail=detail, status=502)
+
+
+def _retry_after(exc: PushError) -> str:
+    """Whole seconds, rounded up: a client never comes back too early."""
+    return str(max(1, math.ceil(exc.retry_after or 1)))
 
 
 def _bounded(details: dict[str, Any]) -> dict[str, Any]:
@@ -383,6 +417,7 @@ async def registry_error_handler(_request: Request, exc: Exception) -> JSONRespo
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers | API_VERSION)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, *, max_blob_uploads: int) -> None:
+    app.state.blob_streams = asyncio.Semaphore(max_blob_uploads)
     app.include_router(router)
     app.add_exception_handler(RegistryError, registry_error_handler)

@@ -248,3 +248,52 @@ def test_version_check_challenges_without_credentials(front: Front) -> None:
     assert (401, 'Basic realm="pushgate"') == (bare.status_code, bare.headers["www-authenticate"])
     basic = httpx.get(f"{front.url}/v2/", auth=("ci", TOKEN))
     assert 200 == basic.status_code
+
+
+@pytest.mark.parametrize(
+    "header", [b"Basic \xe9\xe9\xe9\xe9", b"Basic !!!!", b"Basic " + b"Y2k=", b"Bearer"]
+)
+def test_malformed_credentials_are_401_in_the_spec_shape(front: Front, header: bytes) -> None:
+    """Credentials that do not decode (non-ASCII, not base64, no password): 401
+    UNAUTHORIZED with the Basic challenge, never a 500."""
+    answer = httpx.get(f"{front.url}/v2/", headers=[(b"authorization", header)])
+    assert (401, "UNAUTHORIZED") == (answer.status_code, answer.json()["errors"][0]["code"])
+
+
+@pytest.mark.parametrize("offset", ["%C2%B2", "%D9%A1%D9%A2", "1e3", "-1"])
+def test_upload_offsets_are_ascii_digits(front: Front, offset: str) -> None:
+    """An upload session whose offset is not ASCII digits ('²', Arabic-Indic digits) is no
+    upload: 404 BLOB_UPLOAD_UNKNOWN, never a 500 nor a misread offset."""
+    repository = front.repository()
+    session = start(front.url, repository).headers["docker-upload-uuid"]
+    answer = httpx.get(
+        f"{front.url}/v2/{repository}/blobs/uploads/{session}_{offset}", headers=AUTH
+    )
+    assert (404, "BLOB_UPLOAD_UNKNOWN") == (answer.status_code, answer.json()["errors"][0]["code"])
+
+
+def test_unicode_digit_sequence_is_manifest_invalid(front: Front) -> None:
+    """A sequence of non-ASCII digits in the header: 400 MANIFEST_INVALID, not a 500."""
+    repository = front.repository()
+    answer = httpx.put(
+        f"{front.url}/v2/{repository}/manifests/v1",
+        content=manifest_for(front, repository, 1),
+        headers=[
+            (b"authorization", f"Bearer {TOKEN}".encode()),
+            (b"content-type", MANIFEST.encode()),
+            (b"pushgate-sequence", "²".encode("latin-1")),
+        ],
+    )
+    assert (400, "MANIFEST_INVALID") == (answer.status_code, answer.json()["errors"][0]["code"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/v2/team/x/tags/list"), ("DELETE", "/v2/team/x/manifests/v1")]
+)
+def test_what_the_front_door_does_not_serve_is_answered_in_the_spec_shape(
+    front: Front, method: str, path: str
+) -> None:
+    """Routes and methods the front door lacks: 404/405 with the spec's error body."""
+    answer = httpx.request(method, front.url + path, headers=AUTH)
+    assert answer.status_code in {404, 405}
+    assert "UNSUPPORTED" == answer.json()["errors"][0]["code"]

@@ -194,3 +194,17 @@ def test_duplicate_issuers_are_refused() -> None:
 
     with pytest.raises(ValueError, match="once"):
         load_config(json.dumps({"issuers": config()["issuers"] * 2}), None)
+
+
+async def test_deeply_nested_payload_is_rejected_not_a_crash() -> None:
+    """A JWT-shaped token whose payload nests too deep for the parser: rejected (401),
+    not an unhandled RecursionError."""
+    import base64
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(b'{"alg": "RS256"}')
+    token = f"{header}.{b64(b'[' * 3000)}.c2ln"
+    with pytest.raises(OidcRejected):
+        await Keys().verifier().verify(token)
