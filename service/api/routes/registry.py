@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -30,7 +31,7 @@ from service.auth import Authenticator, AuthError, Identity
 from service.domain.errors import PushError
 from service.domain.models import Outcome, PushRequest, manifest_digest
 from service.domain.push import PushService
-from service.registry.parts import parts
+from service.registry.parts import give_back_freed_parts, parts, read_ahead
 from service.registry.protocol import (
     MIN_CHUNK,
     SEQUENCE_HEADER,
@@ -180,8 +181,9 @@ async def cancel_upload(name: str, session: str, caller: IdentityDep) -> Respons
 
 async def _send(request: Request, layers: EcrLayers, repository: str, upload: Upload) -> Upload:
     offset = upload.offset
-    async for part in parts(_body(request)):
-        offset = await layers.upload_part(repository, upload.upload_id, offset, part)
+    async with contextlib.aclosing(read_ahead(parts(_body(request)))) as cut:
+        async for part in cut:
+            offset = await layers.upload_part(repository, upload.upload_id, offset, part)
     return Upload(upload.upload_id, offset)
 
 
@@ -384,5 +386,6 @@ async def registry_error_handler(_request: Request, exc: Exception) -> JSONRespo
 
 
 def install(app: FastAPI) -> None:
+    give_back_freed_parts()
     app.include_router(router)
     app.add_exception_handler(RegistryError, registry_error_handler)
