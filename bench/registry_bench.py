@@ -2,7 +2,7 @@
 bytes sent straight to ECR's layer API, and pushgate's memory under concurrent uploads,
 measured in one run against one moto server.
 
-    .venv/bin/python bench/registry_bench.py [--sizes 64,256] [--repeats 3] [--quick]
+    .venv/bin/python bench/registry_bench.py [--sizes 64,256] [--repeats 5] [--quick]
 
 ``--quick`` uploads 16 and 64 MiB twice each and runs the memory phase with 64 MiB blobs.
 Everything listens on 127.0.0.1 only; the run prints ratios measured in it.
@@ -32,7 +32,9 @@ Phases
 ------
 
 1. throughput for each size: MB/s (10^6 bytes/s) direct and through pushgate, and the
-   ratio (goal >= 0.8);
+   ratio (goal >= 0.8); then the CPU seconds per GB each process spent on each path
+   (``/proc/<pid>/stat`` for pushgate and moto, ``time.process_time`` for this one),
+   which the machine's other load does not change as much as it changes wall time;
 2. memory: ``--concurrent`` (4) uploads of ``--concurrent-size`` (256) MiB at once
    through pushgate; the pushgate process's RSS (``/proc/<pid>/status`` VmRSS, or
    psutil when installed) sampled every 5 ms, and its VmHWM (peak RSS, reset through
@@ -40,6 +42,18 @@ Phases
    <= idle + 200 MB. moto's memory (it holds the bytes) is not counted.
 
 Every upload is bounded by ``--timeout`` seconds and the run by ``--max-seconds``.
+
+What bounds the figures
+-----------------------
+
+moto: it parses each UploadLayerPart's JSON body once per parameter (six times) and
+base64-decodes the part, about 15 s of CPU per GB, more than pushgate's or the client's
+share, and applies one call at a time. Through pushgate the body is also received over
+HTTP (uvicorn's h11 parser: the largest share of pushgate's CPU in a profile, then the
+base64, signing's SHA-256 and copying chunks into parts). When every core is busy, the
+throughput ratio follows the ratio of CPU per GB of the two paths; with idle cores, the
+read-ahead overlaps pushgate's receiving with the ECR call. On a shared machine the
+wall-clock ratio varies by about +-0.15 between runs: read the CPU lines beside it.
 """
 
 from __future__ import annotations
@@ -448,7 +462,7 @@ async def run(args: argparse.Namespace, url: str, pid: int, endpoint: str) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="64,256", help="blob sizes in MiB, comma-separated")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--concurrent", type=int, default=4)
     parser.add_argument("--concurrent-size", type=int, default=256, help="MiB")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per upload")
