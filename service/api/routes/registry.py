@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
@@ -33,7 +34,7 @@ from service.domain.errors import PushError
 from service.domain.limits import MAX_MANIFEST_BYTES
 from service.domain.models import Outcome, PushRequest, PushResult, manifest_digest
 from service.domain.push import PushService
-from service.registry.parts import parts
+from service.registry.parts import give_back_freed_parts, parts, read_ahead
 from service.registry.protocol import (
     MIN_CHUNK,
     SEQUENCE_HEADER,
@@ -187,7 +188,7 @@ async def cancel_upload(name: str, session: str, caller: IdentityDep) -> Respons
 
 async def _send(request: Request, layers: EcrLayers, repository: str, upload: Upload) -> Upload:
     """Stream the body to ECR in parts. At most ``PUSHGATE_MAX_BLOB_UPLOADS`` bodies stream
-    at once in this replica (each holds up to two parts): past that, 429 and come back."""
+    at once in this replica (each holds a few parts): past that, 429 and come back."""
     streams: asyncio.Semaphore = request.app.state.blob_streams
     if streams.locked():
         raise RegistryError(
@@ -196,8 +197,8 @@ async def _send(request: Request, layers: EcrLayers, repository: str, upload: Up
             headers={"Retry-After": "2"},
         )
     offset = upload.offset
-    async with streams:
-        async for part in parts(_body(request)):
+    async with streams, contextlib.aclosing(read_ahead(parts(_body(request)))) as cut:
+        async for part in cut:
             offset = await layers.upload_part(repository, upload.upload_id, offset, part)
     return Upload(upload.upload_id, offset)
 
@@ -418,6 +419,7 @@ async def registry_error_handler(_request: Request, exc: Exception) -> JSONRespo
 
 
 def install(app: FastAPI, *, max_blob_uploads: int) -> None:
+    give_back_freed_parts()
     app.state.blob_streams = asyncio.Semaphore(max_blob_uploads)
     app.include_router(router)
     app.add_exception_handler(RegistryError, registry_error_handler)
