@@ -4,6 +4,7 @@ identical tables to `pushgate init`'s, and a policy that is exactly what a runni
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,35 @@ def _operations(metrics_text: str, family_name: str) -> set[str]:
     }
 
 
+#: the ECR calls each route of the registry front door makes (its layer calls are not in
+#: the per-push histogram, so the test maps the front door requests it answered)
+FRONT_DOOR_ACTIONS = {
+    ("/v2/{name:path}/blobs/uploads/", "POST"): {
+        "ecr:InitiateLayerUpload",
+        "ecr:UploadLayerPart",
+        "ecr:CompleteLayerUpload",
+    },
+    ("/v2/{name:path}/blobs/{digest}", "HEAD"): {"ecr:BatchCheckLayerAvailability"},
+    ("/v2/{name:path}/blobs/{digest}", "GET"): {
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:GetDownloadUrlForLayer",
+    },
+}
+
+
+def _front_door_actions(metrics_text: str) -> set[str]:
+    answered = {
+        (sample.labels["route"], sample.labels["method"])
+        for family in text_string_to_metric_families(metrics_text)
+        if family.name == "pushgate_http_request_duration_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_count") and sample.value > 0
+    }
+    return {
+        action for key in answered & FRONT_DOOR_ACTIONS.keys() for action in FRONT_DOOR_ACTIONS[key]
+    }
+
+
 def test_policy_is_exactly_what_a_running_pushgate_calls(
     moto_endpoint: str, tmp_path: Path
 ) -> None:
@@ -98,6 +128,12 @@ def test_policy_is_exactly_what_a_running_pushgate_calls(
         ]
         for path in (f"/v1/tags/{repository}/v1", f"/v1/tags/{repository}/v1/history"):
             assert 200 == httpx.get(f"{url}{path}", timeout=10).status_code
+        blob = b"layer bytes"
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        uploads = f"{url}/v2/{repository}/blobs/uploads/"
+        assert 201 == httpx.post(uploads, params={"digest": digest}, content=blob).status_code
+        assert 200 == httpx.head(f"{url}/v2/{repository}/blobs/{digest}").status_code
+        httpx.get(f"{url}/v2/{repository}/blobs/{digest}")  # moto offers no download URL
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
     called = {
         action
@@ -106,6 +142,7 @@ def test_policy_is_exactly_what_a_running_pushgate_calls(
     }
     called |= {f"ecr:{op}" for op in _operations(metrics, "pushgate_ecr_call_seconds")}
     called.add("ecr:DescribeRepositories")  # /readyz's ECR probe, which it answered
+    called |= _front_door_actions(metrics)
     statements = policy_document(moto_endpoint, stack.outputs["ServicePolicyArn"])["Statement"]
     granted = {
         action
