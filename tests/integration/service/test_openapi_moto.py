@@ -14,6 +14,7 @@ import pytest
 import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -71,6 +72,7 @@ def test_moto_backed_answers_match_the_document(service_url: str, mode: Generati
     schema = schemathesis.openapi.from_url(f"{service_url}/openapi.json", headers=BEARER)
     tried: list[str] = []
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
         operation = result.ok()
 
         @hypothesis.given(case=operation.as_strategy(mode))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 from service.main import create_app
@@ -38,7 +39,7 @@ async def call(messages: list[dict[str, Any]], headers: list[tuple[bytes, bytes]
         await asyncio.Event().wait()
         raise AssertionError  # pragma: no cover - never set
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     await app(scope, receive, send)
