@@ -20,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -33,6 +34,7 @@ from service.auth import Authenticator, AuthError, Identity
 from service.domain.errors import PushError
 from service.domain.limits import MAX_MANIFEST_BYTES
 from service.domain.models import Outcome, PushRequest, PushResult, manifest_digest
+from service.domain.promote import push_by_digest
 from service.domain.push import PushService
 from service.registry.parts import give_back_freed_parts, parts, read_ahead
 from service.registry.protocol import (
@@ -167,15 +169,7 @@ async def finish_upload(request: Request, name: str, session: str, caller: Ident
 @router.get("/v2/{name:path}/blobs/uploads/{session}")
 async def upload_status(name: str, session: str, caller: IdentityDep) -> Response:
     repository = _repository(caller, name)
-    upload = Upload.parse(session)
-    return Response(
-        status_code=204,
-        headers={
-            "Location": upload.location(repository),
-            "Range": upload.range_header(),
-            "Docker-Upload-UUID": upload.upload_id,
-        },
-    )
+    return Response(status_code=204, headers=_upload_headers(repository, Upload.parse(session)))
 
 
 @router.delete("/v2/{name:path}/blobs/uploads/{session}")
@@ -217,13 +211,16 @@ async def _finish(
     return _blob_created(repository, digest)
 
 
-def _accepted(repository: str, upload: Upload, extra: dict[str, str] | None = None) -> Response:
-    headers = {
+def _upload_headers(repository: str, upload: Upload) -> dict[str, str]:
+    return {
         "Location": upload.location(repository),
         "Range": upload.range_header(),
         "Docker-Upload-UUID": upload.upload_id,
-        "Content-Length": "0",
     }
+
+
+def _accepted(repository: str, upload: Upload, extra: dict[str, str] | None = None) -> Response:
+    headers = _upload_headers(repository, upload) | {"Content-Length": "0"}
     return Response(status_code=202, headers=headers | (extra or {}))
 
 
@@ -271,7 +268,7 @@ async def put_manifest(
                 raise RegistryError(
                     "DIGEST_INVALID", "The manifest's bytes do not match the digest."
                 )
-            return await _put_by_digest(request, repository, text, media_type, digest)
+            return await _put_by_digest(request, repository, text, media_type, caller)
         return await _put_by_tag(
             request, repository, reference, text, media_type, caller, background
         )
@@ -280,9 +277,12 @@ async def put_manifest(
 
 
 async def _put_by_digest(
-    request: Request, repository: str, text: str, media_type: str | None, digest: str
+    request: Request, repository: str, text: str, media_type: str | None, caller: Identity
 ) -> Response:
-    settings: Settings = request.app.state.services.settings
+    """PutImage without a tag (no lease, one budget slot), recorded in history under
+    ``repository:@sha256:...`` as ``POST /v1/pushes`` without a tag is."""
+    services = request.app.state.services
+    settings: Settings = services.settings
     checked = await asyncio.to_thread(
         PushRequest.create,
         repository=repository,
@@ -292,9 +292,16 @@ async def _put_by_digest(
         default_wait_seconds=settings.default_wait_seconds,
         max_wait_seconds=settings.max_wait_seconds,
     )
-    await _layers(request).put_by_digest(repository, text, checked.media_type, digest)
-    log.info("manifest_by_digest", repo=repository, digest=digest)
-    return _manifest_created(repository, digest, None)
+    answer = await push_by_digest(
+        checked,
+        _layers(request),
+        services.history,
+        caller=caller_of(None, request, caller, None),
+        request_id=_request_id(request),
+        clock=time.time,
+    )
+    log.info("manifest_by_digest", repo=repository, digest=answer.digest)
+    return _manifest_created(repository, answer.digest, answer.outcome.value)
 
 
 async def _put_by_tag(

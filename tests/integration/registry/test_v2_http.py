@@ -297,3 +297,18 @@ def test_what_the_front_door_does_not_serve_is_answered_in_the_spec_shape(
     answer = httpx.request(method, front.url + path, headers=AUTH)
     assert answer.status_code in {404, 405}
     assert "UNSUPPORTED" == answer.json()["errors"][0]["code"]
+
+
+def test_manifest_by_digest_is_recorded_in_history(front: Front) -> None:
+    """A manifest PUT by digest is in history under ``@sha256:...``, as a push by digest
+    through /v1 is; its answer names the outcome."""
+    repository = front.repository()
+    body = manifest_for(front, repository, 3)
+    answer = put_manifest(front, repository, digest_of(body), body)
+    assert "pushed" == answer.headers["pushgate-outcome"]
+    history = httpx.get(
+        f"{front.url}/v1/tags/history",
+        params={"repository": repository, "tag": "@" + digest_of(body)},
+        headers=AUTH,
+    ).json()
+    assert [("pushed", digest_of(body))] == [(i["outcome"], i["digest"]) for i in history["items"]]
