@@ -7,11 +7,18 @@ Under the repo:tag lease:
 2. decide (``decision.decide``): ``unchanged`` and ``superseded`` call no PutImage;
 3. ``put``: write the intent (fenced by the lease token) while the registry reserves a
    PutImage slot, call PutImage within the lease (``putimage``), then write the record
-   with its history entry, fenced: a holder that lost its lease never overwrites a newer
-   holder's record, and the write clears the intent;
-4. answer; then verify the tag in ECR against the record (put back a drifted tag) and
+   carrying its history entry, fenced: a holder that lost its lease never overwrites a
+   newer holder's record, and the write clears the intent;
+4. answer; then append the history entries (the record's, and the one the previous
+   record write carried, in case its holder died before appending it: appending is
+   idempotent), verify the tag in ECR against the record (put back a drifted tag) and
    release the lease. ``defer`` runs this after the answer is sent; pushes that call no
    PutImage verify before answering, so ``repaired`` is reported.
+
+Crash points: before the intent is written nothing changed; between the intent and the
+record write the intent stays, and the next holder settles it against ECR; between the
+record write and the history append the entry stays carried in the item, and the next
+record write hands it on to be appended.
 
 A lease lost on the way ends in ``LeaseLost`` carrying the digest ECR names. On failure
 the lease is released, then the error is recorded and raised.
@@ -37,7 +44,7 @@ from service.domain.decision import (
     decide,
     new_record,
 )
-from service.domain.errors import BackendUnavailable, LeaseLost, PushError
+from service.domain.errors import LeaseLost, PushError
 from service.domain.journal import Journal, PushCall
 from service.domain.models import (
     Answer,
@@ -62,6 +69,8 @@ class _Answered:
     result: PushResult
     #: what the tag should name, still to verify after answering (None: verified)
     unverified: TagState | None
+    #: history entries to append after answering
+    entries: tuple[HistoryEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +132,7 @@ class PushService:
                 call, outcome.error, token=lease.token, previous_digest=outcome.previous_digest
             )
             raise outcome.error
-        result, unverified = outcome.result, outcome.unverified
+        result, unverified, entries = outcome.result, outcome.unverified, outcome.entries
         log.info(
             "push_finished",
             outcome=result.outcome.value,
@@ -136,6 +145,8 @@ class PushService:
 
         async def after_answer() -> None:
             try:
+                for entry in entries:
+                    await self.journal.append(entry)
                 if unverified is not None:
                     await self._upkeep.verify(call, lease, unverified)
             finally:
@@ -186,8 +197,9 @@ class PushService:
                 entry = self.journal.entry(
                     call, outcome, token=lease.token, previous_digest=previous
                 )
-                await self._commit(new, lease, entry)
-                return _Answered(self._result(call, lease, outcome, new, previous), new)
+                carried = await self._records.put(new, fence=lease.fence(), history=entry)
+                result = self._result(call, lease, outcome, new, previous)
+                return _Answered(result, new, (*carried, entry))
             case Unchanged(raise_to=raised) if raised is not None:
                 tag = self._record(call, lease, Named(request.digest, raised))
                 await self._records.put(tag, fence=lease.fence())
@@ -198,8 +210,9 @@ class PushService:
                 outcome = Outcome.SUPERSEDED
         assert tag is not None  # noqa: S101 - decide answers put for an unknown tag
         repaired = await self._upkeep.verify(call, lease, tag)
-        await self.journal.answered(call, outcome, token=lease.token, previous_digest=previous)
-        return _Answered(self._result(call, lease, outcome, tag, previous, repaired), None)
+        entry = self.journal.entry(call, outcome, token=lease.token, previous_digest=previous)
+        result = self._result(call, lease, outcome, tag, previous, repaired)
+        return _Answered(result, None, (entry,))
 
     def _record(self, call: PushCall, lease: Lease, state: TagState) -> TagRecord:
         return new_record(
@@ -258,18 +271,6 @@ class PushService:
             await self._registry.reserve(request.ref, request.digest)
         except PushError as exc:  # put_image reserves again, inside its retries
             log.info("putimage_reserve_deferred", key=request.ref.key, error=exc.code)
-
-    async def _commit(self, new: TagRecord, lease: Lease, entry: HistoryEntry) -> None:
-        """Write the record and its history entry in one fenced write; the fence confirms
-        the lease outlived the ECR call. When that write fails for another reason (the
-        history table), the record is written alone and the entry appended best effort:
-        ECR already holds the image, and history never fails a push."""
-        try:
-            await self._records.put(new, fence=lease.fence(), history=entry)
-        except BackendUnavailable as exc:
-            log.warning("record_with_history_failed", key=new.ref.key, message=exc.message)
-            await self._records.put(new, fence=lease.fence())
-            await self.journal.append(entry)
 
     async def _lease_lost(self, request: PushRequest, exc: LeaseLost) -> LeaseLost:
         """The lost lease, with the digest ECR names now, so the caller knows the tag."""

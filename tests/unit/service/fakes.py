@@ -171,6 +171,8 @@ class FakeRecords:
         self.history = history
         self.items: dict[str, TagRecord] = {}
         self.pending: dict[str, PendingPush] = {}
+        #: the history entry each item carries (the last record write's)
+        self.carried: dict[str, HistoryEntry] = {}
         self.writes = 0
         self.intent_writes = 0
         #: record writes of these digests fail with the error (a value the table refuses)
@@ -196,16 +198,19 @@ class FakeRecords:
 
     async def put(
         self, record: TagRecord, *, fence: Fence, history: HistoryEntry | None = None
-    ) -> None:
-        self._check(record.ref.key, fence)
+    ) -> tuple[HistoryEntry, ...]:
+        key = record.ref.key
+        self._check(key, fence)
         if record.digest in self.refused:
             raise self.refused[record.digest]
-        if history is not None:
-            assert self.history is not None, "a history entry needs FakeRecords(history=)"
-            await self.history.append(history)
         self.writes += 1
-        self.items[record.ref.key] = record
-        self.pending.pop(record.ref.key, None)
+        self.items[key] = record
+        self.pending.pop(key, None)
+        if history is None:
+            return ()
+        previous = self.carried.get(key)
+        self.carried[key] = history
+        return () if previous is None else (previous,)
 
     async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:
         self._check(ref.key, fence)
@@ -227,7 +232,10 @@ class FakeHistory:
         self.entries: list[HistoryEntry] = []
 
     async def append(self, entry: HistoryEntry) -> None:
-        self.entries.append(entry)
+        """Idempotent, as the real history's content keys make it: one entry appended
+        twice (the same object handed on) is stored once."""
+        if not any(entry is stored for stored in self.entries):
+            self.entries.append(entry)
 
     async def page(self, ref: ImageRef, *, limit: int, cursor: str | None) -> HistoryPage:
         mine = [e for e in reversed(self.entries) if e.ref == ref]
