@@ -42,10 +42,10 @@ Every loop is bounded by a deadline and a count.
 What bounds the figures
 -----------------------
 
-A pushgate push that calls PutImage makes nine or ten AWS calls (the run prints them):
-the answer waits for four DynamoDB round trips on the tag's lease item (lease
-``UpdateItem``, record ``GetItem``, intent ``UpdateItem`` with the budget's ``UpdateItem``
-beside it, record ``UpdateItem``) and ``PutImage``; the history ``PutItem`` (two when the
+A pushgate push that calls PutImage makes eight or nine AWS calls (the run prints them):
+the answer waits for three DynamoDB round trips on the tag's lease item (lease
+``UpdateItem``, whose answer carries the record, intent ``UpdateItem`` with the budget's
+``UpdateItem`` beside it, record ``UpdateItem``) and ``PutImage``; the history ``PutItem`` (two when the
 previous entry is handed on), the verifying ``BatchGetImage`` and the lease release run
 after the answer is sent. LocalAWS applies one call at a time. The run
 prints moto's median call time: at ~5 ms (an idle machine) moto serves ~200 calls/s,

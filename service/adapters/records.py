@@ -88,27 +88,36 @@ def pending_json(pending: PendingPush) -> str:
 
 def from_item(ref: ImageRef, item: dict[str, Any]) -> tuple[TagRecord | None, PendingPush | None]:
     """The record and the intent a lease item carries, if any."""
+    data = {
+        name.removeprefix("data_"): item[name]["S"] for name in (RECORD, PENDING) if name in item
+    }
+    return from_data(ref, data)
+
+
+def from_data(ref: ImageRef, data: dict[str, Any]) -> tuple[TagRecord | None, PendingPush | None]:
+    """The record and the intent in a lease's data (``locks``: names without their
+    ``data_`` prefix, values decoded), if any."""
     record = pending = None
-    if RECORD in item:
-        data = json.loads(item[RECORD]["S"])
+    if isinstance(data.get("record"), str):
+        data_record = json.loads(data["record"])
         record = TagRecord(
             ref=ref,
-            digest=data["digest"],
-            sequence=data["sequence"],
-            token=int(data["token"]),
-            owner=data["owner"],
-            caller=data["caller"],
-            request_id=data["request_id"],
-            updated_at=float(data["updated_at"]),
+            digest=data_record["digest"],
+            sequence=data_record["sequence"],
+            token=int(data_record["token"]),
+            owner=data_record["owner"],
+            caller=data_record["caller"],
+            request_id=data_record["request_id"],
+            updated_at=float(data_record["updated_at"]),
         )
-    if PENDING in item:
-        data = json.loads(item[PENDING]["S"])
+    if isinstance(data.get("pending"), str):
+        data_pending = json.loads(data["pending"])
         pending = PendingPush(
-            digest=data["digest"],
-            sequence=data["sequence"],
-            token=int(data["token"]),
-            caller=data["caller"],
-            request_id=data["request_id"],
+            digest=data_pending["digest"],
+            sequence=data_pending["sequence"],
+            token=int(data_pending["token"]),
+            caller=data_pending["caller"],
+            request_id=data_pending["request_id"],
         )
     return record, pending
 

@@ -2,8 +2,10 @@
 
 Under the repo:tag lease:
 
-1. read the tag's record; an intent left by an earlier holder that died between its
-   PutImage and its record write is settled against ECR first (``settle``);
+1. take the tag's record from the lease's grant (the acquire's answer carries the lease
+   item, which carries the record: no read), or read it; an intent left by an earlier
+   holder that died between its PutImage and its record write is settled against ECR
+   first (``settle``);
 2. decide (``decision.decide``): ``unchanged`` and ``superseded`` call no PutImage;
 3. ``put``: write the intent (fenced by the lease token) while the registry reserves a
    PutImage slot, call PutImage within the lease (``putimage``), then write the record
@@ -167,7 +169,10 @@ class PushService:
         with the digest the tag named before, for the failure's history entry."""
         previous: str | None = None
         try:
-            record, pending = await self._records.read(call.request.ref)
+            carried = lease.tag_item(call.request.ref)  # the acquire's answer
+            if carried is None:
+                carried = await self._records.read(call.request.ref)
+            record, pending = carried
             landed = None
             if pending is not None and pending.token < lease.token:
                 landed = await self._upkeep.settle(call, lease, record, pending)

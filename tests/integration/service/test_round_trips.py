@@ -89,21 +89,20 @@ def without_budget(calls: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
 
 
 async def test_round_trips_per_outcome(settings: Settings, aws_session: Any, repo: str) -> None:
-    """pushed waits for acquire, read, intent (the budget slot beside it), the record
-    write, and PutImage; unchanged and superseded wait for acquire, read and an ECR
-    read, and reserve no PutImage slot. No transaction: every write is one item's."""
+    """pushed waits for acquire (whose answer carries the record: no read), intent (the
+    budget slot beside it), the record write, and PutImage; unchanged and superseded
+    wait for acquire and an ECR read, and reserve no PutImage slot. No transaction:
+    every write is one item's."""
     outcomes = await counted_push(settings, aws_session, repo, [(1, 2), (1, 2), (3, 1)])
     pushed = Counter(
         {
             ("update_item", "leases"): 3,
-            ("get_item", "leases"): 1,
             ("put_image", "-"): 1,
         }
     )
     answered = Counter(
         {
             ("update_item", "leases"): 1,
-            ("get_item", "leases"): 1,
             ("batch_get_image", "-"): 1,
         }
     )

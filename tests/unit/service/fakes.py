@@ -50,6 +50,8 @@ class FakeLease:
     expires_at: float = 0.0
     released: bool = False
     renewals: int = 0
+    #: the tag's record and intent as the grant left them (None: the use case reads)
+    item: tuple[TagRecord | None, PendingPush | None] | None = None
 
     @property
     def lost(self) -> bool:
@@ -60,6 +62,9 @@ class FakeLease:
 
     def fence(self) -> Fence:
         return Fence(self.key, self.owner, self.token)
+
+    def tag_item(self, ref: ImageRef) -> tuple[TagRecord | None, PendingPush | None] | None:
+        return self.item
 
     async def renew(self) -> None:
         self.renewals += 1
@@ -80,6 +85,8 @@ class FakeLeases:
         self.tokens: dict[str, int] = {}
         self.granted: list[FakeLease] = []
         self.busy: set[str] = set()
+        #: when set, each grant carries the tag's record and intent, as the real one does
+        self.records: FakeRecords | None = None
 
     async def acquire(self, key: str, *, timeout: float) -> FakeLease:
         if key in self.busy or key in self.holders:
@@ -90,6 +97,8 @@ class FakeLeases:
         self.holders[key] = (owner, token)
         lease = FakeLease(self, key, owner, token, waited_ms=1.5)
         lease.expires_at = self.clock() + lease.lease_seconds
+        if self.records is not None:
+            lease.item = (self.records.items.get(key), self.records.pending.get(key))
         self.granted.append(lease)
         return lease
 

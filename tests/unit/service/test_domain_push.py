@@ -428,3 +428,18 @@ async def test_entry_of_a_holder_that_died_after_its_record_is_appended_later(
     assert [("pushed", first.digest), ("pushed", second.digest)] == [
         (e.outcome, e.digest) for e in world.history.entries
     ]
+
+
+async def test_record_carried_by_the_grant_is_not_read_again(world: World) -> None:
+    """A lease whose grant carries the tag's item (the acquire's answer) gives the use
+    case the record and intent: it decides from them without reading."""
+    first = request(1, sequence=1)
+    await world.push(first)
+    world.leases.records = world.records
+
+    async def unreadable(ref: object) -> object:
+        raise AssertionError("read although the grant carried the item")
+
+    world.records.read = unreadable  # type: ignore[method-assign, assignment]
+    results = [await world.push(request(1, sequence=1)), await world.push(request(0, sequence=0))]
+    assert [Outcome.UNCHANGED, Outcome.SUPERSEDED] == [r.outcome for r in results]
