@@ -126,6 +126,7 @@ def build_services(
         policy=push_policy(settings),
         clock=time.time,
         sleep=asyncio.sleep,
+        on_repaired=metrics.repairs.inc,
     )
     service = CoalescingPushService(
         use_case,

@@ -11,11 +11,13 @@ Under the repo:tag lease:
    PutImage slot, call PutImage within the lease (``putimage``), then write the record
    carrying its history entry, fenced: a holder that lost its lease never overwrites a
    newer holder's record, and the write clears the intent;
-4. answer; then append the history entries (the record's, and the one the previous
-   record write carried, in case its holder died before appending it: appending is
-   idempotent), verify the tag in ECR against the record (put back a drifted tag) and
-   release the lease. ``defer`` runs this after the answer is sent; pushes that call no
-   PutImage verify before answering, so ``repaired`` is reported.
+4. answer; then append the history entries (the push's; after a record write also the
+   one the previous record write carried, in case its holder died before appending it:
+   appending is idempotent), verify the tag in ECR against the record (put back a
+   drifted tag, written to history) and release the lease. ``defer`` runs this after the
+   answer is sent, so no ECR call precedes an ``unchanged`` or ``superseded`` answer;
+   without ``defer`` it runs before ``push`` returns, and ``repaired`` says whether the
+   tag was put back.
 
 Crash points: before the intent is written nothing changed; between the intent and the
 record write the intent stays, and the next holder settles it against ECR; between the
@@ -31,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -69,10 +71,10 @@ log = structlog.get_logger("pushgate.push")
 @dataclass(frozen=True, slots=True)
 class _Answered:
     result: PushResult
-    #: what the tag should name, still to verify after answering (None: verified)
-    unverified: TagState | None
+    #: what the tag should name, verified against ECR after answering
+    unverified: TagState
     #: history entries to append after answering
-    entries: tuple[HistoryEntry, ...] = ()
+    entries: tuple[HistoryEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +97,9 @@ class PushService:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         jitter: Callable[[], float] = random.random,
+        on_repaired: Callable[[], None] | None = None,
     ) -> None:
+        """``on_repaired`` hears each drifted tag put back (a metric counts them)."""
         self._registry = registry
         self._leases = leases
         self._records = records
@@ -104,6 +108,7 @@ class PushService:
         self._jitter = jitter
         self.clock = clock
         self.journal = Journal(history, clock)
+        self._on_repaired = on_repaired
 
     async def push(
         self,
@@ -142,22 +147,26 @@ class PushService:
             previous_digest=result.previous_digest,
             sequence=result.sequence,
             token=result.token,
-            repaired=result.repaired,
         )
 
-        async def after_answer() -> None:
+        async def after_answer() -> bool:
             try:
                 for entry in entries:
                     await self.journal.append(entry)
-                if unverified is not None:
-                    await self._upkeep.verify(call, lease, unverified)
+                repaired = await self._upkeep.verify(call, lease, unverified)
             finally:
                 await self._release(lease)
+            if repaired and self._on_repaired is not None:
+                self._on_repaired()
+            return repaired
 
-        if defer is None:
+        if defer is None:  # all of it before returning: the result says whether it repaired
+            return replace(result, repaired=await after_answer())
+
+        async def deferred() -> None:
             await after_answer()
-        else:
-            defer(after_answer)
+
+        defer(deferred)
         return result
 
     @property
@@ -214,10 +223,9 @@ class PushService:
             case Superseded():
                 outcome = Outcome.SUPERSEDED
         assert tag is not None  # noqa: S101 - decide answers put for an unknown tag
-        repaired = await self._upkeep.verify(call, lease, tag)
         entry = self.journal.entry(call, outcome, token=lease.token, previous_digest=previous)
-        result = self._result(call, lease, outcome, tag, previous, repaired)
-        return _Answered(result, None, (entry,))
+        result = self._result(call, lease, outcome, tag, previous)
+        return _Answered(result, tag, (entry,))
 
     def _record(self, call: PushCall, lease: Lease, state: TagState) -> TagRecord:
         return new_record(
@@ -236,7 +244,6 @@ class PushService:
         outcome: Answer,
         tag: TagState,
         previous: str | None,
-        repaired: bool = False,  # noqa: FBT001, FBT002 - positional at its two call sites
     ) -> PushResult:
         request = call.request
         return PushResult(
@@ -249,7 +256,6 @@ class PushService:
             waited_ms=lease.waited_ms,
             current_digest=tag.digest,
             current_sequence=tag.sequence,
-            repaired=repaired,
         )
 
     async def _write_intent(self, call: PushCall, lease: Lease, sequence: int | None) -> None:

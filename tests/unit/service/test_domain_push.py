@@ -278,14 +278,15 @@ async def test_lease_timeout_never_calls_ecr(world: World) -> None:
 
 
 async def test_drifted_tag_is_repaired_and_recorded(world: World) -> None:
-    """A tag that no longer matches its record (a late stale write) is put back."""
+    """A tag that no longer matches its record (a late stale write) is put back, after
+    the push's own history entry."""
     first = request(1, sequence=5)
     await world.push(first)
     world.registry.tags[first.ref] = "sha256:" + "b" * 64  # a stale holder's late write
     result = await world.push(request(2, sequence=1))
     assert (Outcome.SUPERSEDED, True) == (result.outcome, result.repaired)
     assert first.digest == world.registry.tags[first.ref]
-    assert ["pushed", "repaired", "superseded"] == [e.outcome for e in world.history.entries]
+    assert ["pushed", "superseded", "repaired"] == [e.outcome for e in world.history.entries]
 
 
 async def test_repair_without_the_image_is_recorded_as_failed(world: World) -> None:
@@ -296,7 +297,7 @@ async def test_repair_without_the_image_is_recorded_as_failed(world: World) -> N
     world.registry.tags[first.ref] = "sha256:" + "b" * 64
     result = await world.push(request(2, sequence=1))
     assert not result.repaired
-    assert "repair_failed" == world.history.entries[-2].outcome
+    assert "repair_failed" == world.history.entries[-1].outcome
 
 
 async def test_repair_refused_by_an_immutable_tag_is_recorded_as_failed(world: World) -> None:
@@ -308,7 +309,7 @@ async def test_repair_refused_by_an_immutable_tag_is_recorded_as_failed(world: W
     world.registry.tags[first.ref] = "sha256:" + "b" * 64
     result = await world.push(request(2, sequence=1))
     assert (Outcome.SUPERSEDED, False) == (result.outcome, result.repaired)
-    assert ["pushed", "repair_failed", "superseded"] == [e.outcome for e in world.history.entries]
+    assert ["pushed", "superseded", "repair_failed"] == [e.outcome for e in world.history.entries]
 
 
 async def test_every_push_is_appended_to_history(world: World) -> None:
@@ -443,3 +444,25 @@ async def test_record_carried_by_the_grant_is_not_read_again(world: World) -> No
     world.records.read = unreadable  # type: ignore[method-assign, assignment]
     results = [await world.push(request(1, sequence=1)), await world.push(request(0, sequence=0))]
     assert [Outcome.UNCHANGED, Outcome.SUPERSEDED] == [r.outcome for r in results]
+
+
+async def test_unchanged_and_superseded_answer_before_any_ecr_call(world: World) -> None:
+    """A push that calls no PutImage answers from its lease's grant before asking ECR
+    anything: the tag is verified by the deferred job."""
+    world.leases.records = world.records
+    await world.push(request(1, sequence=5))
+    asked: list[object] = []
+    reading = world.registry.tag_digest
+
+    async def tag_digest(ref: ImageRef) -> str | None:
+        asked.append(ref)
+        return await reading(ref)
+
+    world.registry.tag_digest = tag_digest  # type: ignore[method-assign]
+    answers = []
+    for req in (request(1, sequence=5), request(2, sequence=1)):
+        jobs: list[Callable[[], Awaitable[None]]] = []
+        result = await world.service.push(req, caller="ci", request_id="r", defer=jobs.append)
+        answers.append((result.outcome, len(asked)))
+        await jobs[0]()
+    assert [(Outcome.UNCHANGED, 0), (Outcome.SUPERSEDED, 1)] == answers
