@@ -138,7 +138,6 @@ def pushgate_env(endpoint: str) -> dict[str, str]:
         AWS_ENDPOINT_URL_DYNAMODB=endpoint,
         AWS_ENDPOINT_URL_ECR=endpoint,
         PUSHGATE_LEASE_TABLE=f"bench-leases-{suffix}",
-        PUSHGATE_TAGS_TABLE=f"bench-tags-{suffix}",
         PUSHGATE_HISTORY_TABLE=f"bench-history-{suffix}",
         PUSHGATE_BUDGET_TABLE=f"bench-budget-{suffix}",
         PUSHGATE_LOG_LEVEL="warning",

@@ -42,11 +42,12 @@ Every loop is bounded by a deadline and a count.
 What bounds the figures
 -----------------------
 
-A pushgate push that calls PutImage makes eight AWS calls (the run prints them): the
-answer waits for four DynamoDB round trips (lease ``UpdateItem``, record ``GetItem``,
-intent ``TransactWriteItems`` with the budget's ``UpdateItem`` beside it, record and
-history ``TransactWriteItems``) and ``PutImage``; the verifying ``BatchGetImage`` and the
-lease release run after the answer is sent. LocalAWS applies one call at a time. The run
+A pushgate push that calls PutImage makes eight or nine AWS calls (the run prints them):
+the answer waits for three DynamoDB round trips on the tag's lease item (lease
+``UpdateItem``, whose answer carries the record, intent ``UpdateItem`` with the budget's
+``UpdateItem`` beside it, record ``UpdateItem``) and ``PutImage``; the history ``PutItem`` (two when the
+previous entry is handed on), the verifying ``BatchGetImage`` and the lease release run
+after the answer is sent. LocalAWS applies one call at a time. The run
 prints moto's median call time: at ~5 ms (an idle machine) moto serves ~200 calls/s,
 about 30 pushes/s, more than the 10/s quota; at ~20 ms (a loaded machine) it serves far
 fewer and phase 3 measures moto, not the budget. ``--quota 3`` (which also sets
@@ -199,7 +200,6 @@ def settings_for(endpoint: str, suffix: str, **overrides: Any) -> Settings:
         dynamodb_endpoint_url=endpoint,
         ecr_endpoint_url=endpoint,
         lease_table=f"bench-leases-{suffix}",
-        tags_table=f"bench-tags-{suffix}",
         history_table=f"bench-history-{suffix}",
         budget_table=f"bench-budget-{suffix}",
         default_wait_seconds=60.0,
@@ -536,7 +536,7 @@ def main() -> None:
             for k in ("single", "hot-off", "hot-on", "tags", "tags-nobudget")
         }
         create_repositories(endpoint, list(repos.values()))
-        moto_ms = dynamodb_latency(endpoint, base.tags_table) * 1000
+        moto_ms = dynamodb_latency(endpoint, base.lease_table) * 1000
         print(
             f"simulated ECR: {args.latency_ms:.0f} ms per call, PutImage quota {args.quota:.0f}/s "
             f"(burst {args.quota:.0f}); phases of {seconds:.0f} s; moto DynamoDB call p50 "

@@ -131,9 +131,7 @@ def init(
         asyncio.run(_bootstrap(settings, list(repository or [])))
     except (BotoCoreError, ClientError) as exc:
         _fail(f"could not create the tables: {exc}", code=1)
-    typer.echo(
-        f"tables ready: {settings.lease_table}, {settings.tags_table}, {settings.history_table}"
-    )
+    typer.echo(f"tables ready: {settings.lease_table}, {settings.history_table}")
 
 
 def local_settings(settings: Settings, endpoint: str) -> Settings:

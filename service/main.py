@@ -66,11 +66,17 @@ def oidc_verifier(settings: Settings) -> OidcVerifier | None:
     )
 
 
+#: how long after its last lease a tag's item may be cleaned up: never, in practice
+RECORD_LIFETIME_SECONDS = 100 * 365 * 86_400.0
+
+
 def lock_config(settings: Settings) -> LockConfig:
     return LockConfig(
         lease_seconds=settings.lease_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
         max_clock_skew_seconds=settings.max_clock_skew_seconds,
+        # the lease item carries the tag's record: DynamoDB TTL must never delete it
+        cleanup_after_seconds=RECORD_LIFETIME_SECONDS,
     )
 
 
@@ -90,12 +96,7 @@ def build_services(
         registry_id=settings.registry_id,
         read_timeout=settings.ecr_read_timeout_seconds,
     )
-    records = DynamoTagRecords(
-        clients.dynamodb,
-        table=settings.tags_table,
-        lease_table=settings.lease_table,
-        history_table=settings.history_table,
-    )
+    records = DynamoTagRecords(clients.dynamodb, lease_table=settings.lease_table)
     history = DynamoHistory(clients.dynamodb, table=settings.history_table)
     metrics = Metrics()
     metrics.observe_dynamodb(clients.dynamodb)
@@ -125,6 +126,7 @@ def build_services(
         policy=push_policy(settings),
         clock=time.time,
         sleep=asyncio.sleep,
+        on_repaired=metrics.repairs.inc,
     )
     service = CoalescingPushService(
         use_case,

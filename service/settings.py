@@ -11,8 +11,7 @@ botocore reads only the last two, so ``resolve_region`` reads ``AWS_REGION`` fir
 variable                              default            meaning
 ===================================== ================== ==========================================
 PUSHGATE_REGION                       (AWS chain)        region for DynamoDB and ECR
-PUSHGATE_LEASE_TABLE                  pushgate-leases    lease table (locks)
-PUSHGATE_TAGS_TABLE                   pushgate-tags      per-tag records (digest, sequence, token)
+PUSHGATE_LEASE_TABLE                  pushgate-leases    leases, each carrying its tag's record
 PUSHGATE_HISTORY_TABLE                pushgate-history   history of every push
 PUSHGATE_LEASE_SECONDS                30                 lease length
 PUSHGATE_HEARTBEAT_SECONDS            (lease / 3)        lease renewal period
@@ -85,7 +84,6 @@ class Settings(BaseSettings):
 
     region: str | None = Field(default=None, validate_default=True)
     lease_table: str = "pushgate-leases"
-    tags_table: str = "pushgate-tags"
     history_table: str = "pushgate-history"
 
     lease_seconds: float = Field(default=30.0, gt=0)

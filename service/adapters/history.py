@@ -3,9 +3,10 @@
 The item is the PynamoDB model ``items.HistoryItem``; I/O goes through the service's
 aioboto3 client (``items`` says why).
 
-Sort key: ``<finished epoch ms, 13 digits>#<token, 20 digits>#<process counter>``, so a
-``Query`` with ``ScanIndexForward=False`` lists newest first, and two entries of one
-millisecond order by fencing token. Pages are cursors: the base64 of
+Sort key: ``<finished epoch ms, 13 digits>#<token, 20 digits>#<content hash, 10 hex>``,
+so a ``Query`` with ``ScanIndexForward=False`` lists newest first, two entries of one
+millisecond order by fencing token, and appending one entry twice (a retry, or an entry
+handed on by the next holder) writes one item. Pages are cursors: the base64 of
 ``LastEvaluatedKey``.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import itertools
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +30,27 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 
-_counter = itertools.count()
+def content_hash(entry: HistoryEntry) -> str:
+    """Ten hex digits naming what the entry says (its key, with its time and token)."""
+    fields = (
+        entry.ref.key,
+        entry.outcome.value,
+        entry.digest,
+        entry.previous_digest,
+        entry.observed_digest,
+        entry.sequence,
+        entry.caller,
+        entry.request_id,
+        repr(entry.started_at),
+        entry.error,
+        entry.detail,
+    )
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:10]
 
 
 def history_item(entry: HistoryEntry) -> HistoryItem:
     sort_key = (
-        f"{round(entry.finished_at * 1000):013d}#{entry.token or 0:020d}#{next(_counter):010d}"
+        f"{round(entry.finished_at * 1000):013d}#{entry.token or 0:020d}#{content_hash(entry)}"
     )
     return HistoryItem(
         pk=entry.ref.key,

@@ -31,32 +31,6 @@ class IntegerAttribute(Attribute[int]):
         return int(Decimal(value))
 
 
-class TagItem(Model):
-    """One repo:tag: its record (digest ... updated_at) and the pending intent of a
-    holder about to call PutImage (``pending_*``). An item holding only an intent (the
-    tag's first push died) has no record yet."""
-
-    class Meta:
-        table_name = "pushgate-tags"
-        billing_mode = "PAY_PER_REQUEST"
-
-    pk = UnicodeAttribute(hash_key=True)  # "repository:tag"
-    repository = UnicodeAttribute()
-    tag = UnicodeAttribute()
-    digest = UnicodeAttribute(null=True)
-    sequence = IntegerAttribute(null=True)
-    token = IntegerAttribute(null=True)
-    owner = UnicodeAttribute(null=True)
-    caller = UnicodeAttribute(null=True)
-    request_id = UnicodeAttribute(null=True)
-    updated_at = NumberAttribute(null=True)  # epoch seconds
-    pending_digest = UnicodeAttribute(null=True)
-    pending_sequence = IntegerAttribute(null=True)
-    pending_token = IntegerAttribute(null=True)
-    pending_caller = UnicodeAttribute(null=True)
-    pending_request_id = UnicodeAttribute(null=True)
-
-
 class HistoryItem(Model):
     """One recorded push (or repair) of a repo:tag."""
 

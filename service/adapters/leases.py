@@ -10,8 +10,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from locks import AsyncLease, AsyncLeaseLock, LeaseUnavailable, LockBackendError, LockError
 from locks import LeaseLost as LockLeaseLost
 from service.adapters.aws import backend_error
+from service.adapters.records import from_data
 from service.domain.errors import BackendUnavailable, LeaseLost, LeaseTimeout, PushError
-from service.domain.models import Fence
+from service.domain.models import Fence, ImageRef, PendingPush, TagRecord
 
 if TYPE_CHECKING:
     from service.domain.ports import Lease
@@ -58,6 +59,12 @@ class LockLease:
 
     def fence(self) -> Fence:
         return Fence(key=self.key, owner=self.owner, token=self.token)
+
+    def tag_item(self, ref: ImageRef) -> tuple[TagRecord | None, PendingPush | None]:
+        """From the grant's write (``ALL_NEW``, also for a local hand-off): the item as
+        this lease took it. The service writes records beside the lease API, so the
+        lease's data is right only before this holder's first write."""
+        return from_data(ref, self._lease.data)
 
     async def renew(self) -> None:
         try:

@@ -1,14 +1,22 @@
-"""``TagRecords`` over DynamoDB: one ``TagItem`` per repo:tag in the tags table.
+"""``TagRecords`` over DynamoDB: the record and the intent ride in the repo:tag's lease
+item, as lease data (``locks``: ``data_<name>`` attributes).
 
-Every write is a ``TransactWriteItems``: a ``ConditionCheck`` that the lease item still
-names this holder (owner, token, not yet expired by the holder's clock) beside the write
-itself, conditioned on the item holding neither a newer record nor a newer intent. A
-holder whose lease ran out, or was taken over, therefore cannot overwrite a newer
-holder's record. A push's history entry (a ``HistoryItem``) rides in the record's
-transaction, so the record and its entry land together, in one round trip.
+- ``data_record``: the tag's record (digest, sequence, token, ...), a JSON string;
+- ``data_pending``: the intent of a holder about to call PutImage, a JSON string;
+- ``data_journal``: the history entry of the last record write, the serialized history
+  item, carried until a later holder replaces it.
 
-The intent (``pending_*``) is written with an ``Update`` that leaves the record as it
-is; the record ``Put`` replaces the whole item, which clears the intent.
+Every write is one conditional ``UpdateItem`` on the lease item, fenced like a lease
+renewal: the item still names this holder (owner, token) and has not expired by the
+holder's clock. A holder whose lease ran out, or was taken over, therefore cannot
+overwrite a newer holder's record, and no transaction is needed (the service runs on
+DynamoDB emulators without ``TransactWriteItems``).
+
+A record's history entry is written into the item with the record (``data_journal``) and
+returned with the entry the previous record write carried, for the use case to append
+after its answer: history items are keyed by their content (``history.history_item``),
+so appending an entry twice writes it once, and a holder that died between its record
+write and its history write loses no history (the next record write hands it on).
 
 A write refused for a reason that retrying cannot fix (a value the table cannot store,
 a denied action) is raised as a ``BackendUnavailable`` that is not retryable, so the
@@ -17,26 +25,24 @@ use case can tell it from an outage.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.expressions.condition import Condition
-from pynamodb.expressions.update import Action
 
 from locks import lease_model
 from service.adapters.aws import backend_error, describe_active
+from service.adapters.history import from_item as entry_from_item
 from service.adapters.history import history_item
-from service.adapters.items import TagItem, on_table
 from service.domain.errors import BackendUnavailable, LeaseLost
 from service.domain.models import Fence, HistoryEntry, ImageRef, PendingPush, TagRecord
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
-    from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef
 
-#: DynamoDB error codes (and transaction cancellation reasons) that retrying cannot fix
+#: DynamoDB error codes that retrying cannot fix
 PERMANENT = frozenset(
     {
         "AccessDeniedException",
@@ -47,70 +53,79 @@ PERMANENT = frozenset(
         "ValidationException",
     }
 )
-PENDING = (
-    TagItem.pending_digest,
-    TagItem.pending_sequence,
-    TagItem.pending_token,
-    TagItem.pending_caller,
-    TagItem.pending_request_id,
-)
+RECORD = "data_record"
+PENDING = "data_pending"
+JOURNAL = "data_journal"
 
 
-def not_newer(token: int) -> Condition:
-    """A write by ``token`` is allowed over neither a newer record nor a newer intent."""
-    condition: Condition = (TagItem.token.does_not_exist() | (TagItem.token <= token)) & (
-        TagItem.pending_token.does_not_exist() | (TagItem.pending_token <= token)
-    )
-    return condition
-
-
-def to_item(record: TagRecord) -> TagItem:
-    return TagItem(
-        pk=record.ref.key,
-        repository=record.ref.repository,
-        tag=record.ref.tag,
-        digest=record.digest,
-        sequence=record.sequence,
-        token=record.token,
-        owner=record.owner,
-        caller=record.caller,
-        request_id=record.request_id,
-        updated_at=record.updated_at,
+def record_json(record: TagRecord) -> str:
+    return json.dumps(
+        {
+            "digest": record.digest,
+            "sequence": record.sequence,
+            "token": record.token,
+            "owner": record.owner,
+            "caller": record.caller,
+            "request_id": record.request_id,
+            "updated_at": record.updated_at,
+        },
+        sort_keys=True,
     )
 
 
-def from_item(item: TagItem) -> tuple[TagRecord | None, PendingPush | None]:
-    """The record (None for an item holding only an intent) and the intent, if any."""
+def pending_json(pending: PendingPush) -> str:
+    return json.dumps(
+        {
+            "digest": pending.digest,
+            "sequence": pending.sequence,
+            "token": pending.token,
+            "caller": pending.caller,
+            "request_id": pending.request_id,
+        },
+        sort_keys=True,
+    )
+
+
+def from_item(ref: ImageRef, item: dict[str, Any]) -> tuple[TagRecord | None, PendingPush | None]:
+    """The record and the intent a lease item carries, if any."""
+    data = {
+        name.removeprefix("data_"): item[name]["S"] for name in (RECORD, PENDING) if name in item
+    }
+    return from_data(ref, data)
+
+
+def from_data(ref: ImageRef, data: dict[str, Any]) -> tuple[TagRecord | None, PendingPush | None]:
+    """The record and the intent in a lease's data (``locks``: names without their
+    ``data_`` prefix, values decoded), if any."""
     record = pending = None
-    if item.digest is not None:
+    if isinstance(data.get("record"), str):
+        data_record = json.loads(data["record"])
         record = TagRecord(
-            ref=ImageRef(item.repository, item.tag),
-            digest=item.digest,
-            sequence=item.sequence,
-            token=int(item.token or 0),
-            owner=item.owner or "",
-            caller=item.caller or "",
-            request_id=item.request_id or "",
-            updated_at=float(item.updated_at or 0.0),
+            ref=ref,
+            digest=data_record["digest"],
+            sequence=data_record["sequence"],
+            token=int(data_record["token"]),
+            owner=data_record["owner"],
+            caller=data_record["caller"],
+            request_id=data_record["request_id"],
+            updated_at=float(data_record["updated_at"]),
         )
-    if item.pending_digest is not None:
+    if isinstance(data.get("pending"), str):
+        data_pending = json.loads(data["pending"])
         pending = PendingPush(
-            digest=item.pending_digest,
-            sequence=item.pending_sequence,
-            token=int(item.pending_token or 0),
-            caller=item.pending_caller or "",
-            request_id=item.pending_request_id or "",
+            digest=data_pending["digest"],
+            sequence=data_pending["sequence"],
+            token=int(data_pending["token"]),
+            caller=data_pending["caller"],
+            request_id=data_pending["request_id"],
         )
     return record, pending
 
 
 def write_error(exc: ClientError | BotoCoreError, what: str) -> BackendUnavailable:
     error = backend_error(exc, what)
-    if isinstance(exc, ClientError):
-        reasons = exc.response.get("CancellationReasons", [])
-        codes = {error.cause_code, *(r.get("Code") for r in reasons)}
-        if codes & PERMANENT:
-            error.retryable = False
+    if error.cause_code in PERMANENT:
+        error.retryable = False
     return error
 
 
@@ -119,100 +134,96 @@ class DynamoTagRecords:
         self,
         client: DynamoDBClient,
         *,
-        table: str,
         lease_table: str,
-        history_table: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
-        self._table = table
         self._lease_table = lease_table
-        self._lease = lease_model(lease_table)
-        self._history_table = history_table
+        self._lease: Any = lease_model(lease_table)  # attributes built at run time
         self._clock = clock
+
+    def _key(self, key: str) -> dict[str, Any]:
+        found: dict[str, Any] = self._lease.get_operation_kwargs_from_class(key)["Key"]
+        return found
 
     async def get(self, ref: ImageRef) -> TagRecord | None:
         record, _ = await self.read(ref)
         return record
 
     async def read(self, ref: ImageRef) -> tuple[TagRecord | None, PendingPush | None]:
-        key = TagItem.get_operation_kwargs_from_class(ref.key)["Key"]
         try:
             answer = await self._client.get_item(
-                TableName=self._table, Key=key, ConsistentRead=True
+                TableName=self._lease_table, Key=self._key(ref.key), ConsistentRead=True
             )
         except (ClientError, BotoCoreError) as exc:
-            raise backend_error(exc, "GetItem on the tags table") from exc
-        item = answer.get("Item")
-        if not item:
-            return None, None
-        return from_item(TagItem.from_raw_data(dict(item)))
+            raise backend_error(exc, "GetItem on the lease table") from exc
+        return from_item(ref, dict(answer.get("Item", {})))
 
     async def put(
         self, record: TagRecord, *, fence: Fence, history: HistoryEntry | None = None
-    ) -> None:
-        write = to_item(record).get_save_kwargs_from_instance(condition=not_newer(fence.token))
-        entries: list[Any] = []
+    ) -> tuple[HistoryEntry, ...]:
+        sets: dict[str, Any] = {RECORD: {"S": record_json(record)}}
         if history is not None:
-            item = history_item(history).serialize()
-            entries.append({"Put": {"TableName": self._history_table, "Item": item}})
-        await self._fenced(
-            fence, {"Put": on_table(write, self._table)}, "TransactWriteItems of a record", *entries
-        )
+            sets[JOURNAL] = {"M": history_item(history).serialize()}
+        old = await self._fenced(record.ref, fence, sets, [PENDING], "UpdateItem of a record")
+        carried = old.get(JOURNAL) if history is not None else None
+        if carried is None:
+            return ()
+        return (entry_from_item(carried["M"]),)
 
     async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:
-        actions: list[Action] = [
-            TagItem.repository.set(ref.repository),
-            TagItem.tag.set(ref.tag),
-            TagItem.pending_digest.set(pending.digest),
-            TagItem.pending_token.set(pending.token),
-            TagItem.pending_caller.set(pending.caller),
-            TagItem.pending_request_id.set(pending.request_id),
-            TagItem.pending_sequence.remove()
-            if pending.sequence is None
-            else TagItem.pending_sequence.set(pending.sequence),
-        ]
-        write = TagItem(pk=ref.key).get_update_kwargs_from_instance(
-            actions, condition=not_newer(fence.token)
-        )
-        await self._fenced(
-            fence, {"Update": on_table(write, self._table)}, "TransactWriteItems of an intent"
-        )
+        intent = {PENDING: {"S": pending_json(pending)}}
+        await self._fenced(ref, fence, intent, [], "UpdateItem of an intent")
 
     async def clear_pending(self, ref: ImageRef, *, fence: Fence) -> None:
-        write = TagItem(pk=ref.key).get_update_kwargs_from_instance(
-            [attribute.remove() for attribute in PENDING],
-            condition=TagItem.pk.exists() & not_newer(fence.token),
-        )
-        await self._fenced(
-            fence, {"Update": on_table(write, self._table)}, "TransactWriteItems clearing an intent"
-        )
+        await self._fenced(ref, fence, {}, [PENDING], "UpdateItem clearing an intent")
 
-    async def _fenced(self, fence: Fence, write: Any, what: str, *also: Any) -> None:
-        """``write`` on the tags table (and ``also``, unconditional), in one transaction
-        with the check that the lease item still names this holder; ``LeaseLost`` when
-        either condition fails."""
-        lease: Any = self._lease  # its attributes are built at run time, per table
+    async def _fenced(
+        self, ref: ImageRef, fence: Fence, sets: dict[str, Any], removes: list[str], what: str
+    ) -> dict[str, Any]:
+        """Set and remove data attributes of ``ref``'s lease item if it still names
+        this holder (``fence``), unexpired by this holder's clock; the values it had
+        before (of the attributes set); ``LeaseLost`` when it names another holder."""
+        lease = self._lease
         now_ms = int(self._clock() * 1000)
         held = (
             (lease.owner == fence.owner)
             & (lease.token == fence.token)
             & (lease.expires_at > now_ms)
         )
-        check = lease.get_operation_kwargs_from_class(fence.key, condition=held)
-        items: list[TransactWriteItemTypeDef] = [{"ConditionCheck": check}, write, *also]
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        condition = held.serialize(names, values)
+        placeholders = {placeholder: name for name, placeholder in names.items()}
+        actions: list[str] = []
+        assignments = []
+        for n, (name, value) in enumerate(sorted(sets.items())):
+            placeholders[f"#set{n}"] = name
+            values[f":set{n}"] = value
+            assignments.append(f"#set{n} = :set{n}")
+        if assignments:
+            actions.append("SET " + ", ".join(assignments))
+        if removes:
+            for n, name in enumerate(removes):
+                placeholders[f"#rm{n}"] = name
+            actions.append("REMOVE " + ", ".join(f"#rm{n}" for n in range(len(removes))))
         try:
-            await self._client.transact_write_items(TransactItems=items)
+            answer = await self._client.update_item(
+                TableName=self._lease_table,
+                Key=self._key(ref.key),
+                UpdateExpression=" ".join(actions),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=placeholders,
+                ExpressionAttributeValues=values,
+                ReturnValues="UPDATED_OLD",
+            )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                # The first two entries are the fence: the lease check and the write.
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if not reasons or "ConditionalCheckFailed" in reasons[:2]:
-                    raise LeaseLost(fence.key) from exc
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise LeaseLost(fence.key) from exc
             raise write_error(exc, what) from exc
         except BotoCoreError as exc:
             raise write_error(exc, what) from exc
+        return dict(answer.get("Attributes", {}))
 
     async def ping(self) -> None:
-        for table in (self._table, self._lease_table):
-            await describe_active(self._client, table)
+        await describe_active(self._client, self._lease_table)

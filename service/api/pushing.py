@@ -50,8 +50,6 @@ async def observed(
     finally:
         metrics.in_flight.dec()
     metrics.pushes.labels(outcome=result.outcome.value).inc()
-    if result.repaired:
-        metrics.repairs.inc()
     metrics.observe_push(stats, time.perf_counter() - started, result.waited_ms)
     log.info(
         "push",

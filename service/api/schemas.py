@@ -141,8 +141,8 @@ class PushResponse(BaseModel):
     current_sequence: int | None
     repaired: bool = Field(
         description="The tag had drifted from its record and was put back before this "
-        "answer (unchanged, superseded). After a PutImage the tag is verified once the "
-        "answer is sent; a repair then shows in history."
+        "answer (promotions, which verify each tag before answering). A push is answered "
+        "first and its tag verified after; a repair then shows in history."
     )
 
     @classmethod

@@ -48,6 +48,12 @@ class Lease(Protocol):
     def lost(self) -> bool: ...
     def remaining(self) -> float: ...
     def fence(self) -> Fence: ...
+    def tag_item(self, ref: ImageRef) -> tuple[TagRecord | None, PendingPush | None] | None:
+        """The tag's record and intent as the grant's own write left them, when the
+        lease carries them (no holder but this one can change them meanwhile); None:
+        read them from ``TagRecords``."""
+        ...
+
     async def renew(self) -> None: ...
     async def release(self) -> None: ...
 
@@ -97,13 +103,15 @@ class TagRecords(Protocol):
 
     async def put(
         self, record: TagRecord, *, fence: Fence, history: HistoryEntry | None = None
-    ) -> None:
+    ) -> tuple[HistoryEntry, ...]:
         """Write the record if ``fence`` still holds the lease; else raise ``LeaseLost``.
-        The write clears any pending intent; ``history``, when given, is appended in the
-        same atomic write (one round trip, and the entry of a PutImage lands with its
-        record). Raise ``BackendUnavailable`` when the write failed for another reason
-        than the fence, not ``retryable`` when retrying cannot fix it (a value the table
-        refuses, a denied write)."""
+        The write clears any pending intent. ``history``, when given, is carried in the
+        same write (it lands with its record, and stays until the next record write
+        carrying one); returned is the entry the previous such write carried, which its
+        holder may have died before appending. The caller appends both; appending an
+        entry twice stores it once. Raise ``BackendUnavailable`` when the write failed
+        for another reason than the fence, not ``retryable`` when retrying cannot fix it
+        (a value the table refuses, a denied write)."""
         ...
 
     async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:
@@ -119,7 +127,9 @@ class TagRecords(Protocol):
 
 
 class History(Protocol):
-    async def append(self, entry: HistoryEntry) -> None: ...
+    async def append(self, entry: HistoryEntry) -> None:
+        """Store ``entry``; idempotent: an entry appended twice is stored once."""
+        ...
 
     async def page(self, ref: ImageRef, *, limit: int, cursor: str | None) -> HistoryPage:
         """Entries newest first; ``cursor`` is the previous page's ``next_cursor``."""

@@ -2,16 +2,27 @@
 
 Under the repo:tag lease:
 
-1. read the tag's record; an intent left by an earlier holder that died between its
-   PutImage and its record write is settled against ECR first (``settle``);
+1. take the tag's record from the lease's grant (the acquire's answer carries the lease
+   item, which carries the record: no read), or read it; an intent left by an earlier
+   holder that died between its PutImage and its record write is settled against ECR
+   first (``settle``);
 2. decide (``decision.decide``): ``unchanged`` and ``superseded`` call no PutImage;
 3. ``put``: write the intent (fenced by the lease token) while the registry reserves a
    PutImage slot, call PutImage within the lease (``putimage``), then write the record
-   with its history entry, fenced: a holder that lost its lease never overwrites a newer
-   holder's record, and the write clears the intent;
-4. answer; then verify the tag in ECR against the record (put back a drifted tag) and
-   release the lease. ``defer`` runs this after the answer is sent; pushes that call no
-   PutImage verify before answering, so ``repaired`` is reported.
+   carrying its history entry, fenced: a holder that lost its lease never overwrites a
+   newer holder's record, and the write clears the intent;
+4. answer; then append the history entries (the push's; after a record write also the
+   one the previous record write carried, in case its holder died before appending it:
+   appending is idempotent), verify the tag in ECR against the record (put back a
+   drifted tag, written to history) and release the lease. ``defer`` runs this after the
+   answer is sent, so no ECR call precedes an ``unchanged`` or ``superseded`` answer;
+   without ``defer`` it runs before ``push`` returns, and ``repaired`` says whether the
+   tag was put back.
+
+Crash points: before the intent is written nothing changed; between the intent and the
+record write the intent stays, and the next holder settles it against ECR; between the
+record write and the history append the entry stays carried in the item, and the next
+record write hands it on to be appended.
 
 A lease lost on the way ends in ``LeaseLost`` carrying the digest ECR names. On failure
 the lease is released, then the error is recorded and raised.
@@ -22,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -37,7 +48,7 @@ from service.domain.decision import (
     decide,
     new_record,
 )
-from service.domain.errors import BackendUnavailable, LeaseLost, PushError
+from service.domain.errors import LeaseLost, PushError
 from service.domain.journal import Journal, PushCall
 from service.domain.models import (
     Answer,
@@ -60,8 +71,10 @@ log = structlog.get_logger("pushgate.push")
 @dataclass(frozen=True, slots=True)
 class _Answered:
     result: PushResult
-    #: what the tag should name, still to verify after answering (None: verified)
-    unverified: TagState | None
+    #: what the tag should name, verified against ECR after answering
+    unverified: TagState
+    #: history entries to append after answering
+    entries: tuple[HistoryEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +97,9 @@ class PushService:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         jitter: Callable[[], float] = random.random,
+        on_repaired: Callable[[], None] | None = None,
     ) -> None:
+        """``on_repaired`` hears each drifted tag put back (a metric counts them)."""
         self._registry = registry
         self._leases = leases
         self._records = records
@@ -93,6 +108,7 @@ class PushService:
         self._jitter = jitter
         self.clock = clock
         self.journal = Journal(history, clock)
+        self._on_repaired = on_repaired
 
     async def push(
         self,
@@ -123,7 +139,7 @@ class PushService:
                 call, outcome.error, token=lease.token, previous_digest=outcome.previous_digest
             )
             raise outcome.error
-        result, unverified = outcome.result, outcome.unverified
+        result, unverified, entries = outcome.result, outcome.unverified, outcome.entries
         log.info(
             "push_finished",
             outcome=result.outcome.value,
@@ -131,20 +147,26 @@ class PushService:
             previous_digest=result.previous_digest,
             sequence=result.sequence,
             token=result.token,
-            repaired=result.repaired,
         )
 
-        async def after_answer() -> None:
+        async def after_answer() -> bool:
             try:
-                if unverified is not None:
-                    await self._upkeep.verify(call, lease, unverified)
+                for entry in entries:
+                    await self.journal.append(entry)
+                repaired = await self._upkeep.verify(call, lease, unverified)
             finally:
                 await self._release(lease)
+            if repaired and self._on_repaired is not None:
+                self._on_repaired()
+            return repaired
 
-        if defer is None:
+        if defer is None:  # all of it before returning: the result says whether it repaired
+            return replace(result, repaired=await after_answer())
+
+        async def deferred() -> None:
             await after_answer()
-        else:
-            defer(after_answer)
+
+        defer(deferred)
         return result
 
     @property
@@ -156,7 +178,10 @@ class PushService:
         with the digest the tag named before, for the failure's history entry."""
         previous: str | None = None
         try:
-            record, pending = await self._records.read(call.request.ref)
+            carried = lease.tag_item(call.request.ref)  # the acquire's answer
+            if carried is None:
+                carried = await self._records.read(call.request.ref)
+            record, pending = carried
             landed = None
             if pending is not None and pending.token < lease.token:
                 landed = await self._upkeep.settle(call, lease, record, pending)
@@ -186,8 +211,9 @@ class PushService:
                 entry = self.journal.entry(
                     call, outcome, token=lease.token, previous_digest=previous
                 )
-                await self._commit(new, lease, entry)
-                return _Answered(self._result(call, lease, outcome, new, previous), new)
+                carried = await self._records.put(new, fence=lease.fence(), history=entry)
+                result = self._result(call, lease, outcome, new, previous)
+                return _Answered(result, new, (*carried, entry))
             case Unchanged(raise_to=raised) if raised is not None:
                 tag = self._record(call, lease, Named(request.digest, raised))
                 await self._records.put(tag, fence=lease.fence())
@@ -197,9 +223,9 @@ class PushService:
             case Superseded():
                 outcome = Outcome.SUPERSEDED
         assert tag is not None  # noqa: S101 - decide answers put for an unknown tag
-        repaired = await self._upkeep.verify(call, lease, tag)
-        await self.journal.answered(call, outcome, token=lease.token, previous_digest=previous)
-        return _Answered(self._result(call, lease, outcome, tag, previous, repaired), None)
+        entry = self.journal.entry(call, outcome, token=lease.token, previous_digest=previous)
+        result = self._result(call, lease, outcome, tag, previous)
+        return _Answered(result, tag, (entry,))
 
     def _record(self, call: PushCall, lease: Lease, state: TagState) -> TagRecord:
         return new_record(
@@ -218,7 +244,6 @@ class PushService:
         outcome: Answer,
         tag: TagState,
         previous: str | None,
-        repaired: bool = False,  # noqa: FBT001, FBT002 - positional at its two call sites
     ) -> PushResult:
         request = call.request
         return PushResult(
@@ -231,7 +256,6 @@ class PushService:
             waited_ms=lease.waited_ms,
             current_digest=tag.digest,
             current_sequence=tag.sequence,
-            repaired=repaired,
         )
 
     async def _write_intent(self, call: PushCall, lease: Lease, sequence: int | None) -> None:
@@ -258,18 +282,6 @@ class PushService:
             await self._registry.reserve(request.ref, request.digest)
         except PushError as exc:  # put_image reserves again, inside its retries
             log.info("putimage_reserve_deferred", key=request.ref.key, error=exc.code)
-
-    async def _commit(self, new: TagRecord, lease: Lease, entry: HistoryEntry) -> None:
-        """Write the record and its history entry in one fenced write; the fence confirms
-        the lease outlived the ECR call. When that write fails for another reason (the
-        history table), the record is written alone and the entry appended best effort:
-        ECR already holds the image, and history never fails a push."""
-        try:
-            await self._records.put(new, fence=lease.fence(), history=entry)
-        except BackendUnavailable as exc:
-            log.warning("record_with_history_failed", key=new.ref.key, message=exc.message)
-            await self._records.put(new, fence=lease.fence())
-            await self.journal.append(entry)
 
     async def _lease_lost(self, request: PushRequest, exc: LeaseLost) -> LeaseLost:
         """The lost lease, with the digest ECR names now, so the caller knows the tag."""

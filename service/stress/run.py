@@ -102,7 +102,6 @@ def stress_settings(config: RunConfig, endpoint: str | None) -> Settings:
     return Settings(
         region=REGION,
         lease_table=f"stress-{config.run_id}-leases",
-        tags_table=f"stress-{config.run_id}-tags",
         history_table=f"stress-{config.run_id}-history",
         lease_seconds=lease,
         lease_margin_seconds=min(2.0, lease / 5),

@@ -269,6 +269,10 @@ async def test_history_pages_newest_first(client: Driver, service: Service, tag:
     cursor to the rest."""
     for sequence in (1, 2, 3):
         await client.push(service.repo, tag, manifest(sequence, tag), sequence=sequence)
+    for _ in range(200):  # each entry is appended just after its push is answered
+        if len((await client.history(service.repo, tag, limit=10)).items) == 3:
+            break
+        await asyncio.sleep(0.025)
     first = await client.history(service.repo, tag, limit=2)
     rest = await client.history(service.repo, tag, limit=2, cursor=first.next_cursor)
     assert isinstance(first, HistoryPage)

@@ -38,7 +38,6 @@ MANIFEST = json.dumps(
 )
 TABLES = {  # template parameter -> pushgate setting
     "LeaseTableName": "PUSHGATE_LEASE_TABLE",
-    "TagsTableName": "PUSHGATE_TAGS_TABLE",
     "HistoryTableName": "PUSHGATE_HISTORY_TABLE",
     "BudgetTableName": "PUSHGATE_BUDGET_TABLE",
 }

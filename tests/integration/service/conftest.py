@@ -1,11 +1,15 @@
 """Fixtures of the service's integration tests: the session's moto server over HTTP on
-127.0.0.1, the ECR fidelity layer, session tables and per-test repositories."""
+127.0.0.1, the ECR fidelity layer, tables and per-test repositories.
+
+DynamoDB is moto too, unless a module overrides ``service_dynamodb`` (module scope) to
+name another endpoint, e.g. ``dynalite_endpoint``: then its tests run their DynamoDB
+calls there, on tables created there, while ECR stays on moto."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aioboto3
@@ -50,33 +54,57 @@ def table_suffix() -> str:
     return uuid.uuid4().hex[:10]
 
 
+@pytest.fixture(scope="module")
+def service_dynamodb(service_moto: str) -> str:
+    """The DynamoDB endpoint of this module's tests: moto, unless the module overrides
+    this fixture."""
+    return service_moto
+
+
 @pytest.fixture(scope="session")
-def session_tables(service_moto: str, table_suffix: str) -> str:
-    """One set of tables for the session (created once, in a loop of its own); tests are
-    isolated by fresh repository names, hence fresh repo:tag keys."""
-    settings = _settings(service_moto, table_suffix)
+def table_maker(table_suffix: str) -> Callable[[str], None]:
+    """Creates the session's tables on a DynamoDB endpoint, once per endpoint (each in
+    a loop of its own); tests are isolated by fresh repository names, hence fresh
+    repo:tag keys."""
+    ready: set[str] = set()
 
-    async def create() -> None:
-        async with open_clients(settings) as clients:
-            await ensure_tables(clients.dynamodb, settings)
+    def ensure(endpoint: str) -> None:
+        if endpoint in ready:
+            return
+        settings = _settings(endpoint, table_suffix)
 
-    asyncio.run(create())
+        async def create() -> None:
+            async with open_clients(settings) as clients:
+                await ensure_tables(clients.dynamodb, settings)
+
+        asyncio.run(create())
+        ready.add(endpoint)
+
+    return ensure
+
+
+@pytest.fixture(scope="module")
+def module_tables(
+    service_dynamodb: str, table_maker: Callable[[str], None], table_suffix: str
+) -> str:
+    """The session's tables on this module's DynamoDB."""
+    table_maker(service_dynamodb)
     return table_suffix
 
 
 @pytest.fixture
-def settings(service_moto: str, session_tables: str) -> Settings:
+def settings(service_moto: str, service_dynamodb: str, module_tables: str) -> Settings:
     """Settings on the session's tables, with short timings."""
-    return _settings(service_moto, session_tables)
+    return _settings(service_dynamodb, module_tables, ecr=service_moto)
 
 
-def _settings(endpoint: str, suffix: str) -> Settings:
+def _settings(dynamodb: str, suffix: str, *, ecr: str | None = None) -> Settings:
+    """Settings on ``dynamodb`` (ECR there too, unless ``ecr`` names another endpoint)."""
     return Settings(
         region=REGION,
-        dynamodb_endpoint_url=endpoint,
-        ecr_endpoint_url=endpoint,
+        dynamodb_endpoint_url=dynamodb,
+        ecr_endpoint_url=ecr or dynamodb,
         lease_table=f"leases-{suffix}",
-        tags_table=f"tags-{suffix}",
         history_table=f"history-{suffix}",
         lease_seconds=6.0,
         lease_margin_seconds=1.0,
@@ -121,9 +149,9 @@ def ecr(service_moto: str) -> Any:
     return boto3.client("ecr", endpoint_url=service_moto, region_name=REGION)
 
 
-@pytest.fixture(scope="session")
-def dynamodb(service_moto: str) -> Any:
-    return boto3.client("dynamodb", endpoint_url=service_moto, region_name=REGION)
+@pytest.fixture(scope="module")
+def dynamodb(service_dynamodb: str) -> Any:
+    return boto3.client("dynamodb", endpoint_url=service_dynamodb, region_name=REGION)
 
 
 @pytest.fixture

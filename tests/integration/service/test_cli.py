@@ -62,15 +62,15 @@ def test_serve_local_answers_a_push(tmp_path: Path) -> None:
 def test_init_creates_tables_and_repository(
     service_moto: str, suffix: str, monkeypatch: pytest.MonkeyPatch, dynamodb: Any, ecr: Any
 ) -> None:
-    """``pushgate init --repository NAME`` creates the three tables and the repository."""
+    """``pushgate init --repository NAME`` creates the tables and the repository."""
     monkeypatch.setenv("PUSHGATE_DYNAMODB_ENDPOINT_URL", service_moto)
     monkeypatch.setenv("PUSHGATE_ECR_ENDPOINT_URL", service_moto)
     monkeypatch.setenv("PUSHGATE_REGION", "us-east-1")
-    for name in ("LEASE", "TAGS", "HISTORY"):
+    for name in ("LEASE", "HISTORY", "BUDGET"):
         monkeypatch.setenv(f"PUSHGATE_{name}_TABLE", f"init-{name.lower()}-{suffix}")
     result = CliRunner().invoke(app, ["init", "--repository", f"init/repo-{suffix}"])
     assert 0 == result.exit_code, result.output
-    for name in ("lease", "tags", "history"):  # the session's server holds many tables
+    for name in ("lease", "history", "budget"):  # the session's server holds many tables
         table = dynamodb.describe_table(TableName=f"init-{name}-{suffix}")["Table"]
         assert "ACTIVE" == table["TableStatus"]
     ecr.describe_repositories(repositoryNames=[f"init/repo-{suffix}"])

@@ -55,10 +55,18 @@ async def crashed_push(client: httpx.AsyncClient, repo: str, text: str, sequence
 
 
 def item(dynamodb: Any, settings: Settings, repo: str) -> dict[str, Any]:
+    """The record and intent the tag's lease item carries, flattened in DynamoDB's typed
+    form: record fields by name, intent fields prefixed ``pending_``."""
     found = dynamodb.get_item(
-        TableName=settings.tags_table, Key={"pk": {"S": f"{repo}:v1"}}, ConsistentRead=True
-    )
-    return dict(found.get("Item", {}))
+        TableName=settings.lease_table, Key={"pk": {"S": f"{repo}:v1"}}, ConsistentRead=True
+    ).get("Item", {})
+    flat: dict[str, Any] = {}
+    for attribute, prefix in (("data_record", ""), ("data_pending", "pending_")):
+        for name, value in json.loads(found.get(attribute, {}).get("S", "{}")).items():
+            if value is not None:
+                typed = {"S": value} if isinstance(value, str) else {"N": str(value)}
+                flat[prefix + name] = typed
+    return flat
 
 
 async def test_crash_after_put_is_adopted_and_older_build_superseded(
@@ -166,9 +174,9 @@ async def test_history_outage_does_not_fail_a_push_that_landed(
     settings: Settings,
     aws_session: Any,
 ) -> None:
-    """A PutImage's history entry rides in the record's transaction; when the history
-    table is missing, the transaction fails for that entry alone, so the record is written
-    without it and the push answers pushed: ECR already holds the image."""
+    """A PutImage's history entry rides in the record's write and is appended after the
+    answer; when the history table is missing, the append fails alone: the record is
+    written and the push answers pushed (ECR already holds the image)."""
     text = manifest(1)
     broken = create_app(
         settings.model_copy(update={"history_table": "no-such-history"}), session=aws_session
@@ -186,16 +194,16 @@ async def test_history_outage_does_not_fail_a_push_that_landed(
 
 
 def refuse_records_of(app: FastAPI, settings: Settings, digest: str) -> None:
-    """DynamoDB refuses, for good, every record ``Put`` naming ``digest`` (a value the
-    table cannot store); the intent, an ``Update``, is stored."""
+    """DynamoDB refuses, for good, every record write naming ``digest`` (a value the
+    table cannot store); the intent is stored."""
 
     def hook(request: Any, **_: Any) -> Any:
-        writes = json.loads(request.body or b"{}").get("TransactItems", [])
-        for write in writes:
-            item = write.get("Put", {})
-            if item.get("TableName") == settings.tags_table and item["Item"].get("digest") == {
-                "S": digest
-            }:
+        write = json.loads(request.body or b"{}")
+        names = write.get("ExpressionAttributeNames", {})
+        values = write.get("ExpressionAttributeValues", {})
+        if write.get("TableName") == settings.lease_table and "data_record" in names.values():
+            records = [json.loads(v["S"]) for v in values.values() if "digest" in v.get("S", "")]
+            if any(record.get("digest") == digest for record in records):
                 return canned_response(
                     request.url,
                     400,
@@ -209,7 +217,7 @@ def refuse_records_of(app: FastAPI, settings: Settings, digest: str) -> None:
         return None
 
     events = app.state.clients.dynamodb.meta.events
-    events.register_first("before-send.dynamodb.TransactWriteItems", hook)
+    events.register_first("before-send.dynamodb.UpdateItem", hook)
 
 
 async def test_record_refused_for_good_never_strands_the_tag(

@@ -212,15 +212,15 @@ async def test_drifted_tag_is_repaired_logged_and_counted(
     client: httpx.AsyncClient, repo: str, ecr: Any
 ) -> None:
     """A stale write landing after the record (simulated directly in ECR) is put back
-    on the next push of the tag, written to history and counted."""
+    after the next push of the tag has its answer, written to history and counted."""
     good = manifest(1)
     await push(client, repo, good, sequence=5)
     ecr.put_image(repositoryName=repo, imageManifest=manifest(99), imageTag="v1")
     answer = (await push(client, repo, manifest(2), sequence=1)).json()
-    assert ("superseded", True) == (answer["outcome"], answer["repaired"])
+    assert ("superseded", False) == (answer["outcome"], answer["repaired"])
     assert manifest_digest(good) == tag_digest(ecr, repo, "v1")
     history = (await client.get(f"/v1/tags/{repo}/v1/history")).json()["items"]
-    assert ["superseded", "repaired", "pushed"] == [i["outcome"] for i in history]
-    assert manifest_digest(manifest(99)) == history[1]["observed_digest"]
+    assert ["repaired", "superseded", "pushed"] == [i["outcome"] for i in history]
+    assert manifest_digest(manifest(99)) == history[0]["observed_digest"]
     metrics = (await client.get("/metrics")).text
     assert "pushgate_tag_repairs_total 1.0" in metrics

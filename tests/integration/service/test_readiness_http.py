@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 
-from service.adapters.aws import open_clients
-from service.adapters.tables import ensure_tables
 from service.main import create_app
 from service.settings import Settings
-from tests.integration.service.helpers import closed_port_url, held_leases, manifest
+from tests.integration.service.helpers import closed_port_url
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +63,7 @@ async def test_not_ready_when_ecr_is_down(settings: Settings, aws_session: Any) 
 
 async def test_not_ready_when_a_table_is_missing(settings: Settings, aws_session: Any) -> None:
     """A missing table makes /readyz 503."""
-    answer = await ready(settings.model_copy(update={"tags_table": "no-such-table"}), aws_session)
+    answer = await ready(settings.model_copy(update={"lease_table": "no-such-table"}), aws_session)
     assert 503 == answer.status_code
     assert "no-such-table" in answer.json()["checks"]["dynamodb"]
 
@@ -76,7 +73,7 @@ async def test_readiness_names_the_table_but_not_dynamodbs_text(
 ) -> None:
     """/readyz is unauthenticated: its check names the missing table and the error code,
     never DynamoDB's own message."""
-    answer = await ready(settings.model_copy(update={"tags_table": "no-such-table"}), aws_session)
+    answer = await ready(settings.model_copy(update={"lease_table": "no-such-table"}), aws_session)
     check = answer.json()["checks"]["dynamodb"]
     assert (True, False) == (
         "ResourceNotFoundException" in check,
@@ -117,33 +114,3 @@ async def test_healthz_needs_no_backend(settings: Settings, aws_session: Any) ->
         ) as http,
     ):
         assert 200 == (await http.get("/healthz")).status_code
-
-
-async def test_unsupported_operation_is_not_retryable_and_not_ready(
-    settings: Settings, aws_session: Any, dynalite_endpoint: str, repo: str
-) -> None:
-    """On a DynamoDB without transactions (dynalite), a push is refused with 500
-    backend_rejected and no Retry-After, the lease released, and /readyz, ready before
-    (its probes pass), then reports the refusal."""
-    local = settings.model_copy(update={"dynamodb_endpoint_url": dynalite_endpoint})
-    async with open_clients(local, session=aws_session) as clients:
-        await ensure_tables(clients.dynamodb, local)
-    app = create_app(local, session=aws_session)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pg") as http,
-    ):
-        before = await http.get("/readyz")
-        body = {"repository": repo, "tag": "v1", "manifest": manifest(1)}
-        answer = await http.post("/v1/pushes", json=body)
-        after = await http.get("/readyz")
-    assert (200, 500, "backend_rejected", "UnknownOperationException", None, 503) == (
-        before.status_code,
-        answer.status_code,
-        answer.json()["error"],
-        answer.json()["cause"],
-        answer.headers.get("retry-after"),
-        after.status_code,
-    )
-    dynamodb = boto3.client("dynamodb", endpoint_url=dynalite_endpoint, region_name="us-east-1")
-    assert [] == held_leases(dynamodb, local, repo)

@@ -196,10 +196,10 @@ async def test_missing_table_is_500_backend_rejected(
     repo: str,
     dynamodb: Any,
 ) -> None:
-    """A tags table that does not exist is a permanent DynamoDB refusal: 500
+    """A lease table that does not exist is a permanent DynamoDB refusal: 500
     backend_rejected without Retry-After nor DynamoDB's text, the lease released, and
     /readyz then not ready."""
-    broken = settings.model_copy(update={"tags_table": "no-such-tags-table"})
+    broken = settings.model_copy(update={"lease_table": "no-such-lease-table"})
     app = create_app(broken, session=aws_session)
     async with (
         app.router.lifespan_context(app),

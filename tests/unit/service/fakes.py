@@ -50,6 +50,8 @@ class FakeLease:
     expires_at: float = 0.0
     released: bool = False
     renewals: int = 0
+    #: the tag's record and intent as the grant left them (None: the use case reads)
+    item: tuple[TagRecord | None, PendingPush | None] | None = None
 
     @property
     def lost(self) -> bool:
@@ -60,6 +62,9 @@ class FakeLease:
 
     def fence(self) -> Fence:
         return Fence(self.key, self.owner, self.token)
+
+    def tag_item(self, ref: ImageRef) -> tuple[TagRecord | None, PendingPush | None] | None:
+        return self.item
 
     async def renew(self) -> None:
         self.renewals += 1
@@ -80,6 +85,8 @@ class FakeLeases:
         self.tokens: dict[str, int] = {}
         self.granted: list[FakeLease] = []
         self.busy: set[str] = set()
+        #: when set, each grant carries the tag's record and intent, as the real one does
+        self.records: FakeRecords | None = None
 
     async def acquire(self, key: str, *, timeout: float) -> FakeLease:
         if key in self.busy or key in self.holders:
@@ -90,6 +97,8 @@ class FakeLeases:
         self.holders[key] = (owner, token)
         lease = FakeLease(self, key, owner, token, waited_ms=1.5)
         lease.expires_at = self.clock() + lease.lease_seconds
+        if self.records is not None:
+            lease.item = (self.records.items.get(key), self.records.pending.get(key))
         self.granted.append(lease)
         return lease
 
@@ -171,6 +180,8 @@ class FakeRecords:
         self.history = history
         self.items: dict[str, TagRecord] = {}
         self.pending: dict[str, PendingPush] = {}
+        #: the history entry each item carries (the last record write's)
+        self.carried: dict[str, HistoryEntry] = {}
         self.writes = 0
         self.intent_writes = 0
         #: record writes of these digests fail with the error (a value the table refuses)
@@ -196,16 +207,19 @@ class FakeRecords:
 
     async def put(
         self, record: TagRecord, *, fence: Fence, history: HistoryEntry | None = None
-    ) -> None:
-        self._check(record.ref.key, fence)
+    ) -> tuple[HistoryEntry, ...]:
+        key = record.ref.key
+        self._check(key, fence)
         if record.digest in self.refused:
             raise self.refused[record.digest]
-        if history is not None:
-            assert self.history is not None, "a history entry needs FakeRecords(history=)"
-            await self.history.append(history)
         self.writes += 1
-        self.items[record.ref.key] = record
-        self.pending.pop(record.ref.key, None)
+        self.items[key] = record
+        self.pending.pop(key, None)
+        if history is None:
+            return ()
+        previous = self.carried.get(key)
+        self.carried[key] = history
+        return () if previous is None else (previous,)
 
     async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:
         self._check(ref.key, fence)
@@ -227,7 +241,10 @@ class FakeHistory:
         self.entries: list[HistoryEntry] = []
 
     async def append(self, entry: HistoryEntry) -> None:
-        self.entries.append(entry)
+        """Idempotent, as the real history's content keys make it: one entry appended
+        twice (the same object handed on) is stored once."""
+        if not any(entry is stored for stored in self.entries):
+            self.entries.append(entry)
 
     async def page(self, ref: ImageRef, *, limit: int, cursor: str | None) -> HistoryPage:
         mine = [e for e in reversed(self.entries) if e.ref == ref]

@@ -22,12 +22,15 @@ PUSHES = st.lists(
 def test_tag_never_moves_backwards_and_matches_its_record(
     pushes: list[tuple[int, int | None]],
 ) -> None:
-    """Whatever the order: the recorded sequence never decreases, ECR's tag always equals
-    the record, no lease stays held, and a push is superseded exactly when its sequence is
+    """Whatever the order, whether the use case reads the record or takes it from the
+    lease's grant: the recorded sequence never decreases, ECR's tag always equals the
+    record, no lease stays held, and a push is superseded exactly when its sequence is
     below the recorded one (and its digest differs)."""
 
-    async def run() -> None:
+    async def run(*, carried: bool) -> None:
         world = World()
+        if carried:
+            world.leases.records = world.records
         recorded: int | None = None
         for n, sequence in pushes:
             req = request(n, sequence=sequence)
@@ -49,7 +52,8 @@ def test_tag_never_moves_backwards_and_matches_its_record(
             assert older == (result.outcome is Outcome.SUPERSEDED)
             assert [] == world.leases.held()
 
-    asyncio.run(run())
+    asyncio.run(run(carried=False))
+    asyncio.run(run(carried=True))
 
 
 REFUSALS = st.lists(

@@ -37,10 +37,10 @@ def test_documented_defaults_are_the_defaults() -> None:
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """PUSHGATE_* variables configure the service."""
-    monkeypatch.setenv("PUSHGATE_TAGS_TABLE", "custom-tags")
+    monkeypatch.setenv("PUSHGATE_HISTORY_TABLE", "custom-history")
     monkeypatch.setenv("PUSHGATE_LEASE_SECONDS", "12.5")
     settings = Settings()
-    assert ("custom-tags", 12.5) == (settings.tags_table, settings.lease_seconds)
+    assert ("custom-history", 12.5) == (settings.history_table, settings.lease_seconds)
 
 
 def test_margin_must_fit_in_the_lease() -> None:
