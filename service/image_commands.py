@@ -7,6 +7,7 @@ their exit codes (``service.codes.Exit``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -111,7 +112,9 @@ def push_image_command(
     """Push the image at SOURCE (its missing blobs, its manifests) under each tag."""
     try:
         repository, tags = _repository_and_tags(targets)
-        if as_json or not sys.stderr.isatty():
+        # a progress bar only where a person watches: never with --json or into a log
+        quiet = as_json or not sys.stderr.isatty()
+        with contextlib.nullcontext() if quiet else ProgressBar() as bar:
             result = push_image(
                 url,
                 source,
@@ -120,21 +123,9 @@ def push_image_command(
                 sequence=sequence,
                 token=token,
                 parallel=parallel,
+                progress=bar,
                 ref=ref,
             )
-        else:
-            with ProgressBar() as bar:
-                result = push_image(
-                    url,
-                    source,
-                    repository,
-                    tags,
-                    sequence=sequence,
-                    token=token,
-                    parallel=parallel,
-                    progress=bar,
-                    ref=ref,
-                )
     except (client_errors.PushgateError, ValueError, OSError) as exc:
         fail(exc, debug=debug, as_json=as_json)
     if as_json:
