@@ -3,11 +3,12 @@ and its one ``push`` log event)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
-from fastapi import Request
+from fastapi import BackgroundTasks, Request
 
 from service.auth import Identity
 from service.domain.errors import InvalidRequest, PushError
@@ -16,6 +17,25 @@ from service.domain.models import PushResult
 from service.metrics import CALL_STATS, CallStats, Metrics
 
 log = structlog.get_logger("pushgate.api")
+
+
+Job = Callable[[], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def after_answer(background: BackgroundTasks) -> AsyncIterator[list[Job]]:
+    """The jobs a push defers (verify the tag, release its lease) run after the answer is
+    sent, as background tasks; an answer that fails on the way out carries none, so they
+    run here then."""
+    jobs: list[Job] = []
+    try:
+        yield jobs
+    except BaseException:
+        for job in jobs:
+            await job()
+        raise
+    for job in jobs:
+        background.add_task(job)
 
 
 def caller_of(named: str | None, request: Request, identity: Identity, header: str | None) -> str:

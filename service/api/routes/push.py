@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, BackgroundTasks, Header, Request, Security
 
 from service.api.deps import BEARER, IdentityDep, MetricsDep, PushDep, RequestIdDep, SettingsDep
-from service.api.pushing import caller_of, observed
+from service.api.pushing import after_answer, caller_of, observed
 from service.api.routes import promote
 from service.api.schemas import (
     DigestPushResponse,
@@ -67,30 +66,20 @@ async def create_push(
     if body.tag is None:
         untagged = _push_request(body, settings)
         return await promote.push_untagged(body, untagged, request, caller, request_id)
-    # Verifying the tag and releasing the lease run after the answer is sent (background
-    # tasks); an answer that fails on the way out carries none, so they run here then.
-    jobs: list[Callable[[], Awaitable[None]]] = []
+    async with after_answer(background) as jobs:
 
-    async def run() -> PushResult:
-        # hashing, parsing and bounding a 4 MiB manifest take a while: not on the loop
-        push_request = await asyncio.to_thread(_push_request, body, settings)
-        check_expected(push_request, body.expected_digest)
-        structlog.contextvars.bind_contextvars(
-            repo=push_request.ref.repository, tag=push_request.ref.tag
-        )
-        return await push.push(
-            push_request, caller=caller, request_id=request_id, defer=jobs.append
-        )
+        async def run() -> PushResult:
+            # hashing, parsing and bounding a 4 MiB manifest take a while: not on the loop
+            push_request = await asyncio.to_thread(_push_request, body, settings)
+            check_expected(push_request, body.expected_digest)
+            structlog.contextvars.bind_contextvars(
+                repo=push_request.ref.repository, tag=push_request.ref.tag
+            )
+            return await push.push(
+                push_request, caller=caller, request_id=request_id, defer=jobs.append
+            )
 
-    try:
-        answer = PushResponse.of(await observed(run, metrics, caller))
-    except BaseException:
-        for job in jobs:
-            await job()
-        raise
-    for job in jobs:
-        background.add_task(job)
-    return answer
+        return PushResponse.of(await observed(run, metrics, caller))
 
 
 def _push_request(body: PushBody, settings: Settings) -> PushRequest:

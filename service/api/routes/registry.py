@@ -21,7 +21,7 @@ import base64
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import structlog
@@ -29,7 +29,8 @@ from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request, Respo
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from service.adapters.layers import EcrLayers
-from service.api.pushing import caller_of, observed
+from service.api.errors import bounded
+from service.api.pushing import after_answer, caller_of, observed
 from service.auth import Authenticator, AuthError, Identity
 from service.domain.errors import PushError
 from service.domain.limits import MAX_MANIFEST_BYTES
@@ -53,7 +54,6 @@ from service.settings import Settings
 
 log = structlog.get_logger("pushgate.registry")
 router = APIRouter(include_in_schema=False)
-MAX_DETAIL = 4096
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
@@ -331,15 +331,14 @@ async def _put_by_tag(
     # hashing, parsing and bounding a 4 MiB manifest take a while: not on the loop
     push_request = await asyncio.to_thread(checked)
     structlog.contextvars.bind_contextvars(repo=repository, tag=tag)
-    jobs: list[Callable[[], Awaitable[None]]] = []
     name = caller_of(None, request, caller, None)
+    async with after_answer(background) as jobs:
 
-    async def run() -> PushResult:
-        return await push.push(
-            push_request, caller=name, request_id=_request_id(request), defer=jobs.append
-        )
+        async def run() -> PushResult:
+            return await push.push(
+                push_request, caller=name, request_id=_request_id(request), defer=jobs.append
+            )
 
-    try:
         result = await observed(run, services.metrics, name)
         if result.outcome is Outcome.SUPERSEDED:
             # the tag stays on the newer build: its lease goes first, then the image itself
@@ -350,12 +349,6 @@ async def _put_by_tag(
             await _layers(request).put_by_digest(
                 repository, text, push_request.media_type, push_request.digest
             )
-    except BaseException:
-        for job in jobs:  # an answer that fails carries no background tasks
-            await job()
-        raise
-    for job in jobs:  # verify and release after the answer, as POST /v1/pushes does
-        background.add_task(job)
     log.info("manifest_by_tag", repo=repository, tag=tag, outcome=result.outcome.value)
     return _manifest_created(repository, result.digest, result.outcome.value)
 
@@ -394,7 +387,7 @@ _PUSH_CODES = {
 
 def push_error(exc: PushError) -> RegistryError:
     """A push use case error in the spec's shape, pushgate's code and details in ``detail``."""
-    detail: dict[str, Any] = {"pushgate": exc.code, **_bounded(exc.details())}
+    detail: dict[str, Any] = {"pushgate": exc.code, **bounded(exc.details())}
     if exc.code in _PUSH_CODES:
         return RegistryError(_PUSH_CODES[exc.code], exc.message, detail=detail)
     if exc.retryable:
@@ -410,10 +403,6 @@ def push_error(exc: PushError) -> RegistryError:
 def _retry_after(exc: PushError) -> str:
     """Whole seconds, rounded up: a client never comes back too early."""
     return str(max(1, math.ceil(exc.retry_after or 1)))
-
-
-def _bounded(details: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in details.items() if len(repr(value)) <= MAX_DETAIL}
 
 
 async def registry_error_handler(_request: Request, exc: Exception) -> JSONResponse:
