@@ -73,11 +73,12 @@ if TYPE_CHECKING:
 
 
 class _Ticket:
-    def __init__(self, set_attributes: Data = NO_DATA) -> None:
+    def __init__(self, set_attributes: Data = NO_DATA, defaults: Data = NO_DATA) -> None:
         self.wake = AsyncEvent()
         self.grant: Grant | None = None  # set by a local holder handing the lease over
         # what the waiter's acquire writes: a local hand-off writes it instead
         self.set_attributes = set_attributes
+        self.defaults = defaults
 
     async def sleep(self, seconds: float) -> bool | Grant:
         """Wait for a local release or hand-off; the handed-over grant if any."""
@@ -89,6 +90,23 @@ class _Ticket:
         return self.grant
 
 
+def handoff_data(
+    typed: Data, removed: tuple[str, ...], ticket: _Ticket
+) -> tuple[Data, tuple[str, ...], Data]:
+    """The data changes of a hand-off: our release's, then the waiter's acquire's on
+    top. A waiter's default lands plainly where our release removes the attribute, and
+    not at all where our release sets it."""
+    set_attributes = {**typed, **ticket.set_attributes}
+    defaults = {}
+    for name, value in ticket.defaults.items():
+        if name in removed:
+            set_attributes[name] = value
+        elif name not in typed:
+            defaults[name] = value
+    taken = set(ticket.set_attributes) | set(ticket.defaults)
+    return set_attributes, tuple(name for name in removed if name not in taken), defaults
+
+
 class _LocalQueue:
     """FIFO of this lock's waiters per key; only the head talks to DynamoDB."""
 
@@ -96,8 +114,8 @@ class _LocalQueue:
         self._turns = AsyncCondition()
         self._queues: dict[str, deque[_Ticket]] = {}
 
-    def join(self, key: str, set_attributes: Data = NO_DATA) -> _Ticket:
-        ticket = _Ticket(set_attributes)
+    def join(self, key: str, set_attributes: Data = NO_DATA, defaults: Data = NO_DATA) -> _Ticket:
+        ticket = _Ticket(set_attributes, defaults)
         with self._turns:
             self._queues.setdefault(key, deque()).append(ticket)
         return ticket
@@ -196,18 +214,20 @@ class AsyncLeaseLock:
         timeout: float | None = None,
         *,
         set_attributes: Mapping[str, Any] | None = None,
+        default_attributes: Mapping[str, Any] | None = None,
     ) -> AsyncLease:
         """Wait until ``key`` is granted; ``timeout`` in seconds (None: forever).
 
         ``set_attributes`` is written to the item's data in the grant's own conditional
-        write; ``lease.data`` holds all of the item's data after it.
-        Raises :class:`AcquireTimeout` (or :class:`LeaseUnavailable` for 0).
+        write, ``default_attributes`` too where the item has no such attribute (an
+        earlier holder's value stays); ``lease.data`` holds all of the item's data
+        after it. Raises :class:`AcquireTimeout` (or :class:`LeaseUnavailable` for 0).
         """
         if timeout is not None and timeout < 0:
             raise ValueError("timeout must be >= 0 or None")
-        typed, _ = encode_data(set_attributes)
+        typed, _, defaults = encode_data(set_attributes, (), default_attributes)
         started = self.clock()
-        ticket = self._queue.join(key, typed)
+        ticket = self._queue.join(key, typed, defaults)
         try:
             if not await self._queue.wait_turn(key, ticket, timeout):
                 queued_out(key, timeout, self.clock() - started)
@@ -222,6 +242,7 @@ class AsyncLeaseLock:
                 started,
                 local_holder=self._holding.get(key, 0) > 0,
                 set_data=typed,
+                defaults=defaults,
             )
             grant, _ = await self._run(flow, ticket.sleep)
         except LeaseUnavailable as exc:
@@ -255,11 +276,20 @@ class AsyncLeaseLock:
         return lease
 
     async def try_acquire(
-        self, key: str, *, set_attributes: Mapping[str, Any] | None = None
+        self,
+        key: str,
+        *,
+        set_attributes: Mapping[str, Any] | None = None,
+        default_attributes: Mapping[str, Any] | None = None,
     ) -> AsyncLease | None:
         """One attempt, never waits: the lease, or None if someone holds it."""
         try:
-            return await self.acquire(key, timeout=0, set_attributes=set_attributes)
+            return await self.acquire(
+                key,
+                timeout=0,
+                set_attributes=set_attributes,
+                default_attributes=default_attributes,
+            )
         except LeaseUnavailable:
             return None
 
@@ -480,7 +510,7 @@ class AsyncLease:
 
         Raises :class:`LeaseLost` (nothing written) if the lease moved on.
         """
-        typed, removed = encode_data(set_attributes, remove_attributes)
+        typed, removed, _ = encode_data(set_attributes, remove_attributes)
         self.ensure_held()
         if not typed and not removed:
             return
@@ -503,7 +533,7 @@ class AsyncLease:
         fenced write; if the lease had moved on, nothing is written and
         :class:`LeaseLost` is raised.
         """
-        typed, removed = encode_data(set_attributes, remove_attributes)
+        typed, removed, _ = encode_data(set_attributes, remove_attributes)
         with self._state:
             if self._released:
                 return
@@ -548,14 +578,14 @@ class AsyncLease:
         streak = lock._streaks.get(self.key, 0)  # noqa: SLF001
         if ticket is None or not may_hand_off(self._grant, lock.clock(), lock.config, streak):
             return None
-        # our release's changes, then the waiter's acquire's on top
-        set_attributes = {**typed, **ticket.set_attributes}
-        remove = tuple(name for name in removed if name not in ticket.set_attributes)
-        flow = handoff_flow(lock.table_name, self._grant, lock.config, set_attributes, remove)
+        set_attributes, remove, defaults = handoff_data(typed, removed, ticket)
+        flow = handoff_flow(
+            lock.table_name, self._grant, lock.config, set_attributes, remove, defaults
+        )
         try:
             new = await lock._run(flow, None, self)  # noqa: SLF001
         except LockBackendError:
-            if not ticket.set_attributes:
+            if not (ticket.set_attributes or ticket.defaults):
                 raise
             # the waiter's data may be what was refused: release plainly, it tries itself
             return None

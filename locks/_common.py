@@ -55,19 +55,23 @@ def _types() -> tuple[TypeSerializer, TypeDeserializer]:
 
 
 def encode_data(
-    set_data: Mapping[str, Any] | None, remove: Iterable[str] = ()
-) -> tuple[Data, tuple[str, ...]]:
+    set_data: Mapping[str, Any] | None,
+    remove: Iterable[str] = (),
+    defaults: Mapping[str, Any] | None = None,
+) -> tuple[Data, tuple[str, ...], Data]:
     """Validate data changes and type their values for DynamoDB (boto3's rules:
     str, bytes, bool, None, int or Decimal, and lists, sets and dicts of them)."""
     set_data = dict(set_data or {})
-    removed = check_data(set_data, remove)
+    defaults = dict(defaults or {})
+    removed = check_data(set_data, remove, defaults)
+    return _typed(set_data), removed, _typed(defaults)
+
+
+def _typed(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     try:
-        typed: dict[str, dict[str, Any]] = {
-            name: dict(_types()[0].serialize(value)) for name, value in set_data.items()
-        }
+        return {name: dict(_types()[0].serialize(value)) for name, value in values.items()}
     except TypeError as exc:
         raise ValueError(f"a data value DynamoDB cannot store: {exc}") from exc
-    return typed, removed
 
 
 def decode_data(typed: Mapping[str, Any]) -> dict[str, Any]:

@@ -61,7 +61,8 @@ bounded unfairness).
 
 Data. An item may carry the data the lease guards (as the AWS Java lock client
 does), in ``data_<name>`` attributes. An acquire can set some in its own
-conditional write and returns them all; a renewal leaves them alone; a fenced
+conditional write, others only where the item has none (defaults: an earlier
+holder's value stays), and returns them all; a renewal leaves them alone; a fenced
 update, release or hand-off (conditional on owner and token, like renewal) can
 set or remove them. So whoever writes the data held the lease when the write
 landed, and a holder that was overtaken writes nothing. A consistent read
@@ -291,6 +292,7 @@ def acquire_flow(  # noqa: PLR0912 - one wait loop reads best in one piece
     *,
     local_holder: bool = False,
     set_data: Data = NO_DATA,
+    defaults: Data = NO_DATA,
 ) -> Generator[Request, Any, tuple[Grant, float]]:
     """Acquire ``key``: returns the grant and the milliseconds waited.
 
@@ -315,7 +317,7 @@ def acquire_flow(  # noqa: PLR0912 - one wait loop reads best in one piece
     claimed = False
     while True:
         now: float = yield Now()
-        answer = yield acquire_request(table, key, owner, now, config, since, set_data)
+        answer = yield acquire_request(table, key, owner, now, config, since, set_data, defaults)
         if not isinstance(answer, ConditionFailed):
             return grant_from(answer["Attributes"], key, owner, now, config), now - start
         item = answer.item
@@ -402,10 +404,11 @@ def handoff_flow(
     config: LockConfig,
     set_data: Data = NO_DATA,
     remove: Iterable[str] = (),
+    defaults: Data = NO_DATA,
 ) -> Generator[Request, Any, Grant | None]:
     """Pass the lease to a local waiter; None if our grant had already moved on."""
     now: float = yield Now()
-    answer = yield handoff_request(table, grant, now, config, set_data, remove)
+    answer = yield handoff_request(table, grant, now, config, set_data, remove, defaults)
     if isinstance(answer, ConditionFailed):
         return None
     return grant_from(answer["Attributes"], grant.key, grant.owner, now, config)

@@ -105,18 +105,19 @@ def _cleanup_at(expires_at_ms: float, config: LockConfig) -> int:
     return math.ceil(expires_at_ms / 1000 + config.cleanup_after_seconds)
 
 
-def check_data(set_data: Data, remove: Iterable[str]) -> tuple[str, ...]:
+def check_data(set_data: Data, remove: Iterable[str], defaults: Data = NO_DATA) -> tuple[str, ...]:
     """Validate data names (non-empty strings of at most ``MAX_DATA_NAME``
-    characters, none both set and removed); returns ``remove`` as a tuple."""
+    characters, each named once among set, removed and defaults); returns
+    ``remove`` as a tuple."""
     removed = (remove,) if isinstance(remove, str) else tuple(remove)
-    for name in (*set_data, *removed):
+    for name in (*set_data, *removed, *defaults):
         if not isinstance(name, str) or not 0 < len(name) <= MAX_DATA_NAME:
             raise ValueError(
                 f"data names must be strings of 1 to {MAX_DATA_NAME} characters, got {name!r}"
             )
-    both = set(set_data) & set(removed)
+    both = (set(set_data) | set(defaults)) & set(removed) | set(set_data) & set(defaults)
     if both:
-        raise ValueError(f"data names both set and removed: {sorted(both)}")
+        raise ValueError(f"data names given twice (set, removed, default): {sorted(both)}")
     return removed
 
 
@@ -148,14 +149,23 @@ class _Clauses:
 
 
 def _with_data(
-    sets: list[str], removes: list[str], set_data: Data, remove: Iterable[str]
+    sets: list[str],
+    removes: list[str],
+    set_data: Data,
+    remove: Iterable[str],
+    defaults: Data = NO_DATA,
 ) -> _Clauses:
+    """``defaults`` are set only where the item has no such attribute."""
     clauses = _Clauses(list(sets), list(removes), {}, {})
     for n, (name, value) in enumerate(sorted(set_data.items())):
         clauses.names[f"#d{n}"] = DATA_PREFIX + name
         clauses.values[f":d{n}"] = value
         clauses.sets.append(f"#d{n} = :d{n}")
-    for n, name in enumerate(sorted(set(remove)), start=len(set_data)):
+    for n, (name, value) in enumerate(sorted(defaults.items()), start=len(set_data)):
+        clauses.names[f"#d{n}"] = DATA_PREFIX + name
+        clauses.values[f":d{n}"] = value
+        clauses.sets.append(f"#d{n} = if_not_exists(#d{n}, :d{n})")
+    for n, name in enumerate(sorted(set(remove)), start=len(set_data) + len(defaults)):
         clauses.names[f"#d{n}"] = DATA_PREFIX + name
         clauses.removes.append(f"#d{n}")
     return clauses
@@ -204,9 +214,11 @@ def acquire_request(
     config: LockConfig,
     since: float | None = None,
     set_data: Data = NO_DATA,
+    defaults: Data = NO_DATA,
 ) -> Call:
     """A grant: the key is free or expired, and nobody who waited longer has a live claim.
-    ``set_data`` is written in the same conditional write."""
+    ``set_data`` is written in the same conditional write, ``defaults`` where the item
+    has no such attribute."""
     expires_at = now + config.lease_ms
     condition = (
         f"({FREE} OR {EXPIRED}) AND "
@@ -223,6 +235,7 @@ def acquire_request(
         ["#claimant", "#claim_expires_at", "#claim_since"],
         set_data,
         (),
+        defaults,
     )
     values = {
         ":owner": {"S": owner},
@@ -260,6 +273,7 @@ def handoff_request(
     config: LockConfig,
     set_data: Data = NO_DATA,
     remove: Iterable[str] = (),
+    defaults: Data = NO_DATA,
 ) -> Call:
     """Pass our grant to a waiter of our own process: one write, the next token,
     with the data changes of our release and of the waiter's acquire."""
@@ -283,6 +297,7 @@ def handoff_request(
         [],
         set_data,
         remove,
+        defaults,
     )
     return Call(
         "update_item", _update(table, grant.key, update, f"{OURS} AND {NOT_RELEASED}", values)

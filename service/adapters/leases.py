@@ -10,9 +10,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 from locks import AsyncLease, AsyncLeaseLock, LeaseUnavailable, LockBackendError, LockError
 from locks import LeaseLost as LockLeaseLost
 from service.adapters.aws import backend_error
-from service.adapters.records import from_data
+from service.adapters.records import (
+    JOURNAL,
+    PENDING,
+    RECORD,
+    from_data,
+    journal_entry,
+    journal_json,
+    pending_json,
+    record_json,
+)
 from service.domain.errors import BackendUnavailable, LeaseLost, LeaseTimeout, PushError
-from service.domain.models import Fence, ImageRef, PendingPush, TagRecord
+from service.domain.models import Fence, HistoryEntry, ImageRef, PendingPush, TagRecord
 
 if TYPE_CHECKING:
     from service.domain.ports import Lease
@@ -72,11 +81,27 @@ class LockLease:
         except LockError as exc:
             raise _translate(exc, self.key) from exc
 
-    async def release(self) -> None:
+    async def commit(self, record: TagRecord, *, history: HistoryEntry) -> tuple[HistoryEntry, ...]:
+        """The record and its history entry, the intent cleared and the lease released (or
+        handed to a waiter of this process): one write, fenced like a release."""
+        carried = journal_entry(self._lease.data.get(_name(JOURNAL)))
+        data = {_name(RECORD): record_json(record), _name(JOURNAL): journal_json(history)}
         try:
-            await self._lease.release()
+            await self._lease.release(set_attributes=data, remove_attributes=[_name(PENDING)])
         except LockError as exc:
             raise _translate(exc, self.key) from exc
+        return () if carried is None else (carried,)
+
+    async def release(self, *, drop_intent: bool = False) -> None:
+        try:
+            await self._lease.release(remove_attributes=[_name(PENDING)] if drop_intent else ())
+        except LockError as exc:
+            raise _translate(exc, self.key) from exc
+
+
+def _name(attribute: str) -> str:
+    """A lease data name: the item's attribute without the ``data_`` prefix."""
+    return attribute.removeprefix("data_")
 
 
 class LockLeaseProvider:
@@ -99,9 +124,12 @@ class LockLeaseProvider:
     def lock(self) -> AsyncLeaseLock:
         return self._lock
 
-    async def acquire(self, key: str, *, timeout: float) -> Lease:
+    async def acquire(
+        self, key: str, *, timeout: float, intent: PendingPush | None = None
+    ) -> Lease:
+        defaults = None if intent is None else {_name(PENDING): pending_json(intent)}
         try:
-            lease = await self._lock.acquire(key, timeout=timeout)
+            lease = await self._lock.acquire(key, timeout=timeout, default_attributes=defaults)
         except LeaseUnavailable as exc:
             raise LeaseTimeout(
                 key,

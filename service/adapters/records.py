@@ -2,15 +2,20 @@
 item, as lease data (``locks``: ``data_<name>`` attributes).
 
 - ``data_record``: the tag's record (digest, sequence, token, ...), a JSON string;
-- ``data_pending``: the intent of a holder about to call PutImage, a JSON string;
+- ``data_pending``: the intent of a holder that may call PutImage, a JSON string: written
+  by the holder's acquire where the item holds none (``token`` null: the request as
+  asked), or after its decision (``token`` set: the PutImage it decided on);
 - ``data_journal``: the history entry of the last record write, the serialized history
-  item, carried until a later holder replaces it.
+  item as a JSON string, carried until a later holder replaces it.
 
-Every write is one conditional ``UpdateItem`` on the lease item, fenced like a lease
-renewal: the item still names this holder (owner, token) and has not expired by the
-holder's clock. A holder whose lease ran out, or was taken over, therefore cannot
+Every write here is one conditional ``UpdateItem`` on the lease item, fenced like a
+lease renewal: the item still names this holder (owner, token) and has not expired by
+the holder's clock. A holder whose lease ran out, or was taken over, therefore cannot
 overwrite a newer holder's record, and no transaction is needed (the service runs on
-DynamoDB emulators without ``TransactWriteItems``).
+DynamoDB emulators without ``TransactWriteItems``). The push's own intent and its commit
+go through the lease (``adapters.leases``: the acquire's defaults, the release's data);
+this module writes what happens beside them (an intent after settling another's, an
+adoption, a raised sequence).
 
 A record's history entry is written into the item with the record (``data_journal``) and
 returned with the entry the previous record write carried, for the use case to append
@@ -73,6 +78,15 @@ def record_json(record: TagRecord) -> str:
     )
 
 
+def journal_json(entry: HistoryEntry) -> str:
+    return json.dumps(history_item(entry).serialize(), sort_keys=True)
+
+
+def journal_entry(text: object) -> HistoryEntry | None:
+    """The history entry a ``data_journal`` value carries, if any."""
+    return entry_from_item(json.loads(text)) if isinstance(text, str) else None
+
+
 def pending_json(pending: PendingPush) -> str:
     return json.dumps(
         {
@@ -81,6 +95,7 @@ def pending_json(pending: PendingPush) -> str:
             "token": pending.token,
             "caller": pending.caller,
             "request_id": pending.request_id,
+            "nonce": pending.nonce,
         },
         sort_keys=True,
     )
@@ -112,12 +127,14 @@ def from_data(ref: ImageRef, data: dict[str, Any]) -> tuple[TagRecord | None, Pe
         )
     if isinstance(data.get("pending"), str):
         data_pending = json.loads(data["pending"])
+        token = data_pending["token"]
         pending = PendingPush(
             digest=data_pending["digest"],
             sequence=data_pending["sequence"],
-            token=int(data_pending["token"]),
+            token=None if token is None else int(token),
             caller=data_pending["caller"],
             request_id=data_pending["request_id"],
+            nonce=str(data_pending.get("nonce", "")),
         )
     return record, pending
 
@@ -164,12 +181,10 @@ class DynamoTagRecords:
     ) -> tuple[HistoryEntry, ...]:
         sets: dict[str, Any] = {RECORD: {"S": record_json(record)}}
         if history is not None:
-            sets[JOURNAL] = {"M": history_item(history).serialize()}
+            sets[JOURNAL] = {"S": journal_json(history)}
         old = await self._fenced(record.ref, fence, sets, [PENDING], "UpdateItem of a record")
-        carried = old.get(JOURNAL) if history is not None else None
-        if carried is None:
-            return ()
-        return (entry_from_item(carried["M"]),)
+        carried = journal_entry(old.get(JOURNAL, {}).get("S")) if history is not None else None
+        return () if carried is None else (carried,)
 
     async def put_pending(self, ref: ImageRef, pending: PendingPush, *, fence: Fence) -> None:
         intent = {PENDING: {"S": pending_json(pending)}}

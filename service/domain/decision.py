@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from service.domain.models import Fence, ImageRef, PendingPush, PushRequest, TagRecord
+from service.domain.models import Fence, ImageRef, PendingPush, TagRecord
 
 
 class TagState(Protocol):
@@ -67,8 +67,9 @@ def current(record: TagState | None, pending: TagState | None) -> TagState | Non
     return pending if pending is not None else record
 
 
-def decide(record: TagState | None, pending: TagState | None, request: PushRequest) -> Decision:
-    """The push's decision (module doc); ``pending``: a landed intent, or None."""
+def decide(record: TagState | None, pending: TagState | None, request: TagState) -> Decision:
+    """The push's decision (module doc); ``pending``: a landed intent, or None.
+    ``request``: what the push asks for (a ``PushRequest``, or an intent decided again)."""
     tag = current(record, pending)
     wanted = request.sequence
     if tag is not None and tag.digest == request.digest:

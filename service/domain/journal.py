@@ -99,7 +99,7 @@ class Journal:
                 caller=pending.caller,
                 request_id=pending.request_id,
                 observed_digest=pending.digest,
-                detail=f"adopted: the put_image of token {pending.token} landed in ECR "
+                detail=f"adopted: the put_image of {_holder(pending)} landed in ECR "
                 "but its holder never wrote the record",
             )
         )
@@ -131,3 +131,7 @@ class Journal:
             await self._history.append(entry)
         except PushError as exc:
             log.exception("history_append_failed", key=entry.ref.key, error=exc.code)
+
+
+def _holder(pending: PendingPush) -> str:
+    return "an earlier holder" if pending.token is None else f"token {pending.token}"

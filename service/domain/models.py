@@ -192,16 +192,23 @@ class TagRecord:
 
 @dataclass(frozen=True, slots=True)
 class PendingPush:
-    """An intent kept in the tag's record: the ``put_image`` a holder (``token``) was about to
-    make. Written before the call and cleared by the holder's record write, so an intent
-    still there names a holder that died in between; the next holder asks ECR whether the
-    put landed and adopts it, or drops the intent."""
+    """An intent kept beside the tag's record: the ``put_image`` a holder may make. Written
+    before the call and cleared by the holder's record write or release, so an intent
+    still there names a holder that died (or failed) in between; the next holder asks ECR
+    whether the put landed and adopts it, or drops the intent.
+
+    ``token`` None: written by the holder's acquire, before its decision, with the
+    request's own sequence (the next holder decides it again against the record, which
+    nobody changed meanwhile: every record write clears the intent). A number: the grant
+    that decided on this PutImage, with the sequence it decided. ``nonce`` tells a push
+    its own intent from an earlier one of the same request (a retry)."""
 
     digest: str
     sequence: int | None
-    token: int
+    token: int | None
     caller: str
     request_id: str
+    nonce: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,8 @@ class PutStatus(enum.Enum):
 
 
 class Lease(Protocol):
-    """A held repo:tag lease. ``renew`` raises ``LeaseLost`` when it was taken."""
+    """A held repo:tag lease; its item carries the tag's record and intent. ``renew``
+    raises ``LeaseLost`` when it was taken."""
 
     @property
     def key(self) -> str: ...
@@ -55,12 +56,26 @@ class Lease(Protocol):
         ...
 
     async def renew(self) -> None: ...
-    async def release(self) -> None: ...
+    async def commit(self, record: TagRecord, *, history: HistoryEntry) -> tuple[HistoryEntry, ...]:
+        """Write ``record`` carrying ``history``, clear the intent and release the lease, in
+        one write that lands only if this grant still holds the item (else ``LeaseLost``,
+        nothing written). Returned is the entry the previous record write carried, as
+        ``TagRecords.put`` returns it."""
+        ...
+
+    async def release(self, *, drop_intent: bool = False) -> None:
+        """Release (idempotent); ``drop_intent`` clears the intent in the same write, for a
+        holder that called no PutImage since its intent was written."""
+        ...
 
 
 class LeaseProvider(Protocol):
-    async def acquire(self, key: str, *, timeout: float) -> Lease:
-        """Wait up to ``timeout`` seconds; raise ``LeaseTimeout`` when it stays held."""
+    async def acquire(
+        self, key: str, *, timeout: float, intent: PendingPush | None = None
+    ) -> Lease:
+        """Wait up to ``timeout`` seconds; raise ``LeaseTimeout`` when it stays held.
+        ``intent`` is written in the grant's own write where the item holds no intent (an
+        earlier holder's stays, to be settled); ``tag_item`` shows which one is there."""
         ...
 
 

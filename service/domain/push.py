@@ -1,37 +1,47 @@
 """The push use case: one lease per repo:tag around ``put_image``.
 
-Under the repo:tag lease:
+The repo:tag's lease item carries the tag's record and the intent of a holder that may
+call PutImage (``ports.Lease``). A push:
 
-1. take the tag's record from the lease's grant (the acquire's answer carries the lease
-   item, which carries the record: no read), or read it; an intent left by an earlier
-   holder that died between its PutImage and its record write is settled against ECR
-   first (``settle``);
-2. decide (``decision.decide``): ``unchanged`` and ``superseded`` call no PutImage;
-3. ``put``: write the intent (fenced by the lease token) while the registry reserves a
-   PutImage slot, call PutImage within the lease (``putimage``), then write the record
-   carrying its history entry, fenced: a holder that lost its lease never overwrites a
-   newer holder's record, and the write clears the intent;
-4. answer; then append the history entries (the push's; after a record write also the
-   one the previous record write carried, in case its holder died before appending it:
-   appending is idempotent), verify the tag in ECR against the record (put back a
-   drifted tag, written to history) and release the lease. ``defer`` runs this after the
-   answer is sent, so no ECR call precedes an ``unchanged`` or ``superseded`` answer;
-   without ``defer`` it runs before ``push`` returns, and ``repaired`` says whether the
-   tag was put back.
+1. acquires the lease, writing its intent (the request as asked) in the grant's own
+   write where the item holds none, and takes the record from the grant's answer: one
+   round trip. While it waits, the registry reserves a PutImage slot unless the tag is
+   known to need none (``_Expectations``); the reservation never runs in series with it;
+2. an intent another holder left (it died or failed between its intent and its record)
+   is settled against ECR first (``settle``), and this push writes its own intent after
+   its decision, beside the slot reservation;
+3. decides (``decision.decide``): ``unchanged`` and ``superseded`` are answered now, with
+   no ECR call: one round trip;
+4. ``put``: PutImage within the lease (``putimage``), then one write fenced by the grant
+   (``Lease.commit``) stores the record carrying its history entry, clears the intent and
+   releases the lease or hands it to a waiter of this process: the second round trip,
+   then the answer;
+5. after answering: append the history entries (the push's, and the one the previous
+   record write carried, in case its holder died before appending it: appending is
+   idempotent). An ``unchanged`` or ``superseded`` push then verifies the tag in ECR
+   against the record (puts back a drifted tag, written to history) and releases the
+   lease, clearing its own intent. ``defer`` runs this after the answer is sent; without
+   it, it runs before ``push`` returns and ``repaired`` says whether the tag was put back.
+   A ``pushed`` answer is not verified: PutImage itself just said what the tag names.
 
-Crash points: before the intent is written nothing changed; between the intent and the
-record write the intent stays, and the next holder settles it against ECR; between the
-record write and the history append the entry stays carried in the item, and the next
-record write hands it on to be appended.
+Crash points: before the acquire nothing changed. After it and before PutImage, the
+intent stays; the next holder decides it again against the record (nobody changed the
+record since: every record write clears the intent) and, if it would have called
+PutImage, asks ECR whether it landed: adopted or dropped. Between PutImage and the commit
+the same holds. Between the commit and the history append the entry stays carried in the
+item and the next record write hands it on to be appended.
 
 A lease lost on the way ends in ``LeaseLost`` carrying the digest ECR names. On failure
-the lease is released, then the error is recorded and raised.
+the lease is released (the intent stays: the PutImage may have landed), then the error
+is recorded and raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import secrets
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -71,8 +81,9 @@ log = structlog.get_logger("pushgate.push")
 @dataclass(frozen=True, slots=True)
 class _Answered:
     result: PushResult
-    #: what the tag should name, verified against ECR after answering
-    unverified: TagState
+    #: what the tag should name, verified against ECR after answering; None: the push
+    #: committed and released its lease already (PutImage said what the tag names)
+    unverified: TagState | None
     #: history entries to append after answering
     entries: tuple[HistoryEntry, ...]
 
@@ -81,6 +92,39 @@ class _Answered:
 class _Failed:
     error: PushError
     previous_digest: str | None
+
+
+class _Expectations:
+    """What this process last saw each tag name (a bounded memory): a push reserves its
+    PutImage slot while it acquires the lease only when it expects to put, and only when
+    no other push of this process holds or awaits the tag's lease (its slot would go
+    stale in the wait and its reservation would only crowd the budget)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._seen: OrderedDict[str, Named] = OrderedDict()
+        self._active: Counter[str] = Counter()
+        self._size = size
+
+    def start(self, request: PushRequest) -> bool:
+        """A push of ``request`` begins; True if it should reserve a slot now."""
+        key = request.ref.key
+        busy = self._active[key] > 0
+        self._active[key] += 1
+        seen = self._seen.get(key)
+        return not busy and isinstance(decide(seen, None, request), Put)
+
+    def saw(self, key: str, tag: TagState | None) -> None:
+        if tag is None:
+            return
+        self._seen[key] = Named(tag.digest, tag.sequence)
+        self._seen.move_to_end(key)
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+
+    def done(self, key: str) -> None:
+        self._active[key] -= 1
+        if self._active[key] <= 0:
+            del self._active[key]
 
 
 class PushService:
@@ -109,6 +153,7 @@ class PushService:
         self.clock = clock
         self.journal = Journal(history, clock)
         self._on_repaired = on_repaired
+        self._expect = _Expectations()
 
     async def push(
         self,
@@ -123,13 +168,20 @@ class PushService:
         coalescing gate); history's ``started_at``. Default: now."""
         started = self.clock() if arrived_at is None else arrived_at
         call = PushCall(request, caller, request_id, started)
+        key = request.ref.key
+        asked = _asked(call)
+        reserving = self._reserve(request) if self._expect.start(request) else None
         try:
-            lease = await self._leases.acquire(request.ref.key, timeout=request.wait_seconds)
+            lease = await self._leases.acquire(key, timeout=request.wait_seconds, intent=asked)
         except PushError as exc:
+            self._expect.done(key)
             await self.journal.failed(call, exc, token=None, previous_digest=None)
             raise
+        except BaseException:
+            self._expect.done(key)
+            raise
         try:  # the lease library logs lease_acquired / lease_released
-            outcome = await self._under_lease(call, lease)
+            outcome = await self._under_lease(call, lease, asked, reserving)
         except BaseException:
             await self._release(lease)
             raise
@@ -150,12 +202,14 @@ class PushService:
         )
 
         async def after_answer() -> bool:
+            repaired = False
             try:
                 for entry in entries:
                     await self.journal.append(entry)
-                repaired = await self._upkeep.verify(call, lease, unverified)
+                if unverified is not None:
+                    repaired = await self._upkeep.verify(call, lease, unverified)
             finally:
-                await self._release(lease)
+                await self._release(lease, drop_intent=True)
             if repaired and self._on_repaired is not None:
                 self._on_repaired()
             return repaired
@@ -173,9 +227,15 @@ class PushService:
     def _upkeep(self) -> Upkeep:
         return Upkeep(self._registry, self._records, self.journal, self._policy, self.clock)
 
-    async def _under_lease(self, call: PushCall, lease: Lease) -> _Answered | _Failed:
-        """Read, settle, decide and carry the decision out; a ``PushError`` is returned
-        with the digest the tag named before, for the failure's history entry."""
+    async def _under_lease(
+        self,
+        call: PushCall,
+        lease: Lease,
+        asked: PendingPush,
+        reserving: asyncio.Future[None] | None,
+    ) -> _Answered | _Failed:
+        """Settle, decide and carry the decision out; a ``PushError`` is returned with
+        the digest the tag named before, for the failure's history entry."""
         previous: str | None = None
         try:
             carried = lease.tag_item(call.request.ref)  # the acquire's answer
@@ -183,11 +243,14 @@ class PushService:
                 carried = await self._records.read(call.request.ref)
             record, pending = carried
             landed = None
-            if pending is not None and pending.token < lease.token:
+            mine = pending == asked  # else another holder's intent occupies the item
+            if pending is not None and not mine:
                 landed = await self._upkeep.settle(call, lease, record, pending)
             tag = current(record, landed)
             previous = tag.digest if tag else None
-            return await self._carry_out(call, lease, decide(record, landed, call.request), tag)
+            self._expect.saw(lease.key, tag)
+            decision = decide(record, landed, call.request)
+            return await self._carry_out(call, lease, decision, tag, reserving, durable=mine)
         except LeaseLost as exc:
             return _Failed(await self._lease_lost(call.request, exc), previous)
         except PushError as exc:
@@ -199,24 +262,35 @@ class PushService:
         lease: Lease,
         decision: Decision,
         tag: TagState | None,
+        reserving: asyncio.Future[None] | None,
+        *,
+        durable: bool,
     ) -> _Answered:
+        """``durable``: this push's intent is in the item already (its acquire wrote it)."""
         request = call.request
         previous = tag.digest if tag else None
         match decision:
             case Put(sequence=sequence):
-                await self._write_intent(call, lease, sequence)
+                if reserving is None:
+                    reserving = self._reserve(request)
+                if durable:
+                    await reserving
+                else:
+                    await self._write_intent(call, lease, sequence, reserving)
                 putimage = PutImageCall(self._registry, self._policy, self._sleep, self._jitter)
                 outcome = await putimage.outcome(request, lease)
                 new = self._record(call, lease, Named(request.digest, sequence))
                 entry = self.journal.entry(
                     call, outcome, token=lease.token, previous_digest=previous
                 )
-                carried = await self._records.put(new, fence=lease.fence(), history=entry)
+                carried = await lease.commit(new, history=entry)
+                self._expect.saw(lease.key, new)
                 result = self._result(call, lease, outcome, new, previous)
-                return _Answered(result, new, (*carried, entry))
+                return _Answered(result, None, (*carried, entry))
             case Unchanged(raise_to=raised) if raised is not None:
                 tag = self._record(call, lease, Named(request.digest, raised))
                 await self._records.put(tag, fence=lease.fence())
+                self._expect.saw(lease.key, tag)
                 outcome = Outcome.UNCHANGED
             case Unchanged():
                 outcome = Outcome.UNCHANGED
@@ -258,8 +332,10 @@ class PushService:
             current_sequence=tag.sequence,
         )
 
-    async def _write_intent(self, call: PushCall, lease: Lease, sequence: int | None) -> None:
-        """Write the intent while the registry reserves the PutImage slot, in parallel."""
+    async def _write_intent(
+        self, call: PushCall, lease: Lease, sequence: int | None, reserving: asyncio.Future[None]
+    ) -> None:
+        """Write the intent (the item held another's) while the slot is reserved."""
         request = call.request
         intent = PendingPush(
             digest=request.digest,
@@ -268,7 +344,6 @@ class PushService:
             caller=call.caller,
             request_id=call.request_id,
         )
-        reserving = asyncio.ensure_future(self._reserve(request))
         try:
             await self._records.put_pending(request.ref, intent, fence=lease.fence())
         except BaseException:
@@ -277,11 +352,16 @@ class PushService:
             raise
         await reserving
 
-    async def _reserve(self, request: PushRequest) -> None:
-        try:
-            await self._registry.reserve(request.ref, request.digest)
-        except PushError as exc:  # put_image reserves again, inside its retries
-            log.info("putimage_reserve_deferred", key=request.ref.key, error=exc.code)
+    def _reserve(self, request: PushRequest) -> asyncio.Future[None]:
+        """Reserve the PutImage slot of ``request`` in the background."""
+
+        async def reserve() -> None:
+            try:
+                await self._registry.reserve(request.ref, request.digest)
+            except PushError as exc:  # put_image reserves again, inside its retries
+                log.info("putimage_reserve_deferred", key=request.ref.key, error=exc.code)
+
+        return asyncio.ensure_future(reserve())
 
     async def _lease_lost(self, request: PushRequest, exc: LeaseLost) -> LeaseLost:
         """The lost lease, with the digest ECR names now, so the caller knows the tag."""
@@ -305,8 +385,25 @@ class PushService:
         lost.__cause__ = exc
         return lost
 
-    async def _release(self, lease: Lease) -> None:
+    async def _release(self, lease: Lease, *, drop_intent: bool = False) -> None:
+        """Release (a no-op after a commit); ``drop_intent`` only for a push that called
+        no PutImage: a failed one's intent stays, its put may have landed."""
         try:
-            await lease.release()
+            await lease.release(drop_intent=drop_intent)
         except PushError as exc:
             log.warning("lease_release_failed", key=lease.key, error=exc.code)
+        finally:
+            self._expect.done(lease.key)
+
+
+def _asked(call: PushCall) -> PendingPush:
+    """The intent a push's acquire writes: the request as asked, before any decision."""
+    request = call.request
+    return PendingPush(
+        digest=request.digest,
+        sequence=request.sequence,
+        token=None,
+        caller=call.caller,
+        request_id=call.request_id,
+        nonce=secrets.token_hex(8),
+    )

@@ -10,11 +10,11 @@ judged against the record like any drift.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
-from service.domain.decision import TagState, adopted
+from service.domain.decision import Put, TagState, adopted, decide
 from service.domain.errors import PushError
 from service.domain.journal import Journal, PushCall
 from service.domain.models import ImageRef, Outcome, PendingPush, TagRecord
@@ -37,8 +37,18 @@ class Upkeep:
     ) -> PendingPush | None:
         """Settle an earlier holder's intent: ECR is asked whether its put landed. It did:
         the record adopts the pending digest and sequence, and the intent is returned. It
-        did not (or cannot be recorded for good): the intent is dropped, None."""
+        did not (or cannot be recorded for good): the intent is dropped, None.
+
+        An intent written before its holder's decision (no token) is decided again first:
+        one the record supersedes or already holds called no PutImage, and is left for
+        this holder's own intent write or release to clear (no ECR call, no write)."""
         ref = call.request.ref
+        if pending.token is None:
+            match decide(record, None, pending):
+                case Put(sequence=sequence):
+                    pending = replace(pending, sequence=sequence)
+                case _:
+                    return None
         fence = lease.fence()
         observed = await self.registry.tag_digest(ref)
         previous = record.digest if record else None

@@ -57,7 +57,7 @@ from service.stress.run import MODES, Mode, Run, RunConfig, finish, stress_setti
 
 if TYPE_CHECKING:
     from service.adapters.aws import Clients
-    from service.domain.models import Fence
+    from service.domain.models import Fence, HistoryEntry, TagRecord
     from service.domain.ports import Pusher
     from service.settings import Settings
 
@@ -183,9 +183,11 @@ def _run_lease(run: Run) -> None:
 class RecordingLease(LockLease):
     """A service lease that records its holding period as the holder saw it.
 
-    ``on_event`` hears ``acquired``, ``fence`` (before each fenced write: the intent,
-    the record), ``renew`` (rare on the push path: only when the lease is too short for
-    a whole ECR call) and ``release``; the stress workers pause there on request."""
+    ``on_event`` hears ``acquired``, ``fence`` (before each fenced write beside the
+    lease: an intent after settling another's, an adoption, a raised sequence),
+    ``renew`` (rare on the push path: only when the lease is too short for a whole ECR
+    call), ``commit`` (before the write of the record that releases the lease) and
+    ``release``; the stress workers pause there on request."""
 
     def __init__(
         self,
@@ -199,6 +201,7 @@ class RecordingLease(LockLease):
         self._on_event = on_event
         self.worker = current_worker.get()
         self.start = time.time()
+        self._ended = False
         current_token.set(self.token)
         self._emit("acquired")
 
@@ -226,10 +229,21 @@ class RecordingLease(LockLease):
             end = min(end, self.trusted_until)
         return Hold(self.key, self.token, self.start, end, self.worker, lost)
 
-    async def release(self) -> None:
-        self._recorder.hold(self.hold())
-        self._emit("release")
-        await super().release()
+    async def commit(self, record: TagRecord, *, history: HistoryEntry) -> tuple[HistoryEntry, ...]:
+        self._emit("commit")
+        self._ending()
+        return await super().commit(record, history=history)
+
+    async def release(self, *, drop_intent: bool = False) -> None:
+        self._ending()
+        await super().release(drop_intent=drop_intent)
+
+    def _ending(self) -> None:
+        """The holding period ends at the commit or the release, whichever comes first."""
+        if not self._ended:
+            self._ended = True
+            self._recorder.hold(self.hold())
+            self._emit("release")
 
 
 def push_service(

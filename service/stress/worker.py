@@ -6,8 +6,10 @@ Reads push specs (JSON lines) on stdin and runs each through its own push servic
 
 - ``acquired``: a lease was granted (token, start, trusted_until);
 - ``pausing``: the spec asked this process to stop itself here (SIGSTOP; a spec's
-  ``pause`` is ``acquired``, ``fence`` (before the intent write), ``renew`` or ``put``,
-  or ``crash_after_put`` to SIGKILL itself once ECR accepted its PutImage);
+  ``pause`` is ``acquired`` (its intent written by the acquire), ``fence`` (before a
+  fenced write beside the lease), ``renew``, ``put`` or ``commit`` (after PutImage,
+  before the record write that releases), or ``crash_after_put`` to SIGKILL itself
+  once ECR accepted its PutImage);
 - ``hold`` / ``write``: a lease holding period, an accepted PutImage (``record``);
 - ``done``: the request's outcome.
 

@@ -105,6 +105,44 @@ async def test_local_hand_off_writes_both_sides_data(driver: Driver) -> None:
     await second.release()
 
 
+async def test_a_default_leaves_an_earlier_holders_value(driver: Driver) -> None:
+    """``default_attributes`` is written only where the item has no such attribute: a
+    value a holder left (it died, say) survives the next acquire, in the same one write."""
+    lock = await driver.ready_lock(config=LONG)
+    first = await lock.acquire("key", default_attributes={"intent": "a"})
+    await first.release()
+    calls = lock.record_calls()
+
+    second = await lock.acquire("key", default_attributes={"intent": "b", "other": 1})
+
+    assert (["UpdateItem"], {"intent": "a", "other": Decimal(1)}) == (calls, second.data)
+    await second.release(remove_attributes=["intent", "other"])
+    third = await lock.acquire("key", default_attributes={"intent": "c"})
+    assert {"intent": "c"} == third.data
+    await third.release()
+
+
+async def test_a_hand_off_applies_the_waiters_defaults_after_the_release(
+    driver: Driver,
+) -> None:
+    """In a local hand-off the waiter's default lands where the releaser removes the
+    attribute, and an attribute the releaser leaves in place keeps its value."""
+    lock = await driver.ready_lock(config=LONG)
+    lease = await lock.acquire("key", set_attributes={"intent": "a", "kept": "a"})
+    waiting = asyncio.ensure_future(
+        lock.acquire("key", 10, default_attributes={"intent": "b", "kept": "b"})
+    )
+    await eventually(lambda: lock.queued("key") == 1, timeout=5, what="the waiter queued")
+    await asyncio.sleep(0.05)  # let it reach its wait for the hand-off
+    calls = lock.record_calls()
+
+    await lease.release(remove_attributes=["intent"])
+    second = await waiting
+
+    assert (["UpdateItem"], {"intent": "b", "kept": "a"}) == (calls, second.data)
+    await second.release()
+
+
 async def test_bad_data_is_refused_before_any_call(driver: Driver) -> None:
     """A float value or an empty name raises ValueError and sends nothing."""
     lock = await driver.ready_lock(config=LONG)

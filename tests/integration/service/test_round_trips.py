@@ -1,6 +1,6 @@
 """AWS calls a push waits for before its answer, counted per outcome with a counting
-client wrapper (not timed), against moto. The after-answer work (verify, release) is
-deferred and counted apart. docs/push.md quotes these counts."""
+client wrapper (not timed), against moto. The after-answer work (history, verify,
+release) is deferred and counted apart. docs/push.md quotes these counts."""
 
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ pytestmark = pytest.mark.integration
 class CountingClient:
     """An aioboto3 client that records each call it makes as (operation, table)."""
 
-    def __init__(self, client: Any, tables: dict[str, str]) -> None:
+    def __init__(self, client: Any, tables: dict[str, str], events: list[str]) -> None:
         self._client = client
         self._tables = tables  # table name -> role
         self.calls: list[tuple[str, str]] = []
+        self.events = events  # "start <op> <table>" / "end ...", shared by the clients
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -35,7 +36,11 @@ class CountingClient:
         async def call(*args: Any, **kwargs: Any) -> Any:
             table = self._tables.get(kwargs.get("TableName", ""), "-")
             self.calls.append((name, table))
-            return await attribute(*args, **kwargs)
+            self.events.append(f"start {name} {table}")
+            try:
+                return await attribute(*args, **kwargs)
+            finally:
+                self.events.append(f"end {name} {table}")
 
         return call
 
@@ -46,10 +51,16 @@ class CountingClient:
 
 
 async def counted_push(
-    settings: Settings, aws_session: Any, repo: str, pushes: list[tuple[int, int]]
+    settings: Settings,
+    aws_session: Any,
+    repo: str,
+    pushes: list[tuple[int, int]],
+    events: list[str] | None = None,
 ) -> list[tuple[str, Counter[tuple[str, str]], Counter[tuple[str, str]]]]:
     """Run ``pushes`` ((manifest n, sequence)) one after another on ``repo:v1``; for each,
-    its outcome, the calls made before the answer, and the calls made after it."""
+    its outcome, the calls made before the answer, and the calls made after it.
+    ``events`` collects when each call started and ended, in order."""
+    events = [] if events is None else events
     tables = {
         settings.lease_table: "leases",
         settings.history_table: "history",
@@ -57,8 +68,8 @@ async def counted_push(
     }
     found = []
     async with open_clients(settings, session=aws_session) as clients:
-        dynamodb = CountingClient(clients.dynamodb, tables)
-        ecr = CountingClient(clients.ecr, {})
+        dynamodb = CountingClient(clients.dynamodb, tables, events)
+        ecr = CountingClient(clients.ecr, {}, events)
         services = build_services(settings, Clients(dynamodb=dynamodb, ecr=ecr))  # type: ignore[arg-type]
         for n, sequence in pushes:
             jobs: list[Callable[[], Awaitable[None]]] = []
@@ -89,14 +100,18 @@ def without_budget(calls: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
 
 
 async def test_round_trips_per_outcome(settings: Settings, aws_session: Any, repo: str) -> None:
-    """pushed waits for acquire (whose answer carries the record: no read), intent (the
-    budget slot beside it), the record write, and PutImage; unchanged and superseded
-    wait for the acquire alone: no ECR call, no PutImage slot. No transaction: every
-    write is one item's."""
-    outcomes = await counted_push(settings, aws_session, repo, [(1, 2), (1, 2), (3, 1)])
+    """pushed waits for the acquire (which writes the intent, and whose answer carries
+    the record: no read), PutImage and the commit (record, release): 2 round trips; the
+    PutImage slot is reserved while the acquire is in flight, not after it. unchanged
+    and superseded wait for the acquire alone: no ECR call, no PutImage slot. No
+    transaction: every write is one item's."""
+    events: list[str] = []
+    outcomes = await counted_push(
+        settings, aws_session, repo, [(1, 2), (1, 2), (3, 1)], events=events
+    )
     pushed = Counter(
         {
-            ("update_item", "leases"): 3,
+            ("update_item", "leases"): 2,
             ("put_image", "-"): 1,
         }
     )
@@ -114,38 +129,22 @@ async def test_round_trips_per_outcome(settings: Settings, aws_session: Any, rep
         (outcome, without_budget(before), ("update_item", "budget") in before)
         for outcome, before, _ in outcomes
     ]
+    acquired = events.index("end update_item leases")
+    assert "start update_item budget" in events[:acquired], events
 
 
 async def test_history_and_release_follow_the_answer(
     settings: Settings, aws_session: Any, repo: str
 ) -> None:
-    """After a pushed answer: the history entries (its own, and the one the previous
-    record write carried, appended again: the same item), the verifying ECR read and
-    the release; after an unchanged answer: its entry, the verifying ECR read and the
-    release."""
+    """After a pushed answer: the history entries only (its own, and the one the previous
+    record write carried, appended again: the same item); the commit released the lease
+    and PutImage said what the tag names. After an unchanged answer: its entry, the
+    verifying ECR read and the release."""
     outcomes = await counted_push(settings, aws_session, repo, [(1, 1), (2, 2), (2, 2)])
     after = [(outcome, later) for outcome, _, later in outcomes]
     assert [
-        (
-            "pushed",
-            Counter(
-                {
-                    ("put_item", "history"): 1,
-                    ("batch_get_image", "-"): 1,
-                    ("update_item", "leases"): 1,
-                }
-            ),
-        ),
-        (
-            "pushed",
-            Counter(
-                {
-                    ("put_item", "history"): 2,
-                    ("batch_get_image", "-"): 1,
-                    ("update_item", "leases"): 1,
-                }
-            ),
-        ),
+        ("pushed", Counter({("put_item", "history"): 1})),
+        ("pushed", Counter({("put_item", "history"): 2})),
         (
             "unchanged",
             Counter(

@@ -195,10 +195,14 @@ def test_bad_data_names_are_refused(name: Any) -> None:
         check_data({name: RECORD}, ())
 
 
-def test_a_name_both_set_and_removed_is_refused() -> None:
-    """One write cannot both set and remove the same data attribute."""
-    with pytest.raises(ValueError, match="both set and removed"):
-        check_data({"a": RECORD}, ["a"])
+@pytest.mark.parametrize(
+    ("set_data", "remove", "defaults"),
+    [({"a": RECORD}, ["a"], {}), ({}, ["a"], {"a": RECORD}), ({"a": RECORD}, [], {"a": RECORD})],
+)
+def test_a_name_given_twice_is_refused(set_data: Any, remove: Any, defaults: Any) -> None:
+    """One write names a data attribute once: set, removed, or set by default."""
+    with pytest.raises(ValueError, match="given twice"):
+        check_data(set_data, remove, defaults)
 
 
 def test_lock_attributes_never_use_the_data_prefix() -> None:
@@ -213,7 +217,7 @@ def test_data_values_round_trip_as_python_values() -> None:
     """Python values are typed for DynamoDB and read back (numbers as Decimal)."""
     data = {"n": 3, "s": "x", "m": {"k": [b"b", True, None]}}
 
-    typed, _ = encode_data(data)
+    typed, _, _ = encode_data(data)
 
     assert {"n": Decimal(3), "s": "x", "m": {"k": [b"b", True, None]}} == {
         name: value.value if hasattr(value, "value") else value

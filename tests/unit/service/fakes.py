@@ -52,6 +52,7 @@ class FakeLease:
     renewals: int = 0
     #: the tag's record and intent as the grant left them (None: the use case reads)
     item: tuple[TagRecord | None, PendingPush | None] | None = None
+    commits: int = 0
 
     @property
     def lost(self) -> bool:
@@ -72,8 +73,20 @@ class FakeLease:
             raise LeaseLost(self.key)
         self.expires_at = self.leases.clock() + self.lease_seconds
 
-    async def release(self) -> None:
+    async def commit(self, record: TagRecord, *, history: HistoryEntry) -> tuple[HistoryEntry, ...]:
+        store = self.leases.store
+        assert store is not None, "World attaches the records"
+        if self.released:
+            raise LeaseLost(self.key)
+        carried = await store.put(record, fence=self.fence(), history=history)
+        self.commits += 1
+        await self.release()
+        return carried
+
+    async def release(self, *, drop_intent: bool = False) -> None:
         if not self.released and not self.lost:
+            if drop_intent and self.leases.store is not None:
+                self.leases.store.pending.pop(self.key, None)
             del self.leases.holders[self.key]
         self.released = True
 
@@ -87,10 +100,16 @@ class FakeLeases:
         self.busy: set[str] = set()
         #: when set, each grant carries the tag's record and intent, as the real one does
         self.records: FakeRecords | None = None
+        #: where grants write intents and commits write records (World sets it)
+        self.store: FakeRecords | None = None
 
-    async def acquire(self, key: str, *, timeout: float) -> FakeLease:
+    async def acquire(
+        self, key: str, *, timeout: float, intent: PendingPush | None = None
+    ) -> FakeLease:
         if key in self.busy or key in self.holders:
             raise LeaseTimeout(key, holder="someone", expires_at=None, retry_after=1.0)
+        if intent is not None and self.store is not None:
+            self.store.pending.setdefault(key, intent)  # where the item holds none
         token = self.tokens.get(key, 100) + 1
         self.tokens[key] = token
         owner = f"owner-{token}"
@@ -202,7 +221,7 @@ class FakeRecords:
         if current is not None and current.token > fence.token:
             raise LeaseLost(fence.key)
         pending = self.pending.get(key)
-        if pending is not None and pending.token > fence.token:
+        if pending is not None and pending.token is not None and pending.token > fence.token:
             raise LeaseLost(fence.key)
 
     async def put(
@@ -294,6 +313,7 @@ class World:
         self.registry = FakeRegistry()
         self.history = FakeHistory()
         self.records = FakeRecords(self.leases, self.history)
+        self.leases.store = self.records
         self.policy = policy or PushPolicy(
             ecr_timeout_seconds=10.0, lease_margin_seconds=2.0, attempts=4
         )

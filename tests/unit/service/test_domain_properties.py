@@ -92,3 +92,92 @@ def test_no_refused_write_strands_the_tag(pushes: list[tuple[int, int | None, bo
         assert [] == world.leases.held()
 
     asyncio.run(run())
+
+
+class Crash(BaseException):
+    """The holder's process dies here (a BaseException: no handler of the use case's
+    treats it as an answer)."""
+
+
+#: where a push's holder may die: after its acquire (its intent written, nothing
+#: decided), inside PutImage before it lands, after it landed, after the commit
+CRASH_POINTS = st.sampled_from([None, "acquired", "before_put", "after_put", "after_commit"])
+CRASHING = st.lists(
+    st.tuples(st.integers(0, 4), st.one_of(st.none(), st.integers(0, 6)), CRASH_POINTS),
+    max_size=12,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(CRASHING)
+def test_a_holder_dying_at_any_point_loses_nothing(
+    pushes: list[tuple[int, int | None, str | None]],
+) -> None:
+    """Holders die at every crash point of the push (module doc of ``push``), their
+    intent left in the item, their lease lapsing. After each push that lives: ECR's tag
+    equals the record, the record's sequence never went down and is at least the
+    sequence of every sequenced build whose PutImage landed (a landed put is adopted,
+    never forgotten, never adopted below the record), and no lease stays held. A final
+    newer build is pushed and leaves no intent."""
+
+    async def run(*, carried: bool) -> None:
+        world = World()
+        if carried:
+            world.leases.records = world.records
+        ref = request(0).ref
+        landed: list[int] = []  # sequences of sequenced builds ECR accepted
+        asked: dict[str, int | None] = {}
+        crash_at: list[str | None] = [None]
+
+        def die(point: str) -> None:
+            if crash_at[0] == point:
+                crash_at[0] = None
+                raise Crash
+
+        acquire, append = world.leases.acquire, world.history.append
+
+        async def acquiring(key: str, *, timeout: float, intent: object = None) -> object:
+            lease = await acquire(key, timeout=timeout, intent=intent)  # type: ignore[arg-type]
+            if crash_at[0] == "acquired":
+                world.leases.holders.pop(key, None)  # it lapses: nobody releases it
+            die("acquired")
+            return lease
+
+        async def appending(entry: object) -> None:
+            die("after_commit")
+            await append(entry)  # type: ignore[arg-type]
+
+        def put_landed() -> None:
+            digest = world.registry.tags[ref]
+            if asked.get(digest) is not None:
+                landed.append(asked[digest])  # type: ignore[arg-type]
+            die("after_put")
+
+        world.leases.acquire = acquiring  # type: ignore[method-assign, assignment]
+        world.history.append = appending  # type: ignore[method-assign]
+        world.registry.during_put = lambda: die("before_put")
+        world.registry.after_put = put_landed
+        recorded: int | None = None
+        for n, sequence, point in [*pushes, (99, 100, None)]:
+            req = request(n, sequence=sequence)
+            asked[req.digest] = sequence
+            crash_at[0] = point
+            try:
+                await world.push(req)
+            except Crash:
+                continue
+            finally:
+                crash_at[0] = None
+            record = world.records.items[req.ref.key]
+            assert record.digest == world.registry.tags[req.ref]
+            if recorded is not None:
+                assert record.sequence is not None
+                assert record.sequence >= recorded
+            recorded = record.sequence
+            assert all(record.sequence is not None and record.sequence >= s for s in landed)
+            assert [] == world.leases.held()
+        assert request(99).digest == world.registry.tags[ref]
+        assert {} == world.records.pending
+
+    asyncio.run(run(carried=False))
+    asyncio.run(run(carried=True))

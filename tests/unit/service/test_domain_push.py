@@ -18,7 +18,7 @@ from service.domain.errors import (
     RepositoryNotFound,
     TagImmutable,
 )
-from service.domain.models import ImageRef, Outcome, TagRecord
+from service.domain.models import ImageRef, Outcome, PendingPush, TagRecord
 from service.domain.push import PushPolicy
 from tests.unit.service.fakes import FakeLease, World, request
 
@@ -205,8 +205,8 @@ async def test_ecr_timeout_ends_inside_the_lease() -> None:
     short = World(PushPolicy(ecr_timeout_seconds=10.0, lease_margin_seconds=2.0))
     original = short.leases.acquire
 
-    async def acquire(key: str, *, timeout: float) -> FakeLease:
-        lease = await original(key, timeout=timeout)
+    async def acquire(key: str, *, timeout: float, intent: PendingPush | None = None) -> FakeLease:
+        lease = await original(key, timeout=timeout, intent=intent)
         lease.lease_seconds = 5.0
         lease.expires_at = short.clock() + 5.0
         return lease
@@ -227,8 +227,8 @@ async def test_short_lease_is_renewed_before_the_call(world: World) -> None:
     """A lease with less left than a whole ECR call plus the margin is renewed first."""
     original = world.leases.acquire
 
-    async def acquire(key: str, *, timeout: float) -> FakeLease:
-        lease = await original(key, timeout=timeout)
+    async def acquire(key: str, *, timeout: float, intent: PendingPush | None = None) -> FakeLease:
+        lease = await original(key, timeout=timeout, intent=intent)
         lease.expires_at = world.clock() + 11.0  # 11 - 2 < 10
         return lease
 
@@ -387,18 +387,33 @@ async def test_history_failure_does_not_fail_a_push_that_landed(world: World) ->
 
 
 async def test_deferred_push_answers_before_verifying_and_releasing(world: World) -> None:
-    """With ``defer``, a PutImage push answers once its record is written; the tag is
-    verified and the lease released by the deferred job, not before."""
+    """With ``defer``, a PutImage push answers once its commit (record, release) landed;
+    the deferred job appends its history and verifies nothing (PutImage said what the tag
+    names). An unchanged push answers holding its lease: the job verifies the tag, puts
+    it back, and releases."""
     jobs: list[Callable[[], Awaitable[None]]] = []
     req = request(1)
     result = await world.service.push(req, caller="ci", request_id="r", defer=jobs.append)
     lease = world.leases.granted[0]
-    assert (Outcome.PUSHED, 1, False) == (result.outcome, len(jobs), lease.released)
-    assert [req.ref.key] == world.leases.held()
-    world.registry.tags[req.ref] = "sha256:" + "e" * 64  # a late stale write lands
-    await jobs[0]()
-    assert (True, req.digest) == (lease.released, world.registry.tags[req.ref])
-    assert ["pushed", "repaired"] == [e.outcome for e in world.history.entries]
+    assert (Outcome.PUSHED, 1, True, []) == (
+        result.outcome,
+        len(jobs),
+        lease.released,
+        world.history.entries,
+    )
+    stale = "sha256:" + "e" * 64
+    world.registry.tags[req.ref] = stale  # a late stale write lands
+    await jobs.pop()()
+    assert (["pushed"], stale) == (
+        [e.outcome for e in world.history.entries],
+        world.registry.tags[req.ref],
+    )
+    again = await world.service.push(req, caller="ci", request_id="r", defer=jobs.append)
+    second = world.leases.granted[1]
+    assert (Outcome.UNCHANGED, False) == (again.outcome, second.released)
+    await jobs.pop()()
+    assert (True, req.digest) == (second.released, world.registry.tags[req.ref])
+    assert ["pushed", "unchanged", "repaired"] == [e.outcome for e in world.history.entries]
 
 
 async def test_failed_push_releases_before_raising_even_with_defer(world: World) -> None:

@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.domain.errors import BackendUnavailable, LeaseLost, RegistryFault
-from service.domain.models import Outcome, PendingPush
+from service.domain.models import ImageRef, Outcome, PendingPush
 from tests.unit.service.fakes import World, request
 
 
@@ -21,9 +21,9 @@ def crash() -> None:
     raise Crash
 
 
-async def crash_after_put(world: World, sequence: int, n: int | None = None) -> str:
+async def crash_after_put(world: World, sequence: int | None, n: int | None = None) -> str:
     """Push build ``n`` (default: ``sequence``); ECR accepts it, then its holder dies."""
-    req = request(sequence if n is None else n, sequence=sequence)
+    req = request(sequence if n is None else n, sequence=sequence)  # type: ignore[arg-type]
     world.registry.after_put = crash
     with pytest.raises(Crash):
         await world.push(req)
@@ -34,26 +34,72 @@ async def crash_after_put(world: World, sequence: int, n: int | None = None) -> 
 async def test_intent_is_written_before_put_image_and_cleared_by_the_record(
     world: World,
 ) -> None:
-    """While PutImage runs the record carries the pending digest, sequence and token; the
-    record write that follows clears it."""
+    """While PutImage runs the item carries the intent the acquire wrote (the request as
+    asked, no token: no write of its own); the commit that follows clears it."""
     req = request(1, sequence=7)
     seen: list[PendingPush | None] = []
     world.registry.during_put = lambda: seen.append(world.records.pending.get(req.ref.key))
     result = await world.push(req)
     assert Outcome.PUSHED == result.outcome
-    assert [PendingPush(req.digest, 7, result.token, "ci", "req-1")] == seen
+    assert [(req.digest, 7, None, "ci", "req-1")] == [
+        (p.digest, p.sequence, p.token, p.caller, p.request_id) for p in seen if p
+    ]
+    assert (0, 1) == (world.records.intent_writes, world.leases.granted[0].commits)
     assert {} == world.records.pending
     assert req.digest == world.records.items[req.ref.key].digest
 
 
-async def test_no_intent_when_ecr_is_not_called(world: World) -> None:
-    """Unchanged and superseded pushes do not call ECR, so they write no intent."""
+async def test_no_intent_left_when_ecr_is_not_called(world: World) -> None:
+    """Unchanged and superseded pushes call no PutImage: their release clears the intent
+    their acquire wrote, and no push writes an intent of its own."""
     await world.push(request(2, sequence=2))
-    assert 1 == world.records.intent_writes
     assert Outcome.UNCHANGED == (await world.push(request(2, sequence=2))).outcome
-    assert Outcome.SUPERSEDED == (await world.push(request(1, sequence=1))).outcome
-    assert 1 == world.records.intent_writes
     assert {} == world.records.pending
+    assert Outcome.SUPERSEDED == (await world.push(request(1, sequence=1))).outcome
+    assert {} == world.records.pending
+    assert 0 == world.records.intent_writes
+
+
+async def test_an_undecided_intent_that_would_not_put_is_dropped_without_ecr(
+    world: World,
+) -> None:
+    """A holder died after its acquire wrote its intent, before deciding. Its request
+    was older than the record: decided again, it calls no PutImage, so the next holder
+    neither asks ECR nor adopts it, even where ECR names its digest (drift)."""
+    await world.push(request(5, sequence=5))
+    ref = request(0).ref
+    world.records.pending[ref.key] = PendingPush(request(2).digest, 2, None, "ci", "old", "n")
+    world.registry.tags[ref] = request(2).digest  # ECR names the dead holder's digest
+    asked: list[object] = []
+    reading = world.registry.tag_digest
+
+    async def tag_digest(ref: ImageRef) -> str | None:
+        asked.append(ref)
+        return await reading(ref)
+
+    world.registry.tag_digest = tag_digest  # type: ignore[method-assign]
+    result = await world.push(request(6, sequence=6))
+    assert (Outcome.PUSHED, [], {}) == (result.outcome, asked, world.records.pending)
+    assert (request(6).digest, 6) == (
+        world.records.items[ref.key].digest,
+        world.records.items[ref.key].sequence,
+    )
+    assert "adopted" not in {e.outcome for e in world.history.entries}
+
+
+async def test_an_undecided_unsequenced_intent_is_adopted_with_the_records_sequence(
+    world: World,
+) -> None:
+    """An unsequenced push's intent carries no sequence; adopted, it keeps the record's
+    (as its own put would have): an older sequenced build stays superseded."""
+    await world.push(request(1, sequence=5))
+    crashed = await crash_after_put(world, None, 3)
+    result = await world.push(request(4, sequence=4))
+    assert (Outcome.SUPERSEDED, crashed, 5) == (
+        result.outcome,
+        result.current_digest,
+        result.current_sequence,
+    )
 
 
 async def test_crash_after_put_then_older_build_is_superseded(world: World) -> None:
@@ -233,12 +279,17 @@ def refused() -> BackendUnavailable:
 
 
 async def test_intent_refused_for_good_leaves_the_tag_pushable(world: World) -> None:
-    """An intent write refused for a permanent reason fails that push before PutImage;
-    nothing of it is left, and the next push of the tag is pushed."""
+    """An intent write refused for a permanent reason (one of its own, after settling an
+    earlier holder's) fails that push before PutImage; nothing of it is left, and the
+    next push of the tag is pushed."""
+    world.registry.during_put = crash  # an earlier holder dies before its put lands
+    with pytest.raises(Crash):
+        await world.push(request(9, sequence=9))
+    world.registry.during_put = None
     world.records.intent_failures = [refused()]
     with pytest.raises(BackendUnavailable):
         await world.push(request(1, sequence=1))
-    assert ([], {}) == (world.registry.puts, world.records.pending)
+    assert (1, {}) == (len(world.registry.puts), world.records.pending)
     assert Outcome.PUSHED == (await world.push(request(2, sequence=2))).outcome
 
 
