@@ -1,6 +1,7 @@
 """The lease's speed and fairness against a moto server on loopback, in one run.
 
     .venv/bin/python bench/lease_bench.py [--seconds 5] [--processes 1,4,16] [--json]
+                                          [--dynamodb dynalite]
 
 Prints: the raw conditional-write round trip (RTT); uncontended acquire+release latency
 and DynamoDB calls per lease; 16 workers on one key with hold 0 ms and 20 ms, as threads
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import itertools
 
 from locks import AcquireTimeout, LeaseLock, LockConfig
-from tests.servers import free_port, wait_for_port
+from tests.servers import dynalite_binary, free_port, wait_for_port
 
 CONFIG = LockConfig(lease_seconds=10)
 WORKERS = 16
@@ -204,6 +205,13 @@ def main() -> None:
     parser.add_argument(
         "--processes", default="1,4,16", help="splits of the 16 workers to run, e.g. 1,16"
     )
+    parser.add_argument(
+        "--dynamodb",
+        choices=("moto", "dynalite"),
+        default="moto",
+        help="the DynamoDB stand-in: moto (one call at a time) or dynalite (installed by "
+        "./run.sh test)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -221,9 +229,13 @@ def main() -> None:
         return
 
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service.localaws", "--port", str(port)], stdout=subprocess.DEVNULL
-    )
+    command = [sys.executable, "-m", "service.localaws", "--port", str(port)]
+    if args.dynamodb == "dynalite":
+        binary = dynalite_binary()
+        if binary is None:
+            parser.error("dynalite is not installed: ./run.sh test installs it")
+        command = [binary, "--host", "127.0.0.1", "--port", str(port), "--createTableMs", "50"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
         wait_for_port(port)
         endpoint = f"http://127.0.0.1:{port}"
@@ -261,7 +273,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"RTT (conditional UpdateItem) p50: {report['rtt_ms']} ms")
+    print(f"DynamoDB: {args.dynamodb}; RTT (conditional UpdateItem) p50: {report['rtt_ms']} ms")
     print(
         f"uncontended acquire+release p50: {report['uncontended_acquire_release_ms']} ms, "
         f"{report['uncontended_calls_per_lease']:.2f} calls per lease"

@@ -2,11 +2,14 @@
 PutImage quota, measured in one run against one embedded moto server.
 
     .venv/bin/python bench/service_bench.py [--seconds 30] [--quick] [--dynamodb-delay-ms 5]
+                                            [--dynamodb dynalite]
 
 ``--seconds`` is the length of each load phase (default 30); ``--quick`` runs 5 s phases
 and fewer single pushes; ``--dynamodb-delay-ms`` adds a fixed delay to every DynamoDB
 call of pushgate and of the probe (``DynamoDelay``: a table in the Region, a few ms away,
-rather than moto on this host). Everything listens on 127.0.0.1 only.
+rather than moto on this host); ``--dynamodb dynalite`` serves DynamoDB from dynalite
+(installed by ``./run.sh test``) instead of moto, which serves one call at a time for
+ECR and DynamoDB together. Everything listens on 127.0.0.1 only.
 
 The round-trip unit is measured in the same run: the probe, a plain conditional
 ``UpdateItem`` on the lease table from its own client (median of 30).
@@ -96,7 +99,7 @@ from service.client._base import RetryPolicy
 from service.client.errors import ApiError, PushgateError
 from service.main import create_app
 from service.settings import Settings
-from tests.servers import free_port, wait_for_port
+from tests.servers import dynalite, free_port, wait_for_port
 from tests.uvicorn_server import serve
 
 REGION = "us-east-1"
@@ -203,10 +206,14 @@ def local_aws() -> Iterator[str]:
             child.kill()
 
 
-def settings_for(endpoint: str, suffix: str, **overrides: Any) -> Settings:
+def settings_for(
+    endpoint: str, suffix: str, dynamodb: str | None = None, **overrides: Any
+) -> Settings:
+    """pushgate's settings against the bench's servers (DynamoDB at ``dynamodb``, if
+    given, else on the AWS stand-in)."""
     return Settings(
         region=REGION,
-        dynamodb_endpoint_url=endpoint,
+        dynamodb_endpoint_url=dynamodb or endpoint,
         ecr_endpoint_url=endpoint,
         lease_table=f"bench-leases-{suffix}",
         history_table=f"bench-history-{suffix}",
@@ -535,6 +542,16 @@ async def probe_round_trip(endpoint: str, table: str, delay: DynamoDelay, calls:
     return statistics.median(times)
 
 
+@contextlib.contextmanager
+def dynamodb_server(kind: str) -> Iterator[str | None]:
+    """dynalite's endpoint for ``--dynamodb dynalite``, else None (moto serves it)."""
+    if kind != "dynalite":
+        yield None
+        return
+    with dynalite() as endpoint:
+        yield endpoint
+
+
 def create_repositories(endpoint: str, names: list[str]) -> None:
     ecr = boto3.client("ecr", endpoint_url=endpoint, region_name=REGION)
     for name in names:
@@ -564,6 +581,12 @@ def main() -> None:
         default=0.0,
         help="added to every DynamoDB call of pushgate and of the probe (an in-Region table)",
     )
+    parser.add_argument(
+        "--dynamodb",
+        choices=("moto", "dynalite"),
+        default="moto",
+        help="DynamoDB: moto (one call at a time, beside ECR) or dynalite (its own process)",
+    )
     parser.add_argument("--hot-clients", type=int, default=32)
     parser.add_argument("--tag-clients", type=int, default=64)
     args = parser.parse_args()
@@ -574,8 +597,8 @@ def main() -> None:
     ecr = SimulatedEcr(latency=args.latency_ms / 1000, quota=args.quota, burst=args.quota)
     suffix = uuid.uuid4().hex[:8]
     rows: list[tuple[str, str, str]] = []
-    with local_aws() as endpoint:
-        base = settings_for(endpoint, suffix, putimage_rate_per_second=args.quota)
+    with local_aws() as endpoint, dynamodb_server(args.dynamodb) as dynamodb:
+        base = settings_for(endpoint, suffix, dynamodb, putimage_rate_per_second=args.quota)
         asyncio.run(create_tables(base))
         repos = {
             k: f"bench/{k}-{suffix}"
@@ -583,12 +606,12 @@ def main() -> None:
         }
         create_repositories(endpoint, list(repos.values()))
         delay = DynamoDelay(args.dynamodb_delay_ms / 1000)
-        probe = asyncio.run(probe_round_trip(endpoint, base.lease_table, delay))
+        probe = asyncio.run(probe_round_trip(dynamodb or endpoint, base.lease_table, delay))
         moto_ms = probe * 1000
         print(
             f"simulated ECR: {args.latency_ms:.0f} ms per call, PutImage quota {args.quota:.0f}/s "
             f"(burst {args.quota:.0f}); phases of {seconds:.0f} s; DynamoDB round trip (probe: "
-            f"conditional UpdateItem, +{args.dynamodb_delay_ms:.0f} ms added) p50 "
+            f"conditional UpdateItem on {args.dynamodb}, +{args.dynamodb_delay_ms:.0f} ms added) p50 "
             f"{moto_ms:.1f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n",
             flush=True,
         )
