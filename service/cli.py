@@ -64,15 +64,28 @@ def _example_push(url: str) -> str:
     return f"curl -sS -X POST {url}/v1/pushes -H 'content-type: application/json' -d '{body}'"
 
 
-async def _bootstrap(settings: Settings, repositories: list[str]) -> None:
+async def _bootstrap(
+    settings: Settings, repositories: list[str], tags_table: str | None = None
+) -> str | None:
+    """Create what is missing; with ``tags_table``, import its records and say how many."""
     from service.adapters.aws import open_clients  # noqa: PLC0415 - server-only import
     from service.adapters.tables import ensure_tables  # noqa: PLC0415
+    from service.adapters.tags_import import import_tags_table  # noqa: PLC0415
 
     async with open_clients(settings) as clients:
         await ensure_tables(clients.dynamodb, settings)
         for name in repositories:
             with contextlib.suppress(clients.ecr.exceptions.RepositoryAlreadyExistsException):
                 await clients.ecr.create_repository(repositoryName=name)
+        if tags_table is None:
+            return None
+        report = await import_tags_table(
+            clients.dynamodb, source=tags_table, lease_table=settings.lease_table
+        )
+    return (
+        f"imported {report.imported} tag records from {tags_table} "
+        f"({report.kept} kept: their lease item has a record already; {report.empty} empty)"
+    )
 
 
 def _start_local_aws() -> str:
@@ -119,19 +132,36 @@ def init(
         list[str] | None,
         typer.Option("--repository", help="An ECR repository to create (repeatable)."),
     ] = None,
+    import_tags_table: Annotated[
+        str | None,
+        typer.Option(
+            "--import-tags-table",
+            help="Copy the tag records of an earlier release's tags table into the lease "
+            "items (before the new release serves pushes; a second run changes nothing).",
+        ),
+    ] = None,
 ) -> None:
-    """Create the lease, tags and history tables (and repositories) if missing (server extra)."""
+    """Create the lease, history and budget tables (and repositories) if missing (server
+    extra)."""
     require("server", "pushgate init")
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    from service.domain.errors import PushError  # noqa: PLC0415
 
     settings = _server_settings()
     if settings.region is None:
         _fail(NO_REGION)
     try:
-        asyncio.run(_bootstrap(settings, list(repository or [])))
+        imported = asyncio.run(_bootstrap(settings, list(repository or []), import_tags_table))
     except (BotoCoreError, ClientError) as exc:
         _fail(f"could not create the tables: {exc}", code=1)
-    typer.echo(f"tables ready: {settings.lease_table}, {settings.history_table}")
+    except PushError as exc:
+        _fail(f"could not import the tags table: {exc.message}", code=1)
+    typer.echo(
+        f"tables ready: {settings.lease_table}, {settings.history_table}, {settings.budget_table}"
+    )
+    if imported is not None:
+        typer.echo(imported)
 
 
 def local_settings(settings: Settings, endpoint: str) -> Settings:
