@@ -349,7 +349,7 @@ class BudgetedRegistry:
 
     async def reserve(self, ref: ImageRef, digest: str) -> None:
         """Reserve the slot of the coming ``put_image`` of ``digest`` now, and hold it for
-        that call (the use case does this beside its intent write)."""
+        that call (the use case does this while its acquire is in flight)."""
         key = (ref.key, digest)
         if key not in self._held:
             self._held[key] = await self._slot(key)
