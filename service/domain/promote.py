@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -184,17 +185,22 @@ async def push_tags(
     push_one: PushOne,
     *,
     source_repository: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TagsResult:
     """Push ``request``'s manifest under each of ``refs`` (from ``tag_refs``), one at a
-    time; see the module docstring for the order and for which errors stop the rest."""
+    time; see the module docstring for the order and for which errors stop the rest.
+    ``request.wait_seconds`` bounds the waits of all the tags together: each tag waits
+    for its lease what is left of it (a tag after the deadline makes one attempt)."""
     answers: list[TagOutcome] = []
     stopped: PushError | None = None
+    deadline = clock() + request.wait_seconds
     for ref in refs:
         if stopped is not None:
             answers.append(TagOutcome(ref.tag, error=stopped))
             continue
+        left = max(0.0, deadline - clock())
         try:
-            result = await push_one(dataclasses.replace(request, ref=ref))
+            result = await push_one(dataclasses.replace(request, ref=ref, wait_seconds=left))
         except _IMAGE_ERRORS as exc:
             error: PushError = exc
             if isinstance(exc, LayersNotFound) and source_repository is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from service.domain.errors import LayersNotFound, LeaseTimeout, PushError, RepositoryNotFound
@@ -132,3 +134,22 @@ def test_history_ref_of_a_digest_key() -> None:
         type(history_ref("team/app", "@" + digest)),
         type(history_ref("team/app", "v1")),
     )
+
+
+async def test_wait_seconds_bounds_all_the_tags_together() -> None:
+    """A request's ``wait_seconds`` is shared by its tags: each waits what is left, and a
+    tag after the deadline makes one attempt (0 s), so N busy tags cannot hold a request
+    N times its wait."""
+    now = [0.0]
+    waits: list[float] = []
+    pushes = Pushes()
+
+    async def slow(push: PushRequest) -> PushResult:
+        waits.append(push.wait_seconds)
+        now[0] += 2.0  # each tag waited 2 s for its lease
+        return await pushes(push)
+
+    five = dataclasses.replace(request(), wait_seconds=5.0)
+    await push_tags(five, tag_refs("team/app", ["a", "b", "c", "d"]), slow, clock=lambda: now[0])
+
+    assert [5.0, 3.0, 1.0, 0.0] == waits
