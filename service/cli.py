@@ -84,7 +84,8 @@ async def _bootstrap(
         )
     return (
         f"imported {report.imported} tag records from {tags_table} "
-        f"({report.kept} kept: their lease item has a record already; {report.empty} empty)"
+        f"({report.kept} kept: their lease item has a record already; {report.empty} empty; "
+        f"{report.unreadable} not in a tags table's format)"
     )
 
 

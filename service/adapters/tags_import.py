@@ -36,6 +36,7 @@ class ImportReport:
     imported: int  # records (with their intent, if any) copied into lease items
     kept: int  # lease items that carry a record or intent already: left as they are
     empty: int  # tags-table items with neither record nor intent
+    unreadable: int = 0  # items not in the tags table's format: skipped
 
 
 def _text(item: dict[str, Any], name: str) -> str | None:
@@ -84,12 +85,16 @@ async def import_tags_table(
     """Copy every record of the tags table ``source`` into ``lease_table`` (module doc)."""
     model: Any = lease_model(lease_table)  # attributes built at run time
     expires_at = model.expires_at.attr_name
-    imported = kept = empty = 0
+    imported = kept = empty = unreadable = 0
     paginator = client.get_paginator("scan")
     try:
         async for page in paginator.paginate(TableName=source, ConsistentRead=True):
             for item in page.get("Items", []):
-                record, pending = from_tags_item(dict(item))
+                try:
+                    record, pending = from_tags_item(dict(item))
+                except (KeyError, TypeError, ValueError, ArithmeticError):
+                    unreadable += 1
+                    continue
                 if record is None and pending is None:
                     empty += 1
                     continue
@@ -100,7 +105,7 @@ async def import_tags_table(
                     kept += 1
     except (ClientError, BotoCoreError) as exc:
         raise backend_error(exc, f"importing the tags table {source!r}") from exc
-    return ImportReport(imported=imported, kept=kept, empty=empty)
+    return ImportReport(imported=imported, kept=kept, empty=empty, unreadable=unreadable)
 
 
 async def _copy(
