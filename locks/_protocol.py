@@ -90,6 +90,7 @@ from typing import Any
 
 from locks._models import (
     EXPIRES_AT,
+    GRANTED_AT,
     TOKEN,
     Grant,
     Holder,
@@ -406,12 +407,42 @@ def handoff_flow(
     remove: Iterable[str] = (),
     defaults: Data = NO_DATA,
 ) -> Generator[Request, Any, Grant | None]:
-    """Pass the lease to a local waiter; None if our grant had already moved on."""
+    """Pass the lease to a local waiter; None if our grant had already moved on.
+
+    The write moves the token on, so a retry of one that landed (its answer lost) fails
+    its condition, and a write that failed may have landed: the item then shows our
+    hand-off (our owner, the next token, our ``granted_at``), which is taken as done.
+    """
     now: float = yield Now()
-    answer = yield handoff_request(table, grant, now, config, set_data, remove, defaults)
+    try:
+        answer = yield handoff_request(table, grant, now, config, set_data, remove, defaults)
+    except LockBackendError:
+        item = (yield read_request(table, grant.key)).get("Item")
+        if not _handed_off(item, grant, now):
+            raise
+        return grant_from(item, grant.key, grant.owner, now, config)
     if isinstance(answer, ConditionFailed):
-        return None
+        item = answer.item
+        if item is None:  # the backend does not return ALL_OLD (dynalite): read it
+            item = (yield read_request(table, grant.key)).get("Item")
+        if not _handed_off(item, grant, now):
+            return None
+        return grant_from(item, grant.key, grant.owner, now, config)
     return grant_from(answer["Attributes"], grant.key, grant.owner, now, config)
+
+
+def _handed_off(item: dict[str, Any] | None, grant: Grant, now: float) -> bool:
+    """Does ``item`` show the hand-off of ``grant`` sent at ``now`` as landed?"""
+    if not item:
+        return False
+    holder = Holder.from_item(item)
+    granted = item.get(GRANTED_AT)
+    return (
+        holder.owner == grant.owner
+        and holder.token == grant.token + 1
+        and granted is not None
+        and int(granted["N"]) == int(now)
+    )
 
 
 def release_flow(

@@ -84,12 +84,13 @@ class LockLease:
     async def commit(self, record: TagRecord, *, history: HistoryEntry) -> tuple[HistoryEntry, ...]:
         """The record and its history entry, the intent cleared and the lease released (or
         handed to a waiter of this process): one write, fenced like a release."""
-        carried = journal_entry(self._lease.data.get(_name(JOURNAL)))
+        before = self._lease.data.get(_name(JOURNAL))  # as the grant found it
         data = {_name(RECORD): record_json(record), _name(JOURNAL): journal_json(history)}
         try:
             await self._lease.release(set_attributes=data, remove_attributes=[_name(PENDING)])
         except LockError as exc:
             raise _translate(exc, self.key) from exc
+        carried = journal_entry(before)
         return () if carried is None else (carried,)
 
     async def release(self, *, drop_intent: bool = False) -> None:

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from locks import lease_model
@@ -46,6 +47,8 @@ from service.domain.models import Fence, HistoryEntry, ImageRef, PendingPush, Ta
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+
+log = structlog.get_logger("pushgate.records")
 
 #: DynamoDB error codes that retrying cannot fix
 PERMANENT = frozenset(
@@ -83,8 +86,16 @@ def journal_json(entry: HistoryEntry) -> str:
 
 
 def journal_entry(text: object) -> HistoryEntry | None:
-    """The history entry a ``data_journal`` value carries, if any."""
-    return entry_from_item(json.loads(text)) if isinstance(text, str) else None
+    """The history entry a ``data_journal`` value carries, if any. One this release
+    cannot read (written by another release, say) is logged and skipped: it must never
+    fail the record write that hands it on."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return entry_from_item(json.loads(text))
+    except Exception as exc:  # noqa: BLE001 - any unreadable entry is skipped, not raised
+        log.warning("carried_history_unreadable", error=type(exc).__name__)
+        return None
 
 
 def pending_json(pending: PendingPush) -> str:

@@ -7,11 +7,13 @@ a tag back once, so ``pushgate init --import-tags-table NAME`` copies them first
 
 Each record is written into its lease item (``records``: ``data_record``, and the intent
 as ``data_pending``, to be settled against ECR by the next holder) with one conditional
-write that lands only where the item carries neither: a record this version already
-wrote is newer and stays, and a second import changes nothing. A lease item the import
-creates is released (``expires_at`` 0) and has no token yet, so the next acquire takes
-it as a free key. Run it before the new version serves pushes: a push in flight
-meanwhile writes its own record, which the import then leaves alone.
+write that lands only where the item carries no record: a record this version already
+wrote is newer and stays, and a second import changes nothing. An intent already in the
+item (a push of this version that failed before its record) stays too, and is decided
+again against the imported record by the next push. A lease item the import creates is
+released (``expires_at`` 0) and has no token yet, so the next acquire takes it as a free
+key. Run it before the new version serves pushes: a push decided without the old record
+could move its tag back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from locks import lease_model
 from service.adapters.aws import backend_error
 from service.adapters.records import PENDING, RECORD, pending_json, record_json
+from service.domain.errors import PushError
 from service.domain.models import ImageRef, PendingPush, TagRecord
 
 if TYPE_CHECKING:
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class ImportReport:
     imported: int  # records (with their intent, if any) copied into lease items
-    kept: int  # lease items that carry a record or intent already: left as they are
+    kept: int  # lease items that carry a record already: left as they are
     empty: int  # tags-table items with neither record nor intent
     unreadable: int = 0  # items not in the tags table's format: skipped
 
@@ -92,7 +95,7 @@ async def import_tags_table(
             for item in page.get("Items", []):
                 try:
                     record, pending = from_tags_item(dict(item))
-                except (KeyError, TypeError, ValueError, ArithmeticError):
+                except (KeyError, TypeError, ValueError, ArithmeticError, PushError):
                     unreadable += 1
                     continue
                 if record is None and pending is None:
@@ -117,24 +120,22 @@ async def _copy(
     pending: PendingPush | None,
 ) -> bool:
     sets = ["#expires_at = if_not_exists(#expires_at, :zero)"]
+    names = {"#expires_at": expires_at, "#record": RECORD}
     values: dict[str, Any] = {":zero": {"N": "0"}}
     if record is not None:
         sets.append("#record = :record")
         values[":record"] = {"S": record_json(record)}
     if pending is not None:
-        sets.append("#pending = :pending")
+        sets.append("#pending = if_not_exists(#pending, :pending)")
+        names["#pending"] = PENDING
         values[":pending"] = {"S": pending_json(pending)}
     try:
         await client.update_item(
             TableName=table,
             Key=key,
             UpdateExpression="SET " + ", ".join(sets),
-            ConditionExpression="attribute_not_exists(#record) AND attribute_not_exists(#pending)",
-            ExpressionAttributeNames={
-                "#expires_at": expires_at,
-                "#record": RECORD,
-                "#pending": PENDING,
-            },
+            ConditionExpression="attribute_not_exists(#record)",
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
     except ClientError as exc:

@@ -5,11 +5,13 @@ call PutImage (``ports.Lease``). A push:
 
 1. acquires the lease, writing its intent (the request as asked) in the grant's own
    write where the item holds none, and takes the record from the grant's answer: one
-   round trip. While it waits, the registry reserves a PutImage slot unless the tag is
-   known to need none (``_Expectations``); the reservation never runs in series with it;
+   round trip. While it waits, the registry reserves a PutImage slot, unless the process
+   expects no PutImage or expects the acquire to wait (``_Expectations``): then the slot
+   is reserved after the decision;
 2. an intent another holder left (it died or failed between its intent and its record)
-   is settled against ECR first (``settle``), and this push writes its own intent after
-   its decision, beside the slot reservation;
+   is settled first (``settle``): one written by an acquire is decided again against
+   the record, and only one that would have called PutImage is checked against ECR; this
+   push then writes its own intent after its decision, beside the slot reservation;
 3. decides (``decision.decide``): ``unchanged`` and ``superseded`` are answered now, with
    no ECR call: one round trip;
 4. ``put``: PutImage within the lease (``putimage``), then one write fenced by the grant
@@ -39,11 +41,13 @@ is recorded and raised.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import structlog
 
@@ -94,37 +98,69 @@ class _Failed:
     previous_digest: str | None
 
 
+#: a push that waited this long for its lease met another replica's holder on its tag
+CONTENDED_MS = 50.0
+#: and for this long after, pushes of that tag reserve their slot after the decision
+CONTENDED_SECONDS = 10.0
+
+
 class _Expectations:
-    """What this process last saw each tag name (a bounded memory): a push reserves its
-    PutImage slot while it acquires the lease only when it expects to put, and only when
-    no other push of this process holds or awaits the tag's lease (its slot would go
-    stale in the wait and its reservation would only crowd the budget)."""
+    """What this process last saw of each tag (a bounded memory): a push reserves its
+    PutImage slot while it acquires the lease only when it expects to put, when no other
+    push of this process holds or awaits the tag's lease, and when the tag's lease was not
+    lately held elsewhere: a slot reserved before a wait goes stale in it, and would only
+    crowd the account's budget."""
 
     def __init__(self, size: int = 4096) -> None:
         self._seen: OrderedDict[str, Named] = OrderedDict()
+        self._contended: OrderedDict[str, float] = OrderedDict()
         self._active: Counter[str] = Counter()
         self._size = size
 
-    def start(self, request: PushRequest) -> bool:
-        """A push of ``request`` begins; True if it should reserve a slot now."""
+    def start(self, request: PushRequest, now: float) -> _Active:
+        """A push of ``request`` begins; its handle says whether to reserve a slot now."""
         key = request.ref.key
-        busy = self._active[key] > 0
+        busy = self._active[key] > 0 or now - self._contended.get(key, -math.inf) < (
+            CONTENDED_SECONDS
+        )
         self._active[key] += 1
-        seen = self._seen.get(key)
-        return not busy and isinstance(decide(seen, None, request), Put)
+        early = not busy and isinstance(decide(self._seen.get(key), None, request), Put)
+        return _Active(self, key, early)
 
     def saw(self, key: str, tag: TagState | None) -> None:
-        if tag is None:
-            return
-        self._seen[key] = Named(tag.digest, tag.sequence)
-        self._seen.move_to_end(key)
-        while len(self._seen) > self._size:
-            self._seen.popitem(last=False)
+        if tag is not None:
+            self._remember(self._seen, key, Named(tag.digest, tag.sequence))
 
-    def done(self, key: str) -> None:
+    def waited(self, key: str, waited_ms: float, now: float) -> None:
+        if waited_ms > CONTENDED_MS:
+            self._remember(self._contended, key, now)
+
+    def _remember(self, memory: OrderedDict[str, Any], key: str, value: Any) -> None:
+        memory[key] = value
+        memory.move_to_end(key)
+        while len(memory) > self._size:
+            memory.popitem(last=False)
+
+    def _done(self, key: str) -> None:
         self._active[key] -= 1
         if self._active[key] <= 0:
             del self._active[key]
+
+
+@dataclass(slots=True)
+class _Active:
+    """One push holding or awaiting its tag's lease, until it lets the lease go."""
+
+    expectations: _Expectations
+    key: str
+    early: bool
+    finished: bool = False
+
+    def done(self) -> None:
+        """The push let its lease go (its commit or release): once, whichever comes first."""
+        if not self.finished:
+            self.finished = True
+            self.expectations._done(self.key)  # noqa: SLF001 - its own ledger
 
 
 class PushService:
@@ -170,28 +206,34 @@ class PushService:
         call = PushCall(request, caller, request_id, started)
         key = request.ref.key
         asked = _asked(call)
-        reserving = self._reserve(request) if self._expect.start(request) else None
+        active = self._expect.start(request, self.clock())
+        reserving = self._reserve(request) if active.early else None
         try:
             lease = await self._leases.acquire(key, timeout=request.wait_seconds, intent=asked)
         except PushError as exc:
-            self._expect.done(key)
+            active.done()
+            _drop(reserving)
             await self.journal.failed(call, exc, token=None, previous_digest=None)
             raise
         except BaseException:
-            self._expect.done(key)
+            active.done()
+            _drop(reserving)
             raise
+        self._expect.waited(key, lease.waited_ms, self.clock())
         try:  # the lease library logs lease_acquired / lease_released
             outcome = await self._under_lease(call, lease, asked, reserving)
         except BaseException:
-            await self._release(lease)
+            await self._release(lease, active)
             raise
         if isinstance(outcome, _Failed):
-            await self._release(lease)
+            await self._release(lease, active)
             await self.journal.failed(
                 call, outcome.error, token=lease.token, previous_digest=outcome.previous_digest
             )
             raise outcome.error
         result, unverified, entries = outcome.result, outcome.unverified, outcome.entries
+        if unverified is None:  # committed: the lease is let go already
+            active.done()
         log.info(
             "push_finished",
             outcome=result.outcome.value,
@@ -209,7 +251,7 @@ class PushService:
                 if unverified is not None:
                     repaired = await self._upkeep.verify(call, lease, unverified)
             finally:
-                await self._release(lease, drop_intent=True)
+                await self._release(lease, active, drop_intent=True)
             if repaired and self._on_repaired is not None:
                 self._on_repaired()
             return repaired
@@ -288,13 +330,16 @@ class PushService:
                 result = self._result(call, lease, outcome, new, previous)
                 return _Answered(result, None, (*carried, entry))
             case Unchanged(raise_to=raised) if raised is not None:
+                _drop(reserving)
                 tag = self._record(call, lease, Named(request.digest, raised))
                 await self._records.put(tag, fence=lease.fence())
                 self._expect.saw(lease.key, tag)
                 outcome = Outcome.UNCHANGED
             case Unchanged():
+                _drop(reserving)
                 outcome = Outcome.UNCHANGED
             case Superseded():
+                _drop(reserving)
                 outcome = Outcome.SUPERSEDED
         assert tag is not None  # noqa: S101 - decide answers put for an unknown tag
         entry = self.journal.entry(call, outcome, token=lease.token, previous_digest=previous)
@@ -385,7 +430,7 @@ class PushService:
         lost.__cause__ = exc
         return lost
 
-    async def _release(self, lease: Lease, *, drop_intent: bool = False) -> None:
+    async def _release(self, lease: Lease, active: _Active, *, drop_intent: bool = False) -> None:
         """Release (a no-op after a commit); ``drop_intent`` only for a push that called
         no PutImage: a failed one's intent stays, its put may have landed."""
         try:
@@ -393,7 +438,7 @@ class PushService:
         except PushError as exc:
             log.warning("lease_release_failed", key=lease.key, error=exc.code)
         finally:
-            self._expect.done(lease.key)
+            active.done()
 
 
 def _asked(call: PushCall) -> PendingPush:
@@ -407,3 +452,12 @@ def _asked(call: PushCall) -> PendingPush:
         request_id=call.request_id,
         nonce=secrets.token_hex(8),
     )
+
+
+def _drop(reserving: asyncio.Future[None] | None) -> None:
+    """Cancel a slot reservation no PutImage will use (if its write has not left yet, the
+    slot stays free), and retrieve its outcome so nothing is reported unretrieved."""
+    if reserving is None:
+        return
+    reserving.cancel()
+    reserving.add_done_callback(lambda done: done.cancelled() or done.exception())

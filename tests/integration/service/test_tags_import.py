@@ -11,7 +11,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from service.adapters.records import pending_json
 from service.cli import app
+from service.domain.models import PendingPush
 from service.settings import Settings
 from tests.integration.service.helpers import manifest, tag_digest
 
@@ -68,8 +70,10 @@ async def test_imported_records_keep_tags_from_moving_back(
 ) -> None:
     """v1's record (build 5) and v2's intent (build 7, which landed in ECR) come over:
     older builds are superseded afterwards, v2's intent settled and adopted. v3 had
-    nothing to import; v4 already had a record written by this release, which stays. A
-    second import changes nothing."""
+    nothing to import; v4 already had a record written by this release, which stays; v6's
+    lease item held only the intent of a push of this release that failed before
+    PutImage: its old record (build 10) comes over beside it. A second import changes
+    nothing."""
     source = f"tags-old-{suffix}"
     dynamodb.create_table(
         TableName=source,
@@ -80,6 +84,13 @@ async def test_imported_records_keep_tags_from_moving_back(
     for tag, n in (("v1", 5), ("v2", 7)):  # what ECR holds from the earlier release
         ecr.put_image(repositoryName=repo, imageTag=tag, imageManifest=manifest(n))
     await push(client, repo, "v4", 2, 2)  # this release's own record
+    failed = PendingPush(digest(manifest(11)), 11, None, "ci", "r11", "n11")
+    dynamodb.update_item(  # a push of this release that failed before its PutImage
+        TableName=settings.lease_table,
+        Key={"pk": {"S": f"{repo}:v6"}},
+        UpdateExpression="SET data_pending = :p, expires_at = :zero",
+        ExpressionAttributeValues={":p": {"S": pending_json(failed)}, ":zero": {"N": "0"}},
+    )
     items = [
         old_item(repo, "v1", digest=digest(manifest(5)), sequence=5, token=3, updated_at=1.5),
         old_item(
@@ -97,6 +108,7 @@ async def test_imported_records_keep_tags_from_moving_back(
         old_item(repo, "v3"),
         old_item(repo, "v4", digest=digest(manifest(9)), sequence=9, token=4),
         old_item(repo, "v5", digest=digest(manifest(8)), sequence="eight"),  # not its format
+        old_item(repo, "v6", digest=digest(manifest(10)), sequence=10, token=5),
     ]
     for item in items:
         dynamodb.put_item(TableName=source, Item=item)
@@ -104,15 +116,17 @@ async def test_imported_records_keep_tags_from_moving_back(
     first = await init(settings, monkeypatch, source)
     again = await init(settings, monkeypatch, source)
 
-    assert "imported 2 tag records" in first, first
+    assert "imported 3 tag records" in first, first
     assert "(1 kept" in first, first
     assert "1 empty; 1 not in a tags table's format" in first, first
     assert "imported 0 tag records" in again, again
     assert "(3 kept" not in first
-    older = [await push(client, repo, tag, n, 3) for tag, n in (("v1", 3), ("v2", 6))]
-    assert [("superseded", digest(manifest(5)), 5), ("superseded", digest(manifest(7)), 7)] == [
-        (a["outcome"], a["current_digest"], a["current_sequence"]) for a in older
-    ]
+    older = [await push(client, repo, tag, n, 3) for tag, n in (("v1", 3), ("v2", 6), ("v6", 3))]
+    assert [
+        ("superseded", digest(manifest(5)), 5),
+        ("superseded", digest(manifest(7)), 7),
+        ("superseded", digest(manifest(10)), 10),
+    ] == [(a["outcome"], a["current_digest"], a["current_sequence"]) for a in older]
     newer = await push(client, repo, "v4", 3, 3)  # v4's record is this release's (2)
     assert ("pushed", digest(manifest(3))) == (newer["outcome"], tag_digest(ecr, repo, "v4"))
     history = (await client.get(f"/v1/tags/{repo}/v2/history")).json()

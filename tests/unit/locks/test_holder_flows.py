@@ -395,3 +395,68 @@ def test_handoff_of_a_grant_that_moved_on_returns_none():
     flow.send(T0)
 
     assert None is finish(flow, ConditionFailed(item(owner=OTHER, token=8, expires_at=T0)))
+
+
+def handed(now: float, token: int = 8) -> dict[str, Any]:
+    """The item after our hand-off sent at ``now`` landed."""
+    landed = item(owner=ME, token=token, expires_at=now + 10_000)
+    landed["granted_at"] = {"N": str(int(now))}
+    return landed
+
+
+def test_a_retried_handoff_that_had_landed_is_taken_as_done():
+    """The client retried a hand-off whose first write landed: the retry fails its
+    condition, but the old item shows our hand-off (next token, our granted_at), so the
+    grant stands rather than a lost lease."""
+    flow = handoff_flow(TABLE, GRANT, CONFIG)
+    next(flow)
+    flow.send(T0 + 5)
+
+    grant = finish(flow, ConditionFailed(handed(T0 + 5)))
+
+    assert (8, T0 + 9_005) == (grant.token, grant.trusted_until_ms)
+
+
+def test_a_failed_condition_without_the_old_item_reads_it():
+    """A backend that sends no old item (dynalite) is asked with a read."""
+    flow = handoff_flow(TABLE, GRANT, CONFIG)
+    next(flow)
+    flow.send(T0 + 5)
+
+    read = flow.send(ConditionFailed(None))
+
+    assert "get_item" == read.op
+    assert None is finish(flow, {"Item": item(owner=OTHER, token=8, expires_at=T0)})
+
+
+def test_a_handoff_that_failed_but_landed_is_taken_as_done():
+    """The write failed (a timeout after retries) yet landed: a read shows it."""
+    flow = handoff_flow(TABLE, GRANT, CONFIG)
+    next(flow)
+    flow.send(T0 + 5)
+
+    read = flow.throw(BACKEND_ERROR)
+
+    assert "get_item" == read.op
+    assert 8 == finish(flow, {"Item": handed(T0 + 5)}).token
+
+
+def test_a_handoff_that_failed_and_did_not_land_raises():
+    """The write failed and the item still shows our own grant: the error stands."""
+    flow = handoff_flow(TABLE, GRANT, CONFIG)
+    next(flow)
+    flow.send(T0 + 5)
+    flow.throw(BACKEND_ERROR)
+
+    with pytest.raises(LockBackendError):
+        flow.send({"Item": OURS})
+
+
+def test_someone_elses_later_handoff_is_not_ours():
+    """A grant with our owner and the next token but another granted_at (our process's
+    next holder, say) is not this hand-off."""
+    flow = handoff_flow(TABLE, GRANT, CONFIG)
+    next(flow)
+    flow.send(T0 + 5)
+
+    assert None is finish(flow, ConditionFailed(handed(T0 + 9)))

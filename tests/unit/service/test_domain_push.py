@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -481,3 +482,28 @@ async def test_unchanged_and_superseded_answer_before_any_ecr_call(world: World)
         answers.append((result.outcome, len(asked)))
         await jobs[0]()
     assert [(Outcome.UNCHANGED, 0), (Outcome.SUPERSEDED, 1)] == answers
+
+
+async def test_the_slot_is_reserved_while_the_acquire_is_in_flight(world: World) -> None:
+    """A push expected to put reserves its PutImage slot while its acquire is in flight,
+    also right after a committed push of the same tag whose after-answer work (history)
+    has not run yet: that push let its lease go at its commit. A push the process
+    expects to be unchanged reserves nothing."""
+    seen: list[int] = []
+    acquire = world.leases.acquire
+
+    async def acquiring(
+        key: str, *, timeout: float, intent: PendingPush | None = None
+    ) -> FakeLease:
+        for _ in range(3):  # the acquire's round trip: the reservation runs meanwhile
+            await asyncio.sleep(0)
+        seen.append(len(world.registry.reserved))
+        return await acquire(key, timeout=timeout, intent=intent)
+
+    world.leases.acquire = acquiring  # type: ignore[method-assign]
+    jobs: list[Callable[[], Awaitable[None]]] = []
+    for req in (request(1, sequence=1), request(2, sequence=2), request(2, sequence=2)):
+        await world.service.push(req, caller="ci", request_id="r", defer=jobs.append)
+    assert [1, 2, 2] == seen  # the third (unchanged) reserved nothing
+    for job in jobs:
+        await job()
