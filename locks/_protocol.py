@@ -431,18 +431,25 @@ def handoff_flow(
     return grant_from(answer["Attributes"], grant.key, grant.owner, now, config)
 
 
-def _handed_off(item: dict[str, Any] | None, grant: Grant, now: float) -> bool:
-    """Does ``item`` show the hand-off of ``grant`` sent at ``now`` as landed?"""
+def _granted_at(item: dict[str, Any] | None, owner: str, now: float) -> bool:
+    """Does ``item`` show a grant to ``owner`` written at ``now`` (its clock), unreleased?
+    The botocore client retries a write whose answer was lost; the retry of a grant
+    fails its condition against the grant itself."""
     if not item:
         return False
     holder = Holder.from_item(item)
     granted = item.get(GRANTED_AT)
     return (
-        holder.owner == grant.owner
-        and holder.token == grant.token + 1
+        holder.owner == owner
         and granted is not None
         and int(granted["N"]) == int(now)
+        and (holder.expires_at_ms or 0) > 0
     )
+
+
+def _handed_off(item: dict[str, Any] | None, grant: Grant, now: float) -> bool:
+    """Does ``item`` show the hand-off of ``grant`` sent at ``now`` as landed?"""
+    return _granted_at(item, grant.owner, now) and Holder.from_item(item).token == (grant.token + 1)
 
 
 def release_flow(
