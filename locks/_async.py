@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -579,8 +580,9 @@ class AsyncLease:
         if ticket is None or not may_hand_off(self._grant, lock.clock(), lock.config, streak):
             return None
         set_attributes, remove, defaults = handoff_data(typed, removed, ticket)
+        marker = uuid.uuid4().hex  # tells this write apart if its answer is lost
         flow = handoff_flow(
-            lock.table_name, self._grant, lock.config, set_attributes, remove, defaults
+            lock.table_name, self._grant, lock.config, set_attributes, remove, defaults, marker
         )
         try:
             new = await lock._run(flow, None, self)  # noqa: SLF001

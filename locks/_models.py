@@ -26,6 +26,7 @@ CLEANUP_AT = "cleanup_at"  # epoch seconds: DynamoDB TTL deletes the item after 
 CLAIMANT = "claimant"  # the waiter next in line (cross-process fairness)
 CLAIM_EXPIRES_AT = "claim_expires_at"  # epoch ms by the claimant's clock
 CLAIM_SINCE = "claim_since"  # epoch ms the claimant started waiting: older waiters win
+HANDOFF = "handoff_id"  # a random mark of the last local hand-off's write: its own to tell
 # The data a lease guards is stored beside it as ``data_<name>`` attributes: the
 # lock's own names never start with the prefix, so the two cannot collide. (A
 # nested ``data`` map would need the map to exist before a path in it can be
@@ -221,5 +222,6 @@ def lease_model(
         "claimant": UnicodeAttribute(null=True, attr_name=CLAIMANT),
         "claim_expires_at": NumberAttribute(null=True, attr_name=CLAIM_EXPIRES_AT),
         "claim_since": NumberAttribute(null=True, attr_name=CLAIM_SINCE),
+        "handoff_id": UnicodeAttribute(null=True, attr_name=HANDOFF),
     }
     return type(f"LeaseItem_{table_name}", (Model,), attrs)

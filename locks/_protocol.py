@@ -54,10 +54,12 @@ counts up from it.
 Hand-off. A holder that releases while a waiter of its own process is next
 in the local queue passes the lease to it in one conditional write (owner and
 token ours, token + 1, a fresh expiry) instead of release + acquire; the
-waiter never calls DynamoDB. When a waiter of another process has claimed the
-key, at most ``local_handoffs`` hand-offs happen in a row before a real release
-lets the claimant in (lock cohorting: the throughput of local hand-off with
-bounded unfairness).
+waiter never calls DynamoDB. The write carries a random mark (``handoff_id``): a
+hand-off whose answer was lost (the client retried it, or it failed after landing)
+is known by the mark in the item and taken as done, rather than as a lost lease.
+When a waiter of another process has claimed the key, at most ``local_handoffs``
+hand-offs happen in a row before a real release lets the claimant in (lock
+cohorting: the throughput of local hand-off with bounded unfairness).
 
 Data. An item may carry the data the lease guards (as the AWS Java lock client
 does), in ``data_<name>`` attributes. An acquire can set some in its own
@@ -90,7 +92,7 @@ from typing import Any
 
 from locks._models import (
     EXPIRES_AT,
-    GRANTED_AT,
+    HANDOFF,
     TOKEN,
     Grant,
     Holder,
@@ -406,50 +408,50 @@ def handoff_flow(
     set_data: Data = NO_DATA,
     remove: Iterable[str] = (),
     defaults: Data = NO_DATA,
+    marker: str | None = None,
 ) -> Generator[Request, Any, Grant | None]:
     """Pass the lease to a local waiter; None if our grant had already moved on.
 
     The write moves the token on, so a retry of one that landed (its answer lost) fails
-    its condition, and a write that failed may have landed: the item then shows our
-    hand-off (our owner, the next token, our ``granted_at``), which is taken as done.
+    its condition, and a write that failed may have landed. With a ``marker`` (random,
+    written with the hand-off) the item then tells: our owner, the next token and our
+    marker mean the hand-off landed, and it is taken as done.
     """
     now: float = yield Now()
+    request = handoff_request(table, grant, now, config, set_data, remove, defaults, marker)
     try:
-        answer = yield handoff_request(table, grant, now, config, set_data, remove, defaults)
+        answer = yield request
     except LockBackendError:
+        if marker is None:
+            raise
         item = (yield read_request(table, grant.key)).get("Item")
-        if not _handed_off(item, grant, now):
+        if not _handed_off(item, grant, marker):
             raise
         return grant_from(item, grant.key, grant.owner, now, config)
     if isinstance(answer, ConditionFailed):
+        if marker is None:
+            return None
         item = answer.item
         if item is None:  # the backend does not return ALL_OLD (dynalite): read it
             item = (yield read_request(table, grant.key)).get("Item")
-        if not _handed_off(item, grant, now):
+        if not _handed_off(item, grant, marker):
             return None
         return grant_from(item, grant.key, grant.owner, now, config)
     return grant_from(answer["Attributes"], grant.key, grant.owner, now, config)
 
 
-def _granted_at(item: dict[str, Any] | None, owner: str, now: float) -> bool:
-    """Does ``item`` show a grant to ``owner`` written at ``now`` (its clock), unreleased?
-    The botocore client retries a write whose answer was lost; the retry of a grant
-    fails its condition against the grant itself."""
+def _handed_off(item: dict[str, Any] | None, grant: Grant, marker: str) -> bool:
+    """Does ``item`` show our hand-off of ``grant``, marked ``marker``, as landed?"""
     if not item:
         return False
     holder = Holder.from_item(item)
-    granted = item.get(GRANTED_AT)
+    mark = item.get(HANDOFF)
     return (
-        holder.owner == owner
-        and granted is not None
-        and int(granted["N"]) == int(now)
-        and (holder.expires_at_ms or 0) > 0
+        holder.owner == grant.owner
+        and holder.token == grant.token + 1
+        and mark is not None
+        and mark.get("S") == marker
     )
-
-
-def _handed_off(item: dict[str, Any] | None, grant: Grant, now: float) -> bool:
-    """Does ``item`` show the hand-off of ``grant`` sent at ``now`` as landed?"""
-    return _granted_at(item, grant.owner, now) and Holder.from_item(item).token == (grant.token + 1)
 
 
 def release_flow(

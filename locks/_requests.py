@@ -20,6 +20,7 @@ from locks._models import (
     DATA_PREFIX,
     EXPIRES_AT,
     GRANTED_AT,
+    HANDOFF,
     MAX_DATA_NAME,
     OWNER,
     PK,
@@ -89,6 +90,7 @@ NAMES = {
     "#claimant": CLAIMANT,
     "#claim_expires_at": CLAIM_EXPIRES_AT,
     "#claim_since": CLAIM_SINCE,
+    "#handoff": HANDOFF,
 }
 
 
@@ -274,9 +276,11 @@ def handoff_request(
     set_data: Data = NO_DATA,
     remove: Iterable[str] = (),
     defaults: Data = NO_DATA,
+    marker: str | None = None,
 ) -> Call:
     """Pass our grant to a waiter of our own process: one write, the next token,
-    with the data changes of our release and of the waiter's acquire."""
+    with the data changes of our release and of the waiter's acquire. ``marker`` (random)
+    is written too, so a write that landed unanswered is known by it."""
     expires_at = now + config.lease_ms
     values = {
         ":owner": {"S": grant.owner},
@@ -287,13 +291,17 @@ def handoff_request(
         ":expires_at": _n(expires_at),
         ":cleanup_at": _n(_cleanup_at(expires_at, config)),
     }
+    sets = [
+        "#token = #token + :one",
+        "#expires_at = :expires_at",
+        "#granted_at = :now",
+        "#cleanup_at = :cleanup_at",
+    ]
+    if marker is not None:
+        sets.append("#handoff = :handoff")
+        values[":handoff"] = {"S": marker}
     update = _with_data(
-        [
-            "#token = #token + :one",
-            "#expires_at = :expires_at",
-            "#granted_at = :now",
-            "#cleanup_at = :cleanup_at",
-        ],
+        sets,
         [],
         set_data,
         remove,

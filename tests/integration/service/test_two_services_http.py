@@ -26,7 +26,8 @@ async def test_two_servers_serialize_and_never_move_tag_backwards(
     settings: Settings, repo: str, ecr: Any, coalesce: bool
 ) -> None:
     """Concurrent pushes of one tag with shuffled sequences, split over two servers: the tag
-    ends on the highest sequence, every push has one history entry, and the entries of
+    ends on the highest sequence, every push has one history entry (appended just after
+    its answer), and the entries of
     pushes that took the lease show strictly increasing tokens with the pushed sequences
     increasing. Without coalescing every push took the lease."""
     sequences = list(range(1, PUSHES + 1))
@@ -49,15 +50,13 @@ async def test_two_servers_serialize_and_never_move_tag_backwards(
                     for i, seq in enumerate(sequences)
                 )
             )
-            history: list[dict[str, Any]] = []
-            cursor = None
+            # entries are appended just after each answer: wait (bounded) for the last ones
+            deadline = asyncio.get_running_loop().time() + 10
             while True:
-                params = {"limit": 100} | ({"cursor": cursor} if cursor else {})
-                page = (await http.get(f"{one}/v1/tags/{repo}/v1/history", params=params)).json()
-                history += page["items"]
-                cursor = page["next_cursor"]
-                if not cursor:
+                history = await read_history(http, f"{one}/v1/tags/{repo}/v1/history")
+                if len(history) >= PUSHES or asyncio.get_running_loop().time() > deadline:
                     break
+                await asyncio.sleep(0.1)
             record = (await http.get(f"{two}/v1/tags/{repo}/v1")).json()
     assert [200] * PUSHES == [a.status_code for a in answers]
     assert {"pushed", "superseded"} >= {a.json()["outcome"] for a in answers}
@@ -72,3 +71,16 @@ async def test_two_servers_serialize_and_never_move_tag_backwards(
     assert PUSHES == len(history)
     if not coalesce:
         assert oldest_first == leased
+
+
+async def read_history(http: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
+    """Every history entry of a tag, newest first, page by page."""
+    history: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 100} | ({"cursor": cursor} if cursor else {})
+        page = (await http.get(url, params=params)).json()
+        history += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return history

@@ -398,18 +398,35 @@ def test_handoff_of_a_grant_that_moved_on_returns_none():
     assert None is finish(flow, ConditionFailed(item(owner=OTHER, token=8, expires_at=T0)))
 
 
-def handed(now: float, token: int = 8) -> dict[str, Any]:
-    """The item after our hand-off sent at ``now`` landed."""
+MARK = "f00d"
+
+
+def handed(now: float, token: int = 8, mark: str = MARK) -> dict[str, Any]:
+    """The item after a hand-off marked ``mark``, sent at ``now``, landed."""
     landed = item(owner=ME, token=token, expires_at=now + 10_000)
-    landed["granted_at"] = {"N": str(int(now))}
+    landed["handoff_id"] = {"S": mark}
     return landed
+
+
+def test_a_marked_handoff_writes_its_mark():
+    """The hand-off's write carries its mark."""
+    flow = handoff_flow(TABLE, GRANT, CONFIG, marker=MARK)
+    next(flow)
+
+    sent = flow.send(T0 + 5)
+
+    assert handoff_request(TABLE, GRANT, T0 + 5, CONFIG, marker=MARK) == sent
+    assert (
+        "#handoff = :handoff"
+        in handoff_request(TABLE, GRANT, T0 + 5, CONFIG, marker=MARK).params["UpdateExpression"]
+    )
 
 
 def test_a_retried_handoff_that_had_landed_is_taken_as_done():
     """The client retried a hand-off whose first write landed: the retry fails its
-    condition, but the old item shows our hand-off (next token, our granted_at), so the
-    grant stands rather than a lost lease."""
-    flow = handoff_flow(TABLE, GRANT, CONFIG)
+    condition, but the old item shows our hand-off (next token, our mark), so the grant
+    stands rather than a lost lease."""
+    flow = handoff_flow(TABLE, GRANT, CONFIG, marker=MARK)
     next(flow)
     flow.send(T0 + 5)
 
@@ -420,7 +437,7 @@ def test_a_retried_handoff_that_had_landed_is_taken_as_done():
 
 def test_a_failed_condition_without_the_old_item_reads_it():
     """A backend that sends no old item (dynalite) is asked with a read."""
-    flow = handoff_flow(TABLE, GRANT, CONFIG)
+    flow = handoff_flow(TABLE, GRANT, CONFIG, marker=MARK)
     next(flow)
     flow.send(T0 + 5)
 
@@ -432,7 +449,7 @@ def test_a_failed_condition_without_the_old_item_reads_it():
 
 def test_a_handoff_that_failed_but_landed_is_taken_as_done():
     """The write failed (a timeout after retries) yet landed: a read shows it."""
-    flow = handoff_flow(TABLE, GRANT, CONFIG)
+    flow = handoff_flow(TABLE, GRANT, CONFIG, marker=MARK)
     next(flow)
     flow.send(T0 + 5)
 
@@ -444,7 +461,7 @@ def test_a_handoff_that_failed_but_landed_is_taken_as_done():
 
 def test_a_handoff_that_failed_and_did_not_land_raises():
     """The write failed and the item still shows our own grant: the error stands."""
-    flow = handoff_flow(TABLE, GRANT, CONFIG)
+    flow = handoff_flow(TABLE, GRANT, CONFIG, marker=MARK)
     next(flow)
     flow.send(T0 + 5)
     flow.throw(BACKEND_ERROR)
@@ -453,11 +470,21 @@ def test_a_handoff_that_failed_and_did_not_land_raises():
         flow.send({"Item": OURS})
 
 
-def test_someone_elses_later_handoff_is_not_ours():
-    """A grant with our owner and the next token but another granted_at (our process's
-    next holder, say) is not this hand-off."""
+def test_another_write_of_our_owner_with_the_next_token_is_not_ours():
+    """Our owner and the next token, written by another flow of our owner in the same
+    millisecond (an expired lease taken over), carry another mark: not this hand-off."""
+    flow = handoff_flow(TABLE, GRANT, CONFIG, marker=MARK)
+    next(flow)
+    flow.send(T0 + 5)
+
+    assert None is finish(flow, ConditionFailed(handed(T0 + 5, mark="beef")))
+
+
+def test_an_unmarked_handoff_that_failed_its_condition_reads_nothing():
+    """Without a mark nothing can tell the write apart: a failed condition is a moved-on
+    grant, at once."""
     flow = handoff_flow(TABLE, GRANT, CONFIG)
     next(flow)
     flow.send(T0 + 5)
 
-    assert None is finish(flow, ConditionFailed(handed(T0 + 9)))
+    assert None is finish(flow, ConditionFailed(None))

@@ -324,7 +324,9 @@ class LeaseMachine(RuleBasedStateMachine):
             # a thread of the same process waits: pass the lease on in one write
             host.releasing, host.grant, host.heir = grant, None, heir
             heir.flow = WAITING
-            self.start(host, "handoff", handoff_flow(TABLE, grant, CONFIG, self.writer(grant)))
+            mark = f"{host.name}-{grant.token}"  # a hand-off of a grant happens once
+            flow = handoff_flow(TABLE, grant, CONFIG, self.writer(grant), marker=mark)
+            self.start(host, "handoff", flow)
         elif action in {9, 10}:
             self.start(host, "update", update_flow(TABLE, grant, self.writer(grant), ()))
         elif action == 6:
