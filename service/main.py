@@ -139,6 +139,7 @@ def build_services(
         timeout=max(settings.ecr_timeout_seconds, 60.0),
         budget=budget,
         budget_max_wait=settings.budget_max_wait_seconds,
+        budget_forget_after=0.4 * budget.interval_seconds if budget else 0.05,
     )
     return Services(
         settings=settings,

@@ -34,6 +34,8 @@ CLEANUP_AT = "cleanup_at"
 IDLE = "attribute_not_exists(#tat) OR #tat <= :now"
 UNMOVED = "#tat = :old"
 MICROS = 1_000_000
+#: how many times a call that woke too late for its slot reserves another
+LATE_WAKES = 2
 
 BUDGET_SCHEMA: dict[str, Any] = {
     "key_schema": [{"AttributeName": PK, "KeyType": "HASH"}],
@@ -259,6 +261,31 @@ def _tat_of(item: dict[str, Any] | None) -> int | None:
     return int(item[TAT]["N"])
 
 
+async def take_slot(
+    budget: PutImageBudget,
+    max_wait: float,
+    *,
+    forget_after: float,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Reserve a slot and sleep until it, for a call with no lease to retry within (a
+    push by digest). A wake-up later than ``forget_after`` past the slot (a stalled event
+    loop) takes another slot, as ``BudgetedRegistry`` does: a call started then could
+    bunch with the slots after it."""
+    for _ in range(LATE_WAKES + 1):
+        wait = await budget.reserve(max_wait)
+        slot = clock() + max(0.0, wait)  # due from the answer, as a held slot is
+        if wait <= 0:
+            return
+        await sleep(wait)
+        late = clock() - slot
+        if late <= forget_after:
+            return
+        log.warning("putimage_slot_missed", late_ms=round(late * 1000, 1))
+    raise exhausted(0.0, "woke too late for its slot, again and again")
+
+
 @dataclass(slots=True)
 class _Held:
     slot: float  # epoch seconds
@@ -322,18 +349,27 @@ class BudgetedRegistry:
         # reservation's own round trip and the wait for the slot both count against it.
         deadline = self._clock() + timeout
         key = (ref.key, digest)
-        held = await self._slot(key)
-        if self._clock() >= deadline:  # the slot goes unused: it will be stale by the retry
-            raise exhausted(0.0, "the reservation took the call's whole timeout")
-        allowed = max(0.0, deadline - self._clock() - self._reserve)
-        wait = held.slot - self._clock()
-        if wait > allowed:
-            self._held[key] = held
-            await self._sleep(allowed)
-            left = held.slot - self._clock()
-            raise exhausted(left, f"slot held, {left:.2f} s away; retry within the lease")
-        if wait > 0:
-            await self._sleep(wait)
+        for _ in range(LATE_WAKES + 1):
+            held = await self._slot(key)
+            if self._clock() >= deadline:  # the slot goes unused: it will be stale by the retry
+                raise exhausted(0.0, "the reservation took the call's whole timeout")
+            allowed = max(0.0, deadline - self._clock() - self._reserve)
+            wait = held.slot - self._clock()
+            if wait > allowed:
+                self._held[key] = held
+                await self._sleep(allowed)
+                left = held.slot - self._clock()
+                raise exhausted(left, f"slot held, {left:.2f} s away; retry within the lease")
+            if wait > 0:
+                await self._sleep(wait)
+            # woken later than a held slot may be used (a stalled event loop): starting now
+            # could bunch with the slots after it, so the slot is dropped and another taken
+            late = self._clock() - held.slot
+            if late <= self._forget_after or wait <= 0:
+                break
+            log.warning("putimage_slot_missed", key=ref.key, late_ms=round(late * 1000, 1))
+        else:
+            raise exhausted(0.0, "woke too late for its slot, again and again")
         waited = max(0.0, self._clock() - held.reserved_at)
         if self._on_wait is not None:
             self._on_wait(waited)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from service.adapters.budget import PutImageBudget
+from service.adapters.budget import PutImageBudget, take_slot
 from service.adapters.ecr import translate
 from service.domain.errors import RegistryThrottled
 from service.domain.models import MANIFEST_MEDIA_TYPES
@@ -114,12 +114,16 @@ class EcrLayers:
         timeout: float = 60.0,
         budget: PutImageBudget | None = None,
         budget_max_wait: float = 30.0,
+        budget_forget_after: float = 0.05,
     ) -> None:
+        """``budget_forget_after``: how late past its slot a woken call may still start
+        (``BudgetedRegistry``'s ``forget_after_seconds``)."""
         self._client = client
         self._extra: dict[str, Any] = {"registryId": registry_id} if registry_id else {}
         self._timeout = timeout
         self._budget = budget
         self._budget_max_wait = budget_max_wait
+        self._budget_forget_after = budget_forget_after
         events = client.meta.events
         events.register(
             "before-parameter-build.ecr.UploadLayerPart", _hold_part, unique_id="pushgate-part"
@@ -211,9 +215,9 @@ class EcrLayers:
         """PutImage without a tag (content-addressed: no lease), after a slot of the shared
         PutImage budget when there is one."""
         if self._budget is not None:
-            wait = await self._budget.reserve(self._budget_max_wait)
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await take_slot(
+                self._budget, self._budget_max_wait, forget_after=self._budget_forget_after
+            )
         started = time.perf_counter()
         throttled = False
         try:

@@ -21,6 +21,7 @@ from service.adapters.budget import (
     budget_scope,
     fitting,
     plan,
+    take_slot,
 )
 from service.domain.errors import RegistryThrottled
 from service.domain.models import Outcome
@@ -561,3 +562,35 @@ async def test_use_case_keeps_its_place_for_a_slot_beyond_one_call() -> None:
     assert Outcome.PUSHED == result.outcome
     assert (1, 1) == (len(budget_.asked), len(world.registry.puts))
     assert 1 == world.leases.granted[0].renewals
+
+
+async def test_a_call_that_wakes_too_late_for_its_slot_takes_another() -> None:
+    """The event loop stalled: the call woke 0.5 s after its slot (more than
+    forget_after). Starting then could bunch with the slots after it, so it reserves
+    another slot and waits for that one; a call that wakes on time does not."""
+    clock, inner = FakeClock(), FakeRegistry()
+    overslept = [0.5]
+
+    async def stalling(seconds: float) -> None:
+        await clock.sleep(seconds + (overslept.pop() if overslept else 0.0))
+
+    budget_ = ScriptedBudget([0.3, 0.2])
+    registry = BudgetedRegistry(inner, budget_, clock=clock, sleep=stalling)
+    await put(registry, timeout=5.0)
+    assert (2, 1) == (len(budget_.asked), len(inner.puts))
+    assert clock.sleeps == pytest.approx([0.8, 0.2])
+
+
+async def test_a_push_by_digest_that_wakes_too_late_takes_another_slot() -> None:
+    """The same for a call without a lease (a push by digest): a wake-up later than
+    forget_after past its slot reserves again, and one on time goes ahead."""
+    clock = FakeClock()
+    overslept = [0.5]
+
+    async def stalling(seconds: float) -> None:
+        await clock.sleep(seconds + (overslept.pop() if overslept else 0.0))
+
+    budget_ = ScriptedBudget([0.3, 0.2])
+    await take_slot(budget_, 9.0, forget_after=0.1, clock=clock, sleep=stalling)
+    assert 2 == len(budget_.asked)
+    assert clock.sleeps == pytest.approx([0.8, 0.2])
