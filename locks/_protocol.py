@@ -284,7 +284,7 @@ def may_hand_off(grant: Grant, now: float, config: LockConfig, streak: int) -> b
 # --- flows -----------------------------------------------------------------
 
 
-def acquire_flow(  # noqa: PLR0912 - one wait loop reads best in one piece
+def acquire_flow(
     table: str,
     key: str,
     owner: str,
@@ -323,9 +323,7 @@ def acquire_flow(  # noqa: PLR0912 - one wait loop reads best in one piece
         answer = yield acquire_request(table, key, owner, now, config, since, set_data, defaults)
         if not isinstance(answer, ConditionFailed):
             return grant_from(answer["Attributes"], key, owner, now, config), now - start
-        item = answer.item
-        if item is None:  # the backend does not return ALL_OLD (dynalite): read it
-            item = (yield read_request(table, key)).get("Item")
+        item = yield from _old_item(answer, table, key)
         holder = Holder.from_item(item)
         if timeout == 0:
             raise LeaseUnavailable(key, holder.owner, holder.expires_at_ms)
@@ -428,16 +426,25 @@ def handoff_flow(
         if not _handed_off(item, grant, marker):
             raise
         return grant_from(item, grant.key, grant.owner, now, config)
-    if isinstance(answer, ConditionFailed):
-        if marker is None:
-            return None
-        item = answer.item
-        if item is None:  # the backend does not return ALL_OLD (dynalite): read it
-            item = (yield read_request(table, grant.key)).get("Item")
-        if not _handed_off(item, grant, marker):
-            return None
-        return grant_from(item, grant.key, grant.owner, now, config)
-    return grant_from(answer["Attributes"], grant.key, grant.owner, now, config)
+    if not isinstance(answer, ConditionFailed):
+        return grant_from(answer["Attributes"], grant.key, grant.owner, now, config)
+    if marker is None:
+        return None
+    item = yield from _old_item(answer, table, grant.key)
+    if not _handed_off(item, grant, marker):
+        return None
+    return grant_from(item, grant.key, grant.owner, now, config)
+
+
+def _old_item(
+    answer: ConditionFailed, table: str, key: str
+) -> Generator[Request, Any, dict[str, Any] | None]:
+    """The item a failed condition met: sent back with the failure, or read (dynalite
+    does not return ALL_OLD)."""
+    if answer.item is not None:
+        return answer.item
+    found: dict[str, Any] | None = (yield read_request(table, key)).get("Item")
+    return found
 
 
 def _handed_off(item: dict[str, Any] | None, grant: Grant, marker: str) -> bool:

@@ -300,13 +300,7 @@ def handoff_request(
     if marker is not None:
         sets.append("#handoff = :handoff")
         values[":handoff"] = {"S": marker}
-    update = _with_data(
-        sets,
-        [],
-        set_data,
-        remove,
-        defaults,
-    )
+    update = _with_data(sets, [], set_data, remove, defaults)
     return Call(
         "update_item", _update(table, grant.key, update, f"{OURS} AND {NOT_RELEASED}", values)
     )
