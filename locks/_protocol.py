@@ -431,7 +431,7 @@ def handoff_flow(
     if marker is None:
         return None
     item = yield from _old_item(answer, table, grant.key)
-    if not _handed_off(item, grant, marker):
+    if item is None or not _handed_off(item, grant, marker):
         return None
     return grant_from(item, grant.key, grant.owner, now, config)
 
