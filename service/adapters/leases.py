@@ -14,6 +14,7 @@ from service.adapters.records import (
     JOURNAL,
     PENDING,
     RECORD,
+    data_name,
     from_data,
     journal_entry,
     journal_json,
@@ -84,10 +85,10 @@ class LockLease:
     async def commit(self, record: TagRecord, *, history: HistoryEntry) -> tuple[HistoryEntry, ...]:
         """The record and its history entry, the intent cleared and the lease released (or
         handed to a waiter of this process): one write, fenced like a release."""
-        before = self._lease.data.get(_name(JOURNAL))  # as the grant found it
-        data = {_name(RECORD): record_json(record), _name(JOURNAL): journal_json(history)}
+        before = self._lease.data.get(data_name(JOURNAL))  # as the grant found it
+        data = {data_name(RECORD): record_json(record), data_name(JOURNAL): journal_json(history)}
         try:
-            await self._lease.release(set_attributes=data, remove_attributes=[_name(PENDING)])
+            await self._lease.release(set_attributes=data, remove_attributes=[data_name(PENDING)])
         except LockError as exc:
             raise _translate(exc, self.key) from exc
         carried = journal_entry(before)
@@ -95,14 +96,9 @@ class LockLease:
 
     async def release(self, *, drop_intent: bool = False) -> None:
         try:
-            await self._lease.release(remove_attributes=[_name(PENDING)] if drop_intent else ())
+            await self._lease.release(remove_attributes=[data_name(PENDING)] if drop_intent else ())
         except LockError as exc:
             raise _translate(exc, self.key) from exc
-
-
-def _name(attribute: str) -> str:
-    """A lease data name: the item's attribute without the ``data_`` prefix."""
-    return attribute.removeprefix("data_")
 
 
 class LockLeaseProvider:
@@ -128,7 +124,7 @@ class LockLeaseProvider:
     async def acquire(
         self, key: str, *, timeout: float, intent: PendingPush | None = None
     ) -> Lease:
-        defaults = None if intent is None else {_name(PENDING): pending_json(intent)}
+        defaults = None if intent is None else {data_name(PENDING): pending_json(intent)}
         try:
             lease = await self._lock.acquire(key, timeout=timeout, default_attributes=defaults)
         except LeaseUnavailable as exc:

@@ -66,6 +66,11 @@ PENDING = "data_pending"
 JOURNAL = "data_journal"
 
 
+def data_name(attribute: str) -> str:
+    """The lease data name (``locks``) of one of the item's attributes above."""
+    return attribute.removeprefix("data_")
+
+
 def record_json(record: TagRecord) -> str:
     return json.dumps(
         {
@@ -114,9 +119,7 @@ def pending_json(pending: PendingPush) -> str:
 
 def from_item(ref: ImageRef, item: dict[str, Any]) -> tuple[TagRecord | None, PendingPush | None]:
     """The record and the intent a lease item carries, if any."""
-    data = {
-        name.removeprefix("data_"): item[name]["S"] for name in (RECORD, PENDING) if name in item
-    }
+    data = {data_name(name): item[name]["S"] for name in (RECORD, PENDING) if name in item}
     return from_data(ref, data)
 
 

@@ -210,14 +210,11 @@ class PushService:
         reserving = self._reserve(request) if active.early else None
         try:
             lease = await self._leases.acquire(key, timeout=request.wait_seconds, intent=asked)
-        except PushError as exc:
+        except BaseException as exc:
             active.done()
             _drop(reserving)
-            await self.journal.failed(call, exc, token=None, previous_digest=None)
-            raise
-        except BaseException:
-            active.done()
-            _drop(reserving)
+            if isinstance(exc, PushError):
+                await self.journal.failed(call, exc, token=None, previous_digest=None)
             raise
         self._expect.waited(key, lease.waited_ms, self.clock())
         try:  # the lease library logs lease_acquired / lease_released
