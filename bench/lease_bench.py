@@ -18,6 +18,7 @@ the moto server (``service.localaws``) runs in a process of its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import statistics
@@ -27,6 +28,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 import itertools
 
 from locks import AcquireTimeout, LeaseLock, LockConfig
-from tests.servers import dynalite_binary, free_port, wait_for_port
+from tests.servers import dynalite, dynalite_binary, free_port, wait_for_port
 
 CONFIG = LockConfig(lease_seconds=10)
 WORKERS = 16
@@ -198,6 +200,23 @@ def uncontended(endpoint: str, table: str, samples: int = 50) -> tuple[float, fl
     return statistics.median(times), (sum(calls.values()) - before) / samples
 
 
+@contextlib.contextmanager
+def dynamodb_server(kind: str) -> Iterator[str]:
+    """The DynamoDB stand-in's endpoint: dynalite, or moto in a process of its own."""
+    if kind == "dynalite":
+        with dynalite() as endpoint:
+            yield endpoint
+        return
+    port = free_port()
+    command = [sys.executable, "-m", "service.localaws", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="lease benchmark")
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -228,17 +247,9 @@ def main() -> None:
         print(json.dumps(out))
         return
 
-    port = free_port()
-    command = [sys.executable, "-m", "service.localaws", "--port", str(port)]
-    if args.dynamodb == "dynalite":
-        binary = dynalite_binary()
-        if binary is None:
-            parser.error("dynalite is not installed: ./run.sh test installs it")
-        command = [binary, "--host", "127.0.0.1", "--port", str(port), "--createTableMs", "50"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
-        endpoint = f"http://127.0.0.1:{port}"
+    if args.dynamodb == "dynalite" and dynalite_binary() is None:
+        parser.error("dynalite is not installed: ./run.sh test installs it")
+    with dynamodb_server(args.dynamodb) as endpoint:
         table = f"bench-{uuid.uuid4().hex[:8]}"
         LeaseLock(table, client=client(endpoint)[0], config=CONFIG).ensure_table()
         report: dict[str, Any] = {"rtt_ms": round(rtt(endpoint, table) * 1000, 2)}
@@ -268,8 +279,6 @@ def main() -> None:
             row.update(summarize(result, 0.0, args.seconds, cycle))
             scenarios.append(row)
         report["scenarios"] = scenarios
-    finally:
-        server.terminate()
     if args.json:
         print(json.dumps(report, indent=2))
         return
