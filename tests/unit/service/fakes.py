@@ -152,6 +152,8 @@ class FakeRegistry:
     after_put: Callable[[], None] | None = None
     land_put: bool = True
     reserved: list[tuple[ImageRef, str]] = field(default_factory=list)
+    #: the tags ``tag_digest`` was asked about, in order
+    reads: list[ImageRef] = field(default_factory=list)
 
     async def put_image(
         self,
@@ -184,6 +186,7 @@ class FakeRegistry:
         self.reserved.append((ref, digest))
 
     async def tag_digest(self, ref: ImageRef) -> str | None:
+        self.reads.append(ref)
         return self.tags.get(ref)
 
     async def manifest(self, repository: str, digest: str) -> tuple[str, str | None] | None:

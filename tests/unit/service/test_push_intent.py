@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.domain.errors import BackendUnavailable, LeaseLost, RegistryFault
-from service.domain.models import ImageRef, Outcome, PendingPush
+from service.domain.models import Outcome, PendingPush
 from tests.unit.service.fakes import World, request
 
 
@@ -70,15 +70,9 @@ async def test_an_undecided_intent_that_would_not_put_is_dropped_without_ecr(
     ref = request(0).ref
     world.records.pending[ref.key] = PendingPush(request(2).digest, 2, None, "ci", "old", "n")
     world.registry.tags[ref] = request(2).digest  # ECR names the dead holder's digest
-    asked: list[object] = []
-    reading = world.registry.tag_digest
-
-    async def tag_digest(ref: ImageRef) -> str | None:
-        asked.append(ref)
-        return await reading(ref)
-
-    world.registry.tag_digest = tag_digest  # type: ignore[method-assign]
+    before = len(world.registry.reads)
     result = await world.push(request(6, sequence=6))
+    asked = world.registry.reads[before:]
     assert (Outcome.PUSHED, [], {}) == (result.outcome, asked, world.records.pending)
     assert (request(6).digest, 6) == (
         world.records.items[ref.key].digest,
