@@ -102,6 +102,7 @@ def build_services(
     metrics.observe_dynamodb(clients.dynamodb)
     budgeted: Registry = registry
     budget: DynamoPutImageBudget | None = None
+    forget_after = 0.05  # how late past its slot a woken PutImage may start: see BudgetedRegistry
     if settings.putimage_budget:
         budget = DynamoPutImageBudget(
             clients.dynamodb,
@@ -110,13 +111,14 @@ def build_services(
             rate_per_second=settings.putimage_rate_per_second,
             share=settings.putimage_budget_share,
         )
+        forget_after = 0.4 * budget.interval_seconds
         budgeted = BudgetedRegistry(
             registry,
             budget,
             max_wait_seconds=settings.budget_max_wait_seconds,
             call_reserve_seconds=min(1.0, settings.ecr_timeout_seconds / 2),
             on_wait=metrics.budget_wait.observe,
-            forget_after_seconds=0.4 * budget.interval_seconds,  # see BudgetedRegistry
+            forget_after_seconds=forget_after,
         )
     use_case = PushService(
         registry=budgeted,
@@ -139,7 +141,7 @@ def build_services(
         timeout=max(settings.ecr_timeout_seconds, 60.0),
         budget=budget,
         budget_max_wait=settings.budget_max_wait_seconds,
-        budget_forget_after=0.4 * budget.interval_seconds if budget else 0.05,
+        budget_forget_after=forget_after,
     )
     return Services(
         settings=settings,
