@@ -72,15 +72,27 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run_workers(
-    endpoint: str, table: str, keys: list[str], threads: int, hold: float, seconds: float
+    endpoint: str,
+    table: str,
+    keys: list[str],
+    threads: int,
+    hold: float,
+    seconds: float,
+    *,
+    barrier: bool = False,
 ) -> dict[str, Any]:
-    """Threads of this process sharing one lock; thread i uses keys[i % len(keys)]."""
+    """Threads of this process sharing one lock; thread i uses keys[i % len(keys)].
+    With ``barrier`` (a worker process) it says ``ready`` and starts on a line from stdin,
+    so no worker runs while the others are still starting their interpreters."""
     dynamodb, calls = client(endpoint)
     name = uuid.uuid4().hex[:6]
     lock = LeaseLock(table, client=dynamodb, config=CONFIG, owner=f"bench-{name}")
     records: list[dict[str, Any]] = []
     timeouts = 0
     guard = threading.Lock()
+    if barrier:
+        print("ready", flush=True)
+        sys.stdin.readline()
     deadline = time.time() + seconds
 
     def work(index: int) -> None:
@@ -127,11 +139,20 @@ def run_processes(
     spec["threads"] = WORKERS // processes
     children = [
         subprocess.Popen(
-            [sys.executable, __file__, "--worker", json.dumps(spec)], stdout=subprocess.PIPE
+            [sys.executable, __file__, "--worker", json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
         )
         for _ in range(processes)
     ]
+    for child in children:  # every interpreter started and its client made: then go at once
+        assert child.stdout is not None
+        child.stdout.readline()
     merged: dict[str, Any] = {"records": [], "timeouts": 0, "calls": 0}
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
     for child in children:
         out, _ = child.communicate(timeout=seconds + 120)
         part = json.loads(out.decode().strip().splitlines()[-1])
@@ -243,6 +264,7 @@ def main() -> None:
             spec["threads"],
             spec["hold"],
             spec["seconds"],
+            barrier=True,
         )
         print(json.dumps(out))
         return

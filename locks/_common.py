@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -114,3 +116,26 @@ def create_table_params(table_name: str) -> dict[str, Any]:
         "AttributeDefinitions": [{"AttributeName": PK, "AttributeType": "S"}],
         "BillingMode": "PAY_PER_REQUEST",
     }
+
+
+class Recent:
+    """A bounded set of keys (the newest ``size`` marked), safe across threads: what a
+    lock remembers of keys it saw contended, without growing with every key it ever held."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._mutex = threading.Lock()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def mark(self, key: str, *, seen: bool) -> None:
+        with self._mutex:
+            if not seen:
+                self._keys.pop(key, None)
+                return
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+            while len(self._keys) > self._size:
+                self._keys.popitem(last=False)

@@ -23,9 +23,14 @@ TOKEN = "token"  # noqa: S105 - the fencing token's attribute name, not a secret
 EXPIRES_AT = "expires_at"  # epoch ms by the writer's clock; 0 once released
 GRANTED_AT = "granted_at"  # epoch ms by the holder's clock when the grant was sent
 CLEANUP_AT = "cleanup_at"  # epoch seconds: DynamoDB TTL deletes the item after this
-CLAIMANT = "claimant"  # the waiter next in line (cross-process fairness)
-CLAIM_EXPIRES_AT = "claim_expires_at"  # epoch ms by the claimant's clock
-CLAIM_SINCE = "claim_since"  # epoch ms the claimant started waiting: older waiters win
+FREED_AT = "freed_at"  # epoch ms by the releasing holder's clock, at its last release
+HELD_MS = "held_ms"  # how long the last released grant was held: waiters time their polls
+# The line of waiters of other processes (a ticket dispenser): a waiter takes the number
+# ``queue_next`` after adding one; ``queue_served`` is the last number granted or passed;
+# ``queue_gone`` holds numbers whose waiters gave up. Waiting: next - served.
+QUEUE_NEXT = "queue_next"
+QUEUE_SERVED = "queue_served"
+QUEUE_GONE = "queue_gone"
 HANDOFF = "handoff_id"  # a random mark of the last local hand-off's write: its own to tell
 # The data a lease guards is stored beside it as ``data_<name>`` attributes: the
 # lock's own names never start with the prefix, so the two cannot collide. (A
@@ -49,15 +54,18 @@ class LockConfig:
       that the lease stays safe under.
     - ``safety_margin_seconds``: the holder stops trusting its lease this long before
       its own expiry (default a tenth of the lease, at most 1 s).
-    - ``retry_base_seconds`` / ``retry_cap_seconds``: the backoff of the waiter
-      next in line between attempts on a lease held by another process (capped,
-      jittered); waiters behind it poll at twice the cap.
-    - ``claim_seconds``: how long a waiter's claim to be next stays valid without
-      being refreshed (default 4 x the cap + the skew).
+    - ``retry_base_seconds`` / ``retry_cap_seconds``: the backoff of the waiter at
+      the head of the line between attempts on a lease held by another process
+      (capped, jittered) when the holder's release cannot be foreseen.
+    - ``claim_seconds``: how long a free lease waits for each waiter ahead in the line
+      before a waiter behind may pass them (one that died in line, or slept through its
+      turn); default 2 x the cap. An awake head polls at least every cap. Passing is a
+      matter of order, not of safety (the lease is free either way), so clock skew
+      only moves it by up to the skew.
     - ``local_handoffs``: how many times in a row a releasing holder may hand the
-      lease straight to a waiter of its own process (one write, new token) while a
-      waiter elsewhere has claimed it; 0 turns hand-off off. Without a remote claim
-      hand-off has no limit.
+      lease straight to a waiter of its own process (one write, new token) while
+      waiters of other processes are in line; 0 turns hand-off off. With nobody in
+      line hand-off has no limit.
     - ``cleanup_after_seconds``: how long after its last expiry DynamoDB TTL may
       delete an item. Must exceed ``lease + 2 x skew`` for fencing tokens to keep
       increasing across cleanup.
@@ -119,7 +127,7 @@ class LockConfig:
     def claim(self) -> float:
         if self.claim_seconds is not None:
             return self.claim_seconds
-        return 4 * self.retry_cap_seconds + self.max_clock_skew_seconds
+        return 2 * self.retry_cap_seconds
 
     @property
     def lease_ms(self) -> int:
@@ -146,23 +154,31 @@ class Grant:
     sent_at_ms: float
     expires_at_ms: int
     trusted_until_ms: float
-    # the claim on the item when this grant was written: a waiter in another process
-    claimant: str | None = None
-    claim_expires_at_ms: int | None = None
+    # waiters of other processes in line when this grant was written or last renewed
+    waiting: int = 0
     # the item's data attributes after the write, DynamoDB-typed, prefix stripped
     data: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
 class Holder:
-    """What a failed conditional write told us about the item."""
+    """What a failed conditional write (or a read) told us about the item."""
 
     owner: str | None
     token: int | None
     expires_at_ms: int | None
-    claimant: str | None = None
-    claim_expires_at_ms: int | None = None
-    claim_since_ms: int | None = None
+    granted_at_ms: int | None = None
+    held_ms: int | None = None
+    freed_at_ms: int | None = None
+    queue_next: int = 0
+    queue_served: int = 0
+    queue_gone: frozenset[int] = frozenset()
+
+    @property
+    def waiting(self) -> int:
+        """Waiters in line: numbers taken, not yet served or passed, not given up."""
+        gone = sum(1 for n in self.queue_gone if self.queue_served < n <= self.queue_next)
+        return max(0, self.queue_next - self.queue_served - gone)
 
     @classmethod
     def from_item(cls, item: dict[str, Any] | None) -> Holder:
@@ -177,13 +193,17 @@ class Holder:
             value = item.get(name)
             return None if value is None else int(value["N"])
 
+        gone = item.get(QUEUE_GONE)
         return cls(
             owner=text(OWNER),
             token=number(TOKEN),
             expires_at_ms=number(EXPIRES_AT),
-            claimant=text(CLAIMANT),
-            claim_expires_at_ms=number(CLAIM_EXPIRES_AT),
-            claim_since_ms=number(CLAIM_SINCE),
+            granted_at_ms=number(GRANTED_AT),
+            held_ms=number(HELD_MS),
+            freed_at_ms=number(FREED_AT),
+            queue_next=number(QUEUE_NEXT) or 0,
+            queue_served=number(QUEUE_SERVED) or 0,
+            queue_gone=frozenset(int(n) for n in gone["NS"]) if gone else frozenset(),
         )
 
 
@@ -202,7 +222,12 @@ def lease_model(
     table_name: str, *, region: str | None = None, host: str | None = None
 ) -> type[Model]:
     """The PynamoDB model of a lease table (one class per table name)."""
-    from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute  # noqa: PLC0415
+    from pynamodb.attributes import (  # noqa: PLC0415
+        NumberAttribute,
+        NumberSetAttribute,
+        TTLAttribute,
+        UnicodeAttribute,
+    )
     from pynamodb.models import Model  # noqa: PLC0415 - only callers of lease_model need PynamoDB
 
     meta_attrs: dict[str, Any] = {"table_name": table_name, "billing_mode": "PAY_PER_REQUEST"}
@@ -219,9 +244,11 @@ def lease_model(
         "expires_at": NumberAttribute(null=True, attr_name=EXPIRES_AT),
         "granted_at": NumberAttribute(null=True, attr_name=GRANTED_AT),
         "cleanup_at": TTLAttribute(null=True, attr_name=CLEANUP_AT),
-        "claimant": UnicodeAttribute(null=True, attr_name=CLAIMANT),
-        "claim_expires_at": NumberAttribute(null=True, attr_name=CLAIM_EXPIRES_AT),
-        "claim_since": NumberAttribute(null=True, attr_name=CLAIM_SINCE),
+        "freed_at": NumberAttribute(null=True, attr_name=FREED_AT),
+        "held_ms": NumberAttribute(null=True, attr_name=HELD_MS),
+        "queue_next": NumberAttribute(null=True, attr_name=QUEUE_NEXT),
+        "queue_served": NumberAttribute(null=True, attr_name=QUEUE_SERVED),
+        "queue_gone": NumberSetAttribute(null=True, attr_name=QUEUE_GONE),
         "handoff_id": UnicodeAttribute(null=True, attr_name=HANDOFF),
     }
     return type(f"LeaseItem_{table_name}", (Model,), attrs)

@@ -49,7 +49,8 @@ not check signatures). Renewals keep the token.
 
 Release writes ``expires_at = 0`` (and keeps ``token``), conditional on owner
 and token, so it never frees another holder's lease and the next grant still
-counts up from it.
+counts up from it. It also writes ``freed_at`` (its clock) and ``held_ms`` (how long
+the grant was held), which waiters use to time their polls and to pass a dead waiter.
 
 Hand-off. A holder that releases while a waiter of its own process is next
 in the local queue passes the lease to it in one conditional write (owner and
@@ -57,8 +58,8 @@ token ours, token + 1, a fresh expiry) instead of release + acquire; the
 waiter never calls DynamoDB. The write carries a random mark (``handoff_id``): a
 hand-off whose answer was lost (the client retried it, or it failed after landing)
 is known by the mark in the item and taken as done, rather than as a lost lease.
-When a waiter of another process has claimed the key, at most ``local_handoffs``
-hand-offs happen in a row before a real release lets the claimant in (lock
+While waiters of other processes are in line, at most ``local_handoffs``
+hand-offs happen in a row before a real release lets the head of the line in (lock
 cohorting: the throughput of local hand-off with bounded unfairness).
 
 Data. An item may carry the data the lease guards (as the AWS Java lock client
@@ -72,19 +73,39 @@ landed, and a holder that was overtaken writes nothing. A consistent read
 interrupted waiter, or to one that gave up, still carries what that waiter asked
 to set; the grant is then released as usual.
 
-Fairness. A waiter whose attempt failed writes itself as the item's
-``claimant`` with ``claim_since``, the time it started waiting, when there is
-no claim, the claim is stale, or the claimant has waited less; a grant requires
-no live claim from an older waiter and clears the claim. So a release goes to
-the longest-waiting claimant rather than back to the releasing process (whose
-next local waiter would otherwise always be first to try), and every waiter is
-served. Waiters in one process queue
-FIFO in the driver; only the head talks to DynamoDB and it is woken the moment
-a local holder releases.
+Fairness: a line of waiters in the item, a ticket dispenser (Lamport's bakery).
+Waiters in one process queue FIFO in the driver; only the head of that queue talks to
+DynamoDB, and it is woken the moment a local holder releases. Across processes:
+
+- A waiter whose attempt failed takes a number: ``queue_next + 1``, in one UpdateItem
+  whose answer is the item. ``queue_served`` is the last number granted or passed, so
+  the waiters in line are the numbers after it, less those in ``queue_gone``.
+- An attempt without a number requires an empty line (``queue_next = queue_served``),
+  so nobody takes the lease ahead of the line. The head of the line (no live number
+  between ``queue_served`` and its own) takes a free lease with ``queue_served = its
+  number`` as the condition and the write: the line moves by one per grant.
+- Only the head polls often. It sleeps until the holder's expected release (the
+  item's ``granted_at`` plus the last ``held_ms`` and a round trip), then backs off
+  (capped at ``retry_cap``), never past the holder's expiry plus skew. A waiter with
+  ``k`` waiters ahead sleeps ``k`` turns more, so it wakes about when it is head.
+- A waiter that gives up (timeout, or served by a local hand-off) adds its number to
+  ``queue_gone``. A waiter that died in line is passed by time: a free lease that the
+  ``k`` live waiters ahead have not taken within ``k x claim`` of its release (or of
+  its expiry, and not before the expiry plus skew) may be taken by the one behind them;
+  the passed numbers are void (one that was merely slow sees its number passed and
+  joins again, at the back). An awake head polls at least every ``retry_cap``, below
+  ``claim``; passing decides order, not safety, so skew only moves it.
+- So the lease goes to the waiters in the order they took their numbers, each served
+  after the finite turns ahead of it: no waiter can starve. A waiter's calls: its
+  number, its grant, its release, and each poll that found it early.
+
+A process that last saw others in line (its previous grant's answer) takes its number
+at once, rather than first sending an attempt the line would refuse.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Generator, Iterable
 from dataclasses import replace
@@ -99,17 +120,18 @@ from locks._models import (
     LockConfig,
 )
 from locks._requests import (
-    CLAIM_MINE,
-    CLAIM_STALE,
-    CLAIM_YOUNGER,
     EXPIRED,
     FREE,
     HELD,
     NAMES,
     NO_DATA,
+    NO_LINE,
     NOT_RELEASED,
     OURS,
-    UNCLAIMED,
+    PASSABLE,
+    SERVED,
+    TAKEN,
+    WAITING,
     Call,
     ConditionFailed,
     Current,
@@ -117,35 +139,37 @@ from locks._requests import (
     Flow,
     Now,
     Op,
+    Place,
     Renewed,
     Request,
     Sleep,
     acquire_request,
     check_data,
-    claim_request,
     data_of,
     handoff_request,
+    join_request,
     read_request,
     release_request,
     renew_request,
-    unclaim_request,
     update_request,
+    withdraw_request,
 )
 from locks.exceptions import AcquireTimeout, LeaseLost, LeaseUnavailable, LockBackendError
 
 # The request types and builders live in ``_requests``; importers find them here too.
 __all__ = [
-    "CLAIM_MINE",
-    "CLAIM_STALE",
-    "CLAIM_YOUNGER",
     "EXPIRED",
     "FREE",
     "HELD",
     "NAMES",
     "NOT_RELEASED",
     "NO_DATA",
+    "NO_LINE",
     "OURS",
-    "UNCLAIMED",
+    "PASSABLE",
+    "SERVED",
+    "TAKEN",
+    "WAITING",
     "Call",
     "ConditionFailed",
     "Current",
@@ -153,33 +177,32 @@ __all__ = [
     "Flow",
     "Now",
     "Op",
+    "Place",
     "Renewed",
     "Request",
     "Sleep",
     "acquire_flow",
     "acquire_request",
     "check_data",
-    "claim_is_live",
-    "claim_request",
     "data_of",
     "grant_from",
     "handoff_flow",
     "handoff_request",
     "heartbeat_flow",
     "is_live",
+    "join_request",
     "may_hand_off",
     "peek_flow",
+    "place_in_line",
+    "poll_seconds",
     "read_request",
     "release_flow",
     "release_request",
-    "remote_claim",
     "renew_flow",
     "renew_request",
-    "should_claim",
-    "unclaim_request",
     "update_flow",
     "update_request",
-    "wait_seconds",
+    "withdraw_request",
 ]
 
 # --- decisions -------------------------------------------------------------
@@ -190,58 +213,76 @@ def is_live(holder: Holder, now: float, config: LockConfig) -> bool:
     return holder.expires_at_ms is not None and holder.expires_at_ms >= now - config.skew_ms
 
 
-def claim_is_live(holder: Holder, now: float, config: LockConfig) -> bool:
-    return (
-        holder.claimant is not None
-        and holder.claim_expires_at_ms is not None
-        and holder.claim_expires_at_ms >= now - config.skew_ms
-    )
+def place_in_line(holder: Holder, number: int) -> Place | None:
+    """Our place in the line as ``holder`` (a view of the item) shows it; None when our
+    number was served or passed (or the item is gone): it is void, the waiter joins again."""
+    if holder.token is None or not holder.queue_served < number <= holder.queue_next:
+        return None
+    between = number - holder.queue_served - 1
+    gone = [n for n in holder.queue_gone if holder.queue_served < n < number]
+    passed = tuple(sorted(n for n in holder.queue_gone if n < number))
+    return Place(number, holder.queue_served, passed, between - len(gone))
 
 
-def should_claim(
-    holder: Holder, owner: str, now: float, config: LockConfig, since: float | None = None
-) -> bool:
-    """Claim when the item exists and no live claim is older than our wait;
-    refresh our own claim once half of it has run out."""
-    if holder.token is None:  # no item: nothing to claim on
-        return False
-    if holder.claimant == owner:
-        expires = holder.claim_expires_at_ms
-        return expires is None or expires - now < config.claim * 500
-    if not claim_is_live(holder, now, config):
-        return True
-    return since is not None and holder.claim_since_ms is not None and holder.claim_since_ms > since
-
-
-def wait_seconds(
+def poll_seconds(
     holder: Holder,
+    place: Place | None,
     now: float,
     config: LockConfig,
+    rtt_ms: float,
     attempt: int,
     jitter: float,
-    *,
-    claimant: bool = True,
 ) -> float:
-    """How long a waiter sleeps before its next attempt.
+    """How long a waiter sleeps before its next attempt (``_protocol``'s doc, Fairness).
 
-    Until the holder's expiry (plus skew) or a capped exponential backoff,
-    whichever is sooner, scaled by ``jitter`` in [0, 1) to between half and all
-    of it. A lease that is free but claimed by another waits for that claim.
-    Only the claimant, next in line, polls at ``retry_cap``; the others, who
-    cannot be granted before it, poll half as often to spare the table.
+    A turn of the line is estimated from below (the last grant's hold and a round trip,
+    the round trip trusted up to the hold: a burst of waiters slows the ones it measures):
+    a waiter behind others wakes early, costing a poll, rather than late, which would
+    leave the lease idle while its head sleeps. A held lease: until the holder's expected
+    release (its grant time, the last grant's hold, a round trip), a turn more per waiter
+    ahead; once overdue, the head polls a round trip later, then less often (capped at
+    ``retry_cap``), and one behind waits a turn. After a poll that found the line where
+    it was, the wait is at least that backoff: a streak of local hand-offs in the
+    holder's process moves the grant, not the line. Never past the holder's expiry plus
+    skew. A free lease: the head at once; one behind a turn per
+    waiter ahead, but no later than when it may pass them. Without a number: a capped
+    exponential backoff. ``jitter`` in [0, 1) spreads the backoffs.
     """
-    cap = config.retry_cap_seconds * (1 if claimant else 2)
-    backoff = min(cap, config.retry_base_seconds * 2.0 ** min(attempt, 32))
+    rtt = max(1.0, rtt_ms)
+    ahead = place.ahead if place is not None else 0
+    spread = 0.5 + 0.5 * jitter
+    if place is None:
+        backoff = config.retry_base_seconds * 2.0 ** min(attempt, 32)
+        delay = min(config.retry_cap_seconds, backoff) * spread
+        if is_live(holder, now, config):
+            assert holder.expires_at_ms is not None  # noqa: S101 - is_live checked it
+            return min(delay, (holder.expires_at_ms + config.skew_ms - now) / 1000)
+        return delay
+    held = holder.held_ms or 0
+    if held:  # a burst of waiters slows the round trips it measures: trust at most the hold
+        rtt = min(rtt, held)
+    turn = held + rtt
     if is_live(holder, now, config):
         assert holder.expires_at_ms is not None  # noqa: S101 - is_live checked it
-        until = (holder.expires_at_ms + config.skew_ms - now) / 1000
-    elif claim_is_live(holder, now, config):
-        assert holder.claim_expires_at_ms is not None  # noqa: S101
-        until = (holder.claim_expires_at_ms + config.skew_ms - now) / 1000
-    else:
-        until = 0.0
-    delay = max(config.retry_base_seconds, min(until, backoff))
-    return delay * (0.5 + 0.5 * jitter)
+        granted = holder.granted_at_ms if holder.granted_at_ms is not None else now
+        # the release lands half a round trip after it is sent; our write after it
+        due = granted + held + rtt + ahead * turn
+        # a round trip, then less often: once overdue, or when the line did not move
+        # since the last poll although the grant did (a streak of local hand-offs)
+        late = min(config.retry_cap_seconds * 1000, rtt * 2.0 ** min(attempt, 32)) * spread
+        if due > now:
+            delay = max(due - now, late if attempt else 0.0)
+        elif ahead == 0:  # overdue: the release is near
+            delay = late
+        else:
+            delay = turn * spread
+        expiry = holder.expires_at_ms + config.skew_ms - now
+        return max(0.0, min(delay, expiry + ahead * turn)) / 1000
+    if ahead == 0:
+        return 0.0
+    free_since = holder.freed_at_ms if holder.expires_at_ms == 0 else holder.expires_at_ms
+    passable = (free_since or 0) + ahead * config.claim * 1000
+    return max(0.0, min(ahead * turn, passable - now)) / 1000
 
 
 def grant_from(
@@ -257,28 +298,18 @@ def grant_from(
         sent_at_ms=sent_at,
         expires_at_ms=expires_at,
         trusted_until_ms=sent_at + config.lease_ms - config.margin * 1000,
-        claimant=seen.claimant,
-        claim_expires_at_ms=seen.claim_expires_at_ms,
+        waiting=seen.waiting,
         data=data_of(attributes),
     )
 
 
-def remote_claim(grant: Grant, now: float, config: LockConfig) -> bool:
-    """Did a waiter of another owner claim the key, as last seen by this grant?"""
-    return (
-        grant.claimant is not None
-        and grant.claimant != grant.owner
-        and grant.claim_expires_at_ms is not None
-        and grant.claim_expires_at_ms >= now - config.skew_ms
-    )
-
-
-def may_hand_off(grant: Grant, now: float, config: LockConfig, streak: int) -> bool:
-    """Hand off locally unless a remote waiter has waited through ``local_handoffs``
-    local hand-offs in a row (lock cohorting: throughput, with bounded unfairness)."""
+def may_hand_off(grant: Grant, config: LockConfig, streak: int) -> bool:
+    """Hand off locally unless waiters of other processes are in line and have waited
+    through ``local_handoffs`` local hand-offs in a row (lock cohorting: throughput, with
+    bounded unfairness)."""
     if config.local_handoffs == 0:
         return False
-    return streak < config.local_handoffs or not remote_claim(grant, now, config)
+    return streak < config.local_handoffs or grant.waiting == 0
 
 
 # --- flows -----------------------------------------------------------------
@@ -296,63 +327,128 @@ def acquire_flow(
     local_holder: bool = False,
     set_data: Data = NO_DATA,
     defaults: Data = NO_DATA,
+    queued: bool = False,
 ) -> Generator[Request, Any, tuple[Grant, float]]:
     """Acquire ``key``: returns the grant and the milliseconds waited.
 
     ``timeout=None`` waits forever, ``0`` makes one attempt and raises
     :class:`LeaseUnavailable`; otherwise :class:`AcquireTimeout` after ``timeout``.
-    ``since`` is when the caller started waiting (its place in the cross-process
-    line, and where ``timeout`` runs from); it defaults to the flow's start.
-    With ``local_holder`` (a lease on the key is held in this process) the waiter
-    first waits for that holder to hand the lease over, rather than asking
-    DynamoDB what it already knows.
+    ``since`` is when the caller started waiting (where ``timeout`` runs from); it
+    defaults to the flow's start. With ``local_holder`` (a lease on the key is held in
+    this process) the waiter first waits for that holder to hand the lease over, rather
+    than asking DynamoDB what it already knows. With ``queued`` (this process last saw
+    waiters in line) it takes a number before its first attempt, which would only fail.
     """
     start: float = yield Now()
     since = start if since is None else since
     if local_holder and timeout != 0:
-        first = config.lease_seconds
-        if timeout is not None:
-            first = min(first, max(0.0, timeout - (start - since) / 1000))
-        woke = yield Sleep(first)
+        woke = yield Sleep(_within(config.lease_seconds, timeout, start - since))
         if isinstance(woke, Grant):
             return woke, (yield Now()) - start
+    line = _Line(table, key)
     attempt = 0
-    claimed = False
+    rtt = math.inf
+    view: Holder | None = None  # a view from taking a number, to wait on before trying
+    if queued and timeout != 0:
+        sent: float = yield Now()
+        view = yield from line.join()
+        rtt = (yield Now()) - sent
+        if view is not None and line.my_turn(view, sent, config):
+            view = None  # our turn already: try at once
     while True:
-        now: float = yield Now()
-        answer = yield acquire_request(table, key, owner, now, config, since, set_data, defaults)
-        if not isinstance(answer, ConditionFailed):
-            return grant_from(answer["Attributes"], key, owner, now, config), now - start
-        item = yield from _old_item(answer, table, key)
-        holder = Holder.from_item(item)
-        if timeout == 0:
-            raise LeaseUnavailable(key, holder.owner, holder.expires_at_ms)
-        waited = now - since
-        if timeout is not None and waited >= timeout * 1000:
-            if claimed:
-                yield from _unclaim(table, key, owner)
-            raise AcquireTimeout(key, holder.owner, holder.expires_at_ms, waited)
-        claimant = holder.claimant == owner
-        if should_claim(holder, owner, now, config, since):
-            answer = yield claim_request(table, key, owner, now, config, since)
-            claimant = not isinstance(answer, ConditionFailed)
-            claimed = claimed or claimant
-        delay = wait_seconds(holder, now, config, attempt, rng.random(), claimant=claimant)
-        if timeout is not None:  # the calls above took time too: read the clock again
-            delay = min(delay, max(0.0, timeout - ((yield Now()) - since) / 1000))
+        if view is None:
+            now: float = yield Now()
+            answer = yield acquire_request(
+                table, key, owner, now, config, set_data, defaults, line.place
+            )
+            # the fastest round trip seen: waits err early rather than late
+            rtt = min(rtt, (yield Now()) - now)
+            if not isinstance(answer, ConditionFailed):
+                return grant_from(answer["Attributes"], key, owner, now, config), now - start
+            view = Holder.from_item((yield from _old_item(answer, table, key)))
+            waited = now - since
+            if timeout == 0 and not _line_only(view, now, config, line):
+                yield from line.leave()
+                raise LeaseUnavailable(key, view.owner, view.expires_at_ms)
+            if timeout and waited >= timeout * 1000:
+                yield from line.leave()
+                raise AcquireTimeout(key, view.owner, view.expires_at_ms, waited)
+            if (yield from line.seen(view)):
+                attempt = 0  # the line moved: time the next poll from the new view
+            view = line.view or view
+        now = yield Now()  # the calls above took time too: read the clock again
+        delay = poll_seconds(view, line.place, now, config, rtt, attempt, rng.random())
+        delay = _within(delay, timeout, now - since)
+        view = None
         woke = yield Sleep(delay)
-        if isinstance(woke, Grant):  # a local holder handed it over
-            if claimed or woke.claimant == owner:  # our claim must not block the others
-                yield from _unclaim(table, key, owner)
+        if isinstance(woke, Grant):  # a local holder handed it over: leave the line
+            yield from line.leave()
             return woke, (yield Now()) - start
         attempt += 1
 
 
-def _unclaim(table: str, key: str, owner: str) -> Generator[Request, Any, None]:
-    try:
-        yield unclaim_request(table, key, owner)
-    except LockBackendError:  # best effort: the claim goes stale on its own
-        return
+def _line_only(view: Holder, now: float, config: LockConfig, line: _Line) -> bool:
+    """A single attempt was refused only for a line on a free lease (its waiters may all
+    have given up or died): it takes a number and tries once more from its place, so a
+    try succeeds whenever a waiting acquire would at once."""
+    return line.number is None and view.token is not None and not is_live(view, now, config)
+
+
+def _within(delay: float, timeout: float | None, waited_ms: float) -> float:
+    """``delay``, cut to what is left of ``timeout`` (None: no cut)."""
+    if timeout is None:
+        return delay
+    return min(delay, max(0.0, timeout - waited_ms / 1000))
+
+
+class _Line:
+    """A waiter's number in the line of ``key`` and its place by its last view."""
+
+    def __init__(self, table: str, key: str) -> None:
+        self.table, self.key = table, key
+        self.number: int | None = None
+        self.place: Place | None = None
+        self.view: Holder | None = None  # the item as the last number taken left it
+
+    def join(self) -> Generator[Request, Any, Holder | None]:
+        """Take a number; the item after it, or None if there is no item (nothing to
+        wait for) or the call failed (the next attempt decides)."""
+        try:
+            answer = yield join_request(self.table, self.key)
+        except LockBackendError:
+            return None
+        if isinstance(answer, ConditionFailed):
+            return None
+        view = Holder.from_item(answer["Attributes"])
+        self.number, self.place, self.view = (
+            view.queue_next,
+            place_in_line(view, view.queue_next),
+            view,
+        )
+        return view
+
+    def my_turn(self, view: Holder, now: float, config: LockConfig) -> bool:
+        return self.place is not None and not self.place.ahead and not is_live(view, now, config)
+
+    def seen(self, view: Holder) -> Generator[Request, Any, bool]:
+        """Our place by ``view`` (a failed attempt's item), joining when we are not in
+        line or were passed; True if we are in line and it moved since our last view."""
+        before = self.place
+        self.view = None
+        self.place = None if self.number is None else place_in_line(view, self.number)
+        if self.place is None and view.token is not None:
+            yield from self.join()
+        # without a number (the item is gone, or joining failed) the backoff grows
+        return self.place is not None and (before is None or self.place.served != before.served)
+
+    def leave(self) -> Generator[Request, Any, None]:
+        """Give our number up (best effort: the waiters behind pass it by time)."""
+        if self.number is None:
+            return
+        try:
+            yield withdraw_request(self.table, self.key, self.number)
+        except LockBackendError:
+            return
 
 
 def renew_flow(table: str, grant: Grant, config: LockConfig) -> Generator[Request, Any, Grant]:

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from locks._models import (
-    CLAIM_EXPIRES_AT,
-    CLAIM_SINCE,
-    CLAIMANT,
     CLEANUP_AT,
     DATA_PREFIX,
     EXPIRES_AT,
+    FREED_AT,
     GRANTED_AT,
     HANDOFF,
+    HELD_MS,
     MAX_DATA_NAME,
     OWNER,
     PK,
+    QUEUE_GONE,
+    QUEUE_NEXT,
+    QUEUE_SERVED,
     TOKEN,
     TOKEN_SCALE,
     Grant,
@@ -87,11 +89,25 @@ NAMES = {
     "#expires_at": EXPIRES_AT,
     "#granted_at": GRANTED_AT,
     "#cleanup_at": CLEANUP_AT,
-    "#claimant": CLAIMANT,
-    "#claim_expires_at": CLAIM_EXPIRES_AT,
-    "#claim_since": CLAIM_SINCE,
+    "#freed_at": FREED_AT,
+    "#held_ms": HELD_MS,
+    "#queue_next": QUEUE_NEXT,
+    "#queue_served": QUEUE_SERVED,
+    "#queue_gone": QUEUE_GONE,
     "#handoff": HANDOFF,
 }
+
+
+@dataclass(frozen=True)
+class Place:
+    """A waiter's place in the line, as its last view of the item showed it: its
+    ``number``, the number ``served`` then, the given-up numbers it passes (``passed``,
+    removed from the item by its grant) and how many live waiters are ``ahead`` of it."""
+
+    number: int
+    served: int
+    passed: tuple[int, ...] = ()
+    ahead: int = 0
 
 
 def _names(expression: str) -> dict[str, str]:
@@ -140,6 +156,7 @@ class _Clauses:
     removes: list[str]
     names: dict[str, str]
     values: dict[str, Any]
+    deletes: list[str] = field(default_factory=list)
 
     def expression(self) -> str:
         parts = []
@@ -147,6 +164,8 @@ class _Clauses:
             parts.append("SET " + ", ".join(self.sets))
         if self.removes:
             parts.append("REMOVE " + ", ".join(self.removes))
+        if self.deletes:
+            parts.append("DELETE " + ", ".join(self.deletes))
         return " ".join(parts)
 
 
@@ -199,13 +218,19 @@ def _update(
 # Named condition clauses, joined below (Powertools' idempotency style).
 FREE = "attribute_not_exists(#pk)"
 EXPIRED = "#expires_at < :stale_before"
-UNCLAIMED = "attribute_not_exists(#claimant)"
-CLAIM_MINE = "#claimant = :owner"
-CLAIM_STALE = "#claim_expires_at < :stale_before"
-CLAIM_YOUNGER = "#claim_since > :since"  # the claimant has waited less than we have
+NO_LINE = "(attribute_not_exists(#queue_next) OR #queue_next = #queue_served)"
+SERVED = "#queue_served = :served"  # the line has not moved since the waiter's view
+# free for long enough that the waiters ahead had their turn (released, or expired)
+PASSABLE = (
+    "((#expires_at = :zero AND (attribute_not_exists(#freed_at) OR #freed_at < :pass_before))"
+    " OR (#expires_at > :zero AND #expires_at < :pass_before))"
+)
 OURS = "#owner = :owner AND #token = :token"
 NOT_RELEASED = "#expires_at > :zero"
 HELD = "attribute_exists(#pk) AND #expires_at >= :stale_before"
+WAITING = "#queue_served < :number"
+# our number is in this item's line (a TTL deletion of the item starts a new one)
+TAKEN = "#queue_next >= :number"
 
 
 def acquire_request(
@@ -214,34 +239,17 @@ def acquire_request(
     owner: str,
     now: float,
     config: LockConfig,
-    since: float | None = None,
     set_data: Data = NO_DATA,
     defaults: Data = NO_DATA,
+    place: Place | None = None,
 ) -> Call:
-    """A grant: the key is free or expired, and nobody who waited longer has a live claim.
+    """A grant: the key is free or expired, and either nobody is in line (no ``place``)
+    or the line stands where ``place`` saw it and every waiter ahead was passed by time.
     ``set_data`` is written in the same conditional write, ``defaults`` where the item
     has no such attribute."""
     expires_at = now + config.lease_ms
-    condition = (
-        f"({FREE} OR {EXPIRED}) AND "
-        f"({UNCLAIMED} OR {CLAIM_MINE} OR {CLAIM_STALE} OR {CLAIM_YOUNGER})"
-    )
-    update = _with_data(
-        [
-            "#owner = :owner",
-            "#token = if_not_exists(#token, :floor) + :one",
-            "#expires_at = :expires_at",
-            "#granted_at = :now",
-            "#cleanup_at = :cleanup_at",
-        ],
-        ["#claimant", "#claim_expires_at", "#claim_since"],
-        set_data,
-        (),
-        defaults,
-    )
-    values = {
+    values: dict[str, Any] = {
         ":owner": {"S": owner},
-        ":since": _n(now if since is None else since),
         ":floor": _n(now * TOKEN_SCALE),
         ":one": _n(1),
         ":expires_at": _n(expires_at),
@@ -249,7 +257,47 @@ def acquire_request(
         ":cleanup_at": _n(_cleanup_at(expires_at, config)),
         ":stale_before": _n(now - config.skew_ms),
     }
+    sets = [
+        "#owner = :owner",
+        "#token = if_not_exists(#token, :floor) + :one",
+        "#expires_at = :expires_at",
+        "#granted_at = :now",
+        "#cleanup_at = :cleanup_at",
+    ]
+    if place is None:
+        condition = f"({FREE} OR {EXPIRED}) AND {NO_LINE}"
+    else:
+        condition = f"{EXPIRED} AND {SERVED} AND {TAKEN}"
+        values[":served"] = _n(place.served)
+        values[":number"] = _n(place.number)
+        sets.append("#queue_served = :number")
+        if place.ahead:
+            condition += f" AND {PASSABLE}"
+            values[":zero"] = _n(0)
+            values[":pass_before"] = _n(now - place.ahead * config.claim * 1000)
+    update = _with_data(sets, [], set_data, (), defaults)
+    if place is not None and place.passed:
+        update.deletes.append("#queue_gone :passed")
+        values[":passed"] = {"NS": [str(n) for n in sorted(place.passed)]}
     return Call("update_item", _update(table, key, update, condition, values))
+
+
+def join_request(table: str, key: str) -> Call:
+    """Take the next number in the line of ``key``'s waiters; the answer holds the item."""
+    values = {":zero": _n(0), ":one": _n(1)}
+    update = (
+        "SET #queue_next = if_not_exists(#queue_next, :zero) + :one, "
+        "#queue_served = if_not_exists(#queue_served, :zero)"
+    )
+    return Call("update_item", _update(table, key, update, "attribute_exists(#pk)", values))
+
+
+def withdraw_request(table: str, key: str, number: int) -> Call:
+    """Give up our number (a waiter that timed out or was served in its own process),
+    so the waiters behind it need not wait for it."""
+    values = {":number": _n(number), ":gone": {"NS": [str(number)]}}
+    condition = f"{WAITING} AND {TAKEN}"
+    return Call("update_item", _update(table, key, "ADD #queue_gone :gone", condition, values))
 
 
 def renew_request(table: str, grant: Grant, now: float, config: LockConfig) -> Call:
@@ -289,12 +337,14 @@ def handoff_request(
         ":zero": _n(0),
         ":now": _n(now),
         ":expires_at": _n(expires_at),
+        ":held": _n(max(0.0, now - grant.sent_at_ms)),
         ":cleanup_at": _n(_cleanup_at(expires_at, config)),
     }
     sets = [
         "#token = #token + :one",
         "#expires_at = :expires_at",
         "#granted_at = :now",
+        "#held_ms = :held",
         "#cleanup_at = :cleanup_at",
     ]
     if marker is not None:
@@ -319,9 +369,17 @@ def release_request(
         ":owner": {"S": grant.owner},
         ":token": _n(grant.token),
         ":zero": _n(0),
+        ":now": _n(now),
+        ":held": _n(max(0.0, now - grant.sent_at_ms)),
         ":cleanup_at": _n(_cleanup_at(now, config)),
     }
-    update = _with_data(["#expires_at = :zero", "#cleanup_at = :cleanup_at"], [], set_data, remove)
+    sets = [
+        "#expires_at = :zero",
+        "#freed_at = :now",
+        "#held_ms = :held",
+        "#cleanup_at = :cleanup_at",
+    ]
+    update = _with_data(sets, [], set_data, remove)
     return Call("update_item", _update(table, grant.key, update, OURS, values))
 
 
@@ -332,37 +390,6 @@ def update_request(table: str, grant: Grant, set_data: Data, remove: Iterable[st
     return Call(
         "update_item", _update(table, grant.key, update, f"{OURS} AND {NOT_RELEASED}", values)
     )
-
-
-def claim_request(
-    table: str, key: str, owner: str, now: float, config: LockConfig, since: float
-) -> Call:
-    """Put ourselves next in line while the lease is held, ahead of younger claims."""
-    values = {
-        ":owner": {"S": owner},
-        ":claim_expires_at": _n(now + config.claim * 1000),
-        ":stale_before": _n(now - config.skew_ms),
-        ":since": _n(since),
-    }
-    update = "SET #claimant = :owner, #claim_expires_at = :claim_expires_at, #claim_since = :since"
-    condition = (
-        f"attribute_exists(#pk) AND "
-        f"({UNCLAIMED} OR {CLAIM_MINE} OR {CLAIM_STALE} OR {CLAIM_YOUNGER})"
-    )
-    return Call("update_item", _update(table, key, update, condition, values))
-
-
-def unclaim_request(table: str, key: str, owner: str) -> Call:
-    """Give up our claim (a waiter that timed out)."""
-    params = {
-        "TableName": table,
-        "Key": {PK: {"S": key}},
-        "UpdateExpression": "REMOVE #claimant, #claim_expires_at, #claim_since",
-        "ConditionExpression": CLAIM_MINE,
-        "ExpressionAttributeNames": _names(f"{CLAIM_MINE} #claim_expires_at #claim_since"),
-        "ExpressionAttributeValues": {":owner": {"S": owner}},
-    }
-    return Call("update_item", params)
 
 
 def read_request(table: str, key: str) -> Call:

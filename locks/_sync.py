@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from locks._common import (
     Clock,
+    Recent,
     create_table_params,
     decode_data,
     default_owner,
@@ -190,6 +191,7 @@ class LeaseLock:
         self._mutex = ThreadLock()
         self._holding: dict[str, int] = {}  # leases held in this process, per key
         self._streaks: dict[str, int] = {}  # local hand-offs in a row, per key
+        self._queued = Recent()  # keys whose last grant here saw waiters of other processes
 
     @property
     def client(self) -> DynamoDBClient:
@@ -244,6 +246,7 @@ class LeaseLock:
                 local_holder=self._holding.get(key, 0) > 0,
                 set_data=typed,
                 defaults=defaults,
+                queued=key in self._queued,
             )
             grant, _ = self._run(flow, ticket.sleep)
         except LeaseUnavailable as exc:
@@ -563,6 +566,7 @@ class Lease:
         if not written:
             self._mark_lost("another holder took it over before release")
         lock._streak(self.key, handed_off=False)  # noqa: SLF001
+        lock._queued.mark(self.key, seen=self._grant.waiting > 0)  # noqa: SLF001
         lock._queue.released(self.key)  # noqa: SLF001
         log.info("lease_released", key=self.key, owner=self.owner, token=self.token)
         return written
@@ -573,7 +577,7 @@ class Lease:
         lock = self._lock
         ticket = lock._queue.head(self.key)  # noqa: SLF001
         streak = lock._streaks.get(self.key, 0)  # noqa: SLF001
-        if ticket is None or not may_hand_off(self._grant, lock.clock(), lock.config, streak):
+        if ticket is None or not may_hand_off(self._grant, lock.config, streak):
             return None
         set_attributes, remove, defaults = handoff_data(typed, removed, ticket)
         marker = uuid.uuid4().hex  # tells this write apart if its answer is lost

@@ -1,5 +1,5 @@
 """Waiting: local waiters are woken the moment a local holder releases, in FIFO order;
-remote waiters retry after a short capped backoff. Both drivers, both backends."""
+remote waiters take a number in the item's line and are served in its order. Both drivers, both backends."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import asyncio
 import functools
 import itertools
 import time
+from typing import Any
 
 import pytest
 
 from locks import LockConfig
+from locks._requests import join_request
 from tests.integration.locks._adapters import Driver, Locker, eventually
 
 pytestmark = pytest.mark.integration
@@ -22,13 +24,13 @@ SLOW_RETRY = LockConfig(lease_seconds=30, retry_base_seconds=8.0, retry_cap_seco
 PROMPT = 3.0
 
 
-def _claimant(driver: Driver, key: str) -> str | None:
-    """The waiter that has claimed the next turn on ``key``, as stored."""
+def _in_line(driver: Driver, key: str) -> int:
+    """How many numbers of ``key``'s line of waiters are taken and not yet served."""
     item = driver.admin.get_item(
         TableName=driver.table_name, Key={"pk": {"S": key}}, ConsistentRead=True
     ).get("Item", {})
-    claimant: str | None = item.get("claimant", {}).get("S")
-    return claimant
+    taken = int(item.get("queue_next", {}).get("N", 0))
+    return taken - int(item.get("queue_served", {}).get("N", 0))
 
 
 async def _queue_waiters(
@@ -122,16 +124,14 @@ async def test_remote_waiter_retries_within_its_capped_backoff(driver: Driver) -
 async def test_remote_waiter_is_served_before_the_releasing_process_reacquires(
     driver: Driver,
 ) -> None:
-    """A waiter that claimed its turn is served even if the holder's process asks again at once."""
+    """A waiter in line is served even if the holder's process asks again at once."""
     holder = await driver.ready_lock(config=LockConfig(lease_seconds=30))
     remote = await driver.lock(config=LockConfig(lease_seconds=30, retry_cap_seconds=0.1))
     lease = await holder.acquire("key")
     acquiring = asyncio.ensure_future(remote.acquire("key", timeout=10))
-    # Wait for the claim itself, not a fixed time: on a loaded machine the waiter's
-    # first attempt and its claim can take longer than any guess.
-    await eventually(
-        lambda: _claimant(driver, "key") == remote.owner, timeout=5, what="the waiter's claim"
-    )
+    # Wait for the waiter's number itself, not a fixed time: on a loaded machine its
+    # first attempt and its number can take longer than any guess.
+    await eventually(lambda: _in_line(driver, "key") == 1, timeout=5, what="the waiter in line")
 
     await lease.release()
     again = await holder.try_acquire("key")
@@ -141,3 +141,64 @@ async def test_remote_waiter_is_served_before_the_releasing_process_reacquires(
 
     assert again is None, "the releasing process jumped the queue"
     await theirs.release()
+
+
+async def test_remote_waiters_are_granted_in_the_order_they_took_numbers(
+    driver: Driver,
+) -> None:
+    """Waiters of three other processes are granted in the order they joined the line,
+    each after the one before it released."""
+    holder = await driver.ready_lock(config=LockConfig(lease_seconds=30))
+    # no passing within the test: a waiter that sleeps through its turn (its estimate
+    # comes from the holder's long first hold) is still served in its order
+    patient = LockConfig(lease_seconds=30, claim_seconds=30)
+    remotes = [await driver.lock(config=patient) for _ in range(3)]
+    lease = await holder.acquire("key")
+    order: list[int] = []
+
+    async def wait_turn(index: int) -> None:
+        theirs = await remotes[index].acquire("key", timeout=20)
+        order.append(index)
+        await theirs.release()
+
+    tasks = []
+    for index in range(3):  # each in line before the next asks
+        tasks.append(asyncio.ensure_future(wait_turn(index)))
+        await eventually(
+            functools.partial(lambda n: _in_line(driver, "key") == n, index + 1),
+            timeout=5,
+            what=f"{index + 1} in line",
+        )
+    await lease.release()
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+    assert [0, 1, 2] == order
+    assert 0 == _in_line(driver, "key")
+
+
+async def test_a_waiter_that_died_in_line_is_passed(driver: Driver) -> None:
+    """A number whose waiter is gone (taken, never used) delays the one behind it by the
+    claim time only: it is passed, and the grant moves the line past both."""
+    config = LockConfig(lease_seconds=30, retry_cap_seconds=0.1)  # claim: 0.2 s
+    holder = await driver.ready_lock(config=config)
+    behind = await driver.lock(config=config)
+    lease = await holder.acquire("key")
+    join = join_request(driver.table_name, "key")  # a waiter that then died
+    dead = int(driver.admin.update_item(**join.params)["Attributes"]["queue_next"]["N"])
+    acquiring = asyncio.ensure_future(behind.acquire("key", timeout=20))
+    await eventually(lambda: _in_line(driver, "key") == 2, timeout=5, what="behind in line")
+
+    await lease.release()
+    theirs = await asyncio.wait_for(acquiring, 25)
+
+    item = _item(driver, "key")
+    assert dead + 1 == int(item["queue_served"]["N"])
+    assert theirs.token == int(item["token"]["N"])
+    await theirs.release()
+
+
+def _item(driver: Driver, key: str) -> dict[str, Any]:
+    found: dict[str, Any] = driver.admin.get_item(
+        TableName=driver.table_name, Key={"pk": {"S": key}}, ConsistentRead=True
+    )["Item"]
+    return found

@@ -3,7 +3,8 @@
 ``FakeTable`` evaluates the *text* of the requests the protocol builds with a
 small parser for the subset of DynamoDB's expression language they use
 (``attribute_exists``, ``attribute_not_exists``, comparisons, AND/OR/NOT,
-parentheses; ``SET`` with ``if_not_exists`` and ``+``/``-``, ``REMOVE``). It
+parentheses; ``SET`` with ``if_not_exists`` and ``+``/``-``, ``REMOVE``, ``ADD`` and
+``DELETE`` of number sets). It
 rejects what DynamoDB rejects: unused or undefined placeholders. Because it
 interprets the expressions instead of trusting the builder's intent, a wrong
 clause in ``_protocol`` shows up as wrong behaviour here.
@@ -19,13 +20,16 @@ from decimal import Decimal
 from typing import Any
 
 from locks._models import (
-    CLAIM_EXPIRES_AT,
-    CLAIM_SINCE,
-    CLAIMANT,
     CLEANUP_AT,
     EXPIRES_AT,
+    FREED_AT,
+    GRANTED_AT,
+    HELD_MS,
     OWNER,
     PK,
+    QUEUE_GONE,
+    QUEUE_NEXT,
+    QUEUE_SERVED,
     TOKEN,
 )
 from locks._protocol import Call, ConditionFailed
@@ -36,7 +40,7 @@ ME = "me"
 OTHER = "other"
 T0 = 1_700_000_000_000.0  # an epoch-ms clock reading
 
-Item = dict[str, dict[str, str]]
+Item = dict[str, dict[str, Any]]
 
 
 class InvalidRequest(AssertionError):
@@ -51,13 +55,16 @@ def item(
     owner: str | None = OTHER,
     token: int | None = 5,
     expires_at: float | None = None,
-    claimant: str | None = None,
-    claim_expires_at: float | None = None,
-    claim_since: float | None = None,
+    granted_at: float | None = None,
+    held_ms: float | None = None,
+    freed_at: float | None = None,
+    queue_next: int | None = None,
+    queue_served: int | None = None,
+    queue_gone: tuple[int, ...] = (),
     cleanup_at: int | None = None,
     key: str = KEY,
 ) -> Item:
-    """A lease item in DynamoDB JSON; ``None`` leaves an attribute out."""
+    """A lease item in DynamoDB JSON; ``None`` (or no gone numbers) leaves an attribute out."""
     result: Item = {PK: {"S": key}}
     if owner is not None:
         result[OWNER] = {"S": owner}
@@ -65,12 +72,17 @@ def item(
         result[TOKEN] = {"N": str(token)}
     if expires_at is not None:
         result[EXPIRES_AT] = {"N": str(int(expires_at))}
-    if claimant is not None:
-        result[CLAIMANT] = {"S": claimant}
-    if claim_expires_at is not None:
-        result[CLAIM_EXPIRES_AT] = {"N": str(int(claim_expires_at))}
-    if claim_since is not None:
-        result[CLAIM_SINCE] = {"N": str(int(claim_since))}
+    for name, value in (
+        (GRANTED_AT, granted_at),
+        (HELD_MS, held_ms),
+        (FREED_AT, freed_at),
+        (QUEUE_NEXT, queue_next),
+        (QUEUE_SERVED, queue_served),
+    ):
+        if value is not None:
+            result[name] = {"N": str(int(value))}
+    if queue_gone:
+        result[QUEUE_GONE] = {"NS": [str(n) for n in sorted(queue_gone)]}
     if cleanup_at is not None:
         result[CLEANUP_AT] = {"N": str(cleanup_at)}
     return result
@@ -202,6 +214,8 @@ class _Parser:
                 actions.extend(self.list_of(self.assignment))
             elif clause == "REMOVE":
                 actions.extend(self.list_of(self.removal))
+            elif clause in {"ADD", "DELETE"}:
+                actions.extend(self.list_of(lambda clause=clause: self.set_change(clause)))
             else:
                 raise InvalidRequest(f"unknown update clause {clause!r}")
 
@@ -259,6 +273,25 @@ class _Parser:
             return read
         constant = self.value()
         return lambda it: constant
+
+    def set_change(self, clause: str) -> Any:
+        """``ADD #set :values`` / ``DELETE #set :values`` on a number set (an emptied
+        set disappears, as in DynamoDB)."""
+        attr = self.name()
+        given = self.value()
+        if list(given) != ["NS"]:
+            raise InvalidRequest(f"{clause} takes a number set here, got {given!r}")
+        change = {Decimal(n) for n in given["NS"]}
+
+        def action(old: Item | None, new: Item) -> None:
+            have = {Decimal(n) for n in (new.get(attr) or {}).get("NS", [])}
+            have = have | change if clause == "ADD" else have - change
+            if have:
+                new[attr] = {"NS": [str(n) for n in sorted(have)]}
+            else:
+                new.pop(attr, None)
+
+        return action
 
     def removal(self) -> Any:
         attr = self.name()

@@ -1,4 +1,5 @@
-"""acquire_flow driven by hand: grants, refusals, claims, sleeps and timeouts."""
+"""acquire_flow driven by hand: grants, refusals, joining the line, sleeps, timeouts and
+hand-overs (the line against the fake table: test_acquire_line)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from locks._models import TOKEN, Grant, Holder, LockConfig
+from locks._models import QUEUE_NEXT, QUEUE_SERVED, TOKEN, Grant, LockConfig
 from locks._protocol import (
     Call,
     ConditionFailed,
     Now,
+    Place,
     Sleep,
     acquire_request,
-    claim_request,
+    join_request,
     read_request,
-    unclaim_request,
-    wait_seconds,
+    withdraw_request,
 )
 from locks._protocol import (
     acquire_flow as _acquire_flow,
@@ -48,15 +49,17 @@ CONFIG = LockConfig(
     claim_seconds=2.0,
 )
 HELD = item(owner=OTHER, token=5, expires_at=T0 + 60_000)  # held by another for a minute
+# held since long before its expected release (granted 10 s ago, the last hold 0.1 s)
+OVERDUE = item(owner=OTHER, token=5, expires_at=T0 + 60_000, granted_at=T0 - 10_000, held_ms=100)
 BACKEND_ERROR = LockBackendError(
     "DynamoDB update_item failed", code="InternalServerError", cause=None
 )
 
 
 class _Scripted:
-    """The acquire flow, with its clock re-read after a refused attempt (or the fallback
-    read) answered with the attempt's own clock value, so scripts here need not answer
-    it; tests of that re-read use the bare flow."""
+    """The acquire flow, with its clock readings after a call (a round trip's end, the
+    next sleep's start) answered with the last clock value sent, so scripts here need
+    not answer them; tests of those readings use the bare flow."""
 
     def __init__(self, flow: Generator[Any, Any, Any]) -> None:
         self._flow = flow
@@ -69,7 +72,7 @@ class _Scripted:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             self._clock = value
         request = self._flow.send(value)
-        if isinstance(value, (ConditionFailed, dict)) and request == Now():
+        while isinstance(value, (ConditionFailed, dict)) and request == Now():
             request = self._flow.send(self._clock)
         return request
 
@@ -94,7 +97,7 @@ class FixedRandom(random.Random):
 
 def start(
     timeout: float | None, *, now: float = T0, since: float | None = None, jitter: float = 0.0
-) -> tuple[Generator[Any, Any, Any], Any]:
+) -> tuple[Any, Any]:
     """Run the flow to its first write; returns the flow and that write."""
     flow = acquire_flow(TABLE, KEY, ME, CONFIG, timeout, FixedRandom(jitter), since)
     assert Now() == next(flow)
@@ -106,6 +109,25 @@ def refused(current: Item | None = HELD) -> ConditionFailed:
     return ConditionFailed(current)
 
 
+def lined(base: Item = HELD, queue_next: int = 1, queue_served: int = 0) -> Item:
+    """``base`` with a line: numbers up to ``queue_next`` taken, up to ``queue_served``
+    served or passed."""
+    return {**base, QUEUE_NEXT: {"N": str(queue_next)}, QUEUE_SERVED: {"N": str(queue_served)}}
+
+
+def joined(base: Item = HELD, queue_next: int = 1, queue_served: int = 0) -> dict[str, Any]:
+    """A join's answer: the item after the waiter took number ``queue_next``."""
+    return {"Attributes": lined(base, queue_next, queue_served)}
+
+
+def waiting(timeout: float | None = None, *, jitter: float = 0.0, view: Item = HELD) -> Any:
+    """Run the flow to its first sleep: refused by ``view``, then number 1 in line."""
+    flow, _ = start(timeout, jitter=jitter)
+    flow.send(refused(view))
+    assert Sleep is type(flow.send(joined(view)))
+    return flow
+
+
 # --- first attempt ----------------------------------------------------------------------
 
 
@@ -113,7 +135,7 @@ def test_first_request_after_the_clock_is_the_acquire_write():
     """No read before write: the first call is the conditional acquire, built at ``now``."""
     _, call = start(None)
 
-    assert acquire_request(TABLE, KEY, ME, T0, CONFIG, T0) == call
+    assert acquire_request(TABLE, KEY, ME, T0, CONFIG) == call
 
 
 def test_uncontended_acquire_is_granted_on_the_first_write():
@@ -124,7 +146,7 @@ def test_uncontended_acquire_is_granted_on_the_first_write():
     grant, waited = finish(flow, table.execute(call))
 
     expected = Grant(KEY, ME, int(T0) * 1000 + 1, T0, int(T0) + 10_000, T0 + 9_000)
-    assert (expected, 0.0) == (grant, waited)
+    assert (expected, 0.0, 1) == (grant, waited, len(table.calls))
 
 
 def test_grant_token_is_the_written_token():
@@ -150,18 +172,6 @@ def test_timeout_zero_raises_lease_unavailable_naming_the_holder():
         raised.value.holder,
         raised.value.expires_at,
     )
-
-
-def test_timeout_zero_never_claims():
-    """try_acquire semantics leave no claim behind: the refusal raises straight away."""
-    table = FakeTable()
-    table.put(HELD)
-    flow, call = start(0)
-
-    with pytest.raises(LeaseUnavailable):
-        flow.send(table.execute(call))
-
-    assert HELD == table.get()
 
 
 def test_failure_without_old_item_reads_the_item():
@@ -203,81 +213,80 @@ def test_backend_error_on_the_write_propagates():
     assert BACKEND_ERROR is raised.value
 
 
-# --- waiting: claims and sleeps -------------------------------------------------------
+# --- waiting: the line and the sleeps ---------------------------------------------------
 
 
-def test_waiter_claims_a_held_unclaimed_lease():
-    """After a refusal, a waiter puts itself next in line, with the time it started waiting."""
-    flow, _ = start(None, since=T0 - 500)
-
-    assert claim_request(TABLE, KEY, ME, T0, CONFIG, T0 - 500) == flow.send(refused())
-
-
-def test_waiter_since_defaults_to_the_flow_start():
-    """Without ``since``, the place in line is the flow's first clock reading."""
-    flow = acquire_flow(TABLE, KEY, ME, CONFIG, None, FixedRandom(0.0))
-    next(flow)
-    flow.send(T0 - 300)  # start
-    flow.send(T0)  # first attempt
-
-    assert claim_request(TABLE, KEY, ME, T0, CONFIG, T0 - 300) == flow.send(refused())
-
-
-def test_waiter_does_not_claim_over_an_older_live_claim():
-    """Behind an older live claimant, a waiter just sleeps."""
-    current = item(expires_at=T0 + 60_000, claimant=OTHER, claim_expires_at=T0, claim_since=T0 - 9)
+def test_refused_waiter_joins_the_line():
+    """After a refusal on a held lease, a waiter takes a number in the line."""
     flow, _ = start(None)
 
-    assert Sleep is type(flow.send(refused(current)))
+    assert join_request(TABLE, KEY) == flow.send(refused())
 
 
-def test_waiter_does_not_claim_when_there_is_no_item():
-    """With no item there is nothing to claim on (the refusal was a race): just retry."""
+def test_waiter_in_line_does_not_join_again():
+    """A waiter whose number the refusal still shows in line just sleeps again."""
+    flow = waiting()
+    flow.send(False)
+    flow.send(T0 + 20)
+
+    assert Sleep is type(flow.send(refused(lined())))
+
+
+def test_waiter_whose_number_was_passed_joins_again():
+    """A refusal showing the line served past our number (we were passed): a new number."""
+    flow = waiting()
+    flow.send(False)
+    flow.send(T0 + 20)
+
+    assert join_request(TABLE, KEY) == flow.send(refused(lined(queue_next=2, queue_served=2)))
+
+
+def test_waiter_does_not_join_when_there_is_no_item():
+    """With no item there is no line to join (the refusal was a race): just retry."""
     flow, _ = start(None)
     flow.send(ConditionFailed(None))
 
     assert Sleep is type(flow.send({}))
 
 
-def test_waiter_sleeps_the_computed_wait_after_claiming():
-    """After claiming, the waiter sleeps wait_seconds for the holder it saw."""
-    flow, _ = start(None, jitter=0.5)
-    flow.send(refused())
-
-    expected = Sleep(wait_seconds(Holder.from_item(HELD), T0, CONFIG, 0, 0.5))
-    assert expected == flow.send({"Attributes": {}})
-
-
-def test_waiter_tries_again_after_sleeping():
-    """After a sleep the waiter reads its clock and writes again."""
+def test_waiter_sleeps_until_the_expected_release_by_the_joins_view():
+    """The head sleeps on the item its join returned: until the grant time plus the last
+    hold plus a round trip (here 100 ms ago + 300 ms + 1 ms)."""
+    view = item(owner=OTHER, token=5, expires_at=T0 + 60_000, granted_at=T0 - 100, held_ms=300)
     flow, _ = start(None)
     flow.send(refused())
-    flow.send({"Attributes": {}})
+
+    assert pytest.approx(0.201) == flow.send(joined(view)).seconds
+
+
+def test_waiter_tries_again_after_sleeping_from_its_place():
+    """After a sleep the waiter reads its clock and writes again, as number 1 in line."""
+    flow = waiting()
     assert Now() == flow.send(False)
 
-    assert acquire_request(TABLE, KEY, ME, T0 + 20, CONFIG, T0) == flow.send(T0 + 20)
+    expected = acquire_request(TABLE, KEY, ME, T0 + 20, CONFIG, place=Place(1, 0))
+    assert expected == flow.send(T0 + 20)
 
 
 def test_waiter_woken_early_tries_again_at_once():
     """A wake-up (a local release) leads straight to the next attempt."""
-    flow, _ = start(None)
-    flow.send(refused())
-    flow.send({"Attributes": {}})
+    flow = waiting()
 
     assert Now() == flow.send(True)
 
 
-def test_waiter_backoff_doubles_up_to_the_cap():
-    """Successive sleeps on a long-held lease double from retry_base up to retry_cap."""
-    flow, _ = start(None, jitter=1.0 - 1e-12)
+def test_head_backoff_on_an_overdue_holder_doubles_up_to_the_cap():
+    """Past the holder's expected release, the head polls a round trip (1 ms here) later,
+    then twice as long each time, up to retry_cap."""
+    flow = waiting(jitter=1.0 - 1e-12, view=OVERDUE)
     sleeps = []
-    for _ in range(6):
-        flow.send(refused())  # -> claim
-        sleeps.append(flow.send({"Attributes": {}}).seconds)
+    for _ in range(10):
         flow.send(False)  # -> Now
         flow.send(T0)  # -> acquire
+        sleeps.append(flow.send(refused(lined(OVERDUE))).seconds)
 
-    assert [0.02, 0.04, 0.08, 0.16, 0.25, 0.25] == [round(s, 9) for s in sleeps]
+    expected = [0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.25, 0.25, 0.25]
+    assert expected == [round(s, 9) for s in sleeps]
 
 
 def test_granted_after_waiting_reports_the_time_waited():
@@ -299,21 +308,19 @@ def test_granted_after_waiting_reports_the_time_waited():
 
 def test_sleep_is_cut_to_the_remaining_timeout():
     """A waiter never sleeps past its deadline."""
-    flow, _ = start(0.05, jitter=0.0)
-    flow.send(refused())  # -> claim
-    flow.send({"Attributes": {}})  # -> Sleep(0.01)
+    long = item(owner=OTHER, token=5, expires_at=T0 + 60_000, granted_at=T0, held_ms=5_000)
+    flow = waiting(0.05, view=long)
     flow.send(False)
     flow.send(T0 + 45)  # -> acquire, 45 of 50 ms gone
-    flow.send(refused())  # -> claim (refresh)
 
-    assert pytest.approx(0.005) == flow.send({"Attributes": {}}).seconds
+    assert pytest.approx(0.005) == flow.send(refused(lined(long))).seconds
 
 
 def test_timeout_raises_acquire_timeout_with_the_time_waited():
     """Once the timeout has passed, the next refusal raises AcquireTimeout."""
     flow, _ = start(0.05)
     flow.send(ConditionFailed(None))
-    flow.send({})  # no item: no claim -> Sleep
+    flow.send({})  # no item: no number -> Sleep
     flow.send(False)
     flow.send(T0 + 50)
 
@@ -323,70 +330,68 @@ def test_timeout_raises_acquire_timeout_with_the_time_waited():
     assert (OTHER, 50) == (raised.value.holder, raised.value.waited_ms)
 
 
-def test_timeout_gives_up_a_held_claim():
-    """A waiter that timed out removes its claim before raising."""
-    flow, _ = start(0.05)
-    flow.send(refused())
-    flow.send({"Attributes": {}})  # claim granted
+def test_timeout_runs_from_since():
+    """``since`` is when the caller started waiting: a refusal 500 ms after it ends a
+    500 ms wait, whatever the flow's own start."""
+    flow, _ = start(0.5, since=T0 - 500)
+
+    with pytest.raises(AcquireTimeout) as raised:
+        flow.send(refused())
+
+    assert 500 == raised.value.waited_ms
+
+
+def test_timeout_withdraws_the_number():
+    """A waiter that timed out gives its number up before raising."""
+    flow = waiting(0.05)
     flow.send(False)
     flow.send(T0 + 50)
 
-    assert unclaim_request(TABLE, KEY, ME) == flow.send(refused())
+    assert withdraw_request(TABLE, KEY, 1) == flow.send(refused(lined()))
 
 
-def test_timeout_raises_after_the_unclaim():
-    """The unclaim's answer, whatever it is, is followed by AcquireTimeout."""
-    flow, _ = start(0.05)
-    flow.send(refused())
-    flow.send({"Attributes": {}})
+def test_timeout_raises_after_the_withdrawal():
+    """The withdrawal's answer, whatever it is, is followed by AcquireTimeout."""
+    flow = waiting(0.05)
     flow.send(False)
     flow.send(T0 + 50)
-    flow.send(refused())
+    flow.send(refused(lined()))
 
     with pytest.raises(AcquireTimeout):
         flow.send(ConditionFailed(None))
 
 
-def test_unclaim_backend_error_is_swallowed():
-    """Unclaiming is best effort: a backend error still ends in AcquireTimeout."""
-    flow, _ = start(0.05)
-    flow.send(refused())
-    flow.send({"Attributes": {}})
+def test_withdrawal_backend_error_is_swallowed():
+    """Withdrawing is best effort: a backend error still ends in AcquireTimeout."""
+    flow = waiting(0.05)
     flow.send(False)
     flow.send(T0 + 50)
-    flow.send(refused())
+    flow.send(refused(lined()))
 
     with pytest.raises(AcquireTimeout):
         flow.throw(BACKEND_ERROR)
 
 
-def test_timeout_without_a_claim_skips_the_unclaim():
-    """A waiter whose claim was refused has nothing to give up."""
+def test_join_backend_error_is_swallowed():
+    """Joining is best effort: a backend error leaves the waiter sleeping without a number."""
+    flow, _ = start(None)
+    flow.send(refused())
+    assert Now() == flow.throw(BACKEND_ERROR)
+
+    assert Sleep is type(flow.send(T0))
+
+
+def test_timeout_without_a_number_sends_no_withdrawal():
+    """A waiter whose join failed has nothing to give up: it raises at once."""
     flow, _ = start(0.05)
     flow.send(refused())
-    flow.send(ConditionFailed(None))  # claim refused
+    flow.throw(BACKEND_ERROR)  # the join -> Now
+    flow.send(T0)  # -> Sleep
     flow.send(False)
     flow.send(T0 + 50)
 
     with pytest.raises(AcquireTimeout):
         flow.send(refused())
-
-
-def test_timeout_unclaim_leaves_the_item_unclaimed():
-    """End to end against the fake table: a timed-out waiter leaves no claim behind."""
-    table = FakeTable()
-    table.put(HELD)
-    flow, call = start(0.05)
-    request = flow.send(table.execute(call))  # claim
-    flow.send(table.execute(request))  # -> Sleep
-    flow.send(False)
-    call = flow.send(T0 + 60)
-    request = flow.send(table.execute(call))  # unclaim
-
-    with pytest.raises(AcquireTimeout):
-        flow.send(table.execute(request))
-
-    assert HELD == table.get()
 
 
 @settings(max_examples=50, deadline=None)  # a loaded host must not fail it
@@ -404,7 +409,7 @@ def test_sleeps_never_exceed_the_remaining_timeout(timeout, oversleeps, jitter):
 def _wait_out(timeout: float, oversleeps: list[int], jitter: float) -> None:
     """Drive a waiter on a held key until it gives up, checking every sleep."""
     table = FakeTable()
-    table.put(HELD)
+    table.put(OVERDUE)
     flow = acquire_flow(TABLE, KEY, ME, CONFIG, timeout, FixedRandom(jitter))
     clock = T0
     request = next(flow)
@@ -423,9 +428,9 @@ def _wait_out(timeout: float, oversleeps: list[int], jitter: float) -> None:
 
 
 def test_sleep_accounts_for_time_spent_in_calls():
-    """Time spent in the refused write and the claim counts against the timeout.
+    """Time spent in the refused write and the join counts against the timeout.
 
-    With 30 ms calls and a 50 ms timeout, the claim returns 60 ms after the start:
+    With 30 ms calls and a 50 ms timeout, the join returns 60 ms after the start:
     the deadline has passed, so the waiter must not sleep any more.
     """
     table = FakeTable()
@@ -444,19 +449,19 @@ def test_sleep_accounts_for_time_spent_in_calls():
     assert request.seconds <= remaining
 
 
-def test_waiter_survives_more_than_a_thousand_refusals():
-    """acquire(timeout=None) may wait for minutes: attempt 1025 must still compute a sleep.
+def test_head_survives_more_than_a_thousand_polls():
+    """acquire(timeout=None) may wait for minutes: poll 1025 must still compute a sleep.
 
-    ``retry_base * 2.0**attempt`` overflows a float at attempt 1024 (OverflowError),
-    which a waiter polling every 0.125-0.25 s reaches after a few minutes.
+    ``2.0**attempt`` overflows a float at attempt 1024 (OverflowError), which a head
+    polling every 0.25 s on a holder that overruns its expected release reaches after
+    about four minutes.
     """
-    flow, _ = start(None)
+    flow = waiting(view=OVERDUE)
     request = None
     for attempt in range(1100):
-        flow.send(refused())  # -> claim
-        request = flow.send({"Attributes": {}})  # -> Sleep
         flow.send(False)  # -> Now
         flow.send(T0 + attempt)  # -> acquire
+        request = flow.send(refused(lined(OVERDUE)))  # -> Sleep
 
     assert Sleep is type(request)
 
@@ -499,7 +504,7 @@ def test_no_hand_off_falls_back_to_writing():
     flow.send(T0)
     assert Now() == flow.send(True)
 
-    assert acquire_request(TABLE, KEY, ME, T0 + 5, CONFIG, T0) == flow.send(T0 + 5)
+    assert acquire_request(TABLE, KEY, ME, T0 + 5, CONFIG) == flow.send(T0 + 5)
 
 
 def test_single_attempt_ignores_the_local_holder():
@@ -510,15 +515,18 @@ def test_single_attempt_ignores_the_local_holder():
     assert Now() == flow.send(T0)
 
 
-def test_grant_handed_over_during_backoff_is_returned():
-    """A hand-off that arrives while the waiter backs off ends the wait with that grant."""
+def test_grant_handed_over_in_line_withdraws_the_number_and_is_returned():
+    """A hand-off that arrives while the waiter is in line gives its number up (so the
+    line need not wait for it), then ends the wait with that grant."""
     flow = _acquire_flow(TABLE, KEY, ME, CONFIG, None, FixedRandom(0.0))
     next(flow)
     flow.send(T0)  # start
     flow.send(T0)  # -> the acquire write
-    flow.send(refused())  # -> the claim
-    flow.send({"Attributes": {}})  # claimed -> Sleep
-    assert unclaim_request(TABLE, KEY, ME) == flow.send(HANDED)  # our claim must not block others
+    flow.send(refused())  # -> Now (the round trip's end)
+    flow.send(T0)  # -> the join
+    flow.send(joined())  # -> Now
+    flow.send(T0)  # -> Sleep
+    assert withdraw_request(TABLE, KEY, 1) == flow.send(HANDED)
     assert Now() == flow.send({})
 
     assert (HANDED, 40) == finish(flow, T0 + 40)

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from locks._common import decode_data, encode_data
-from locks._models import DATA_PREFIX, TOKEN, Grant, LockConfig, lease_model
+from locks._models import (
+    DATA_PREFIX,
+    QUEUE_GONE,
+    QUEUE_SERVED,
+    TOKEN,
+    Grant,
+    LockConfig,
+    lease_model,
+)
 from locks._protocol import (
     NAMES,
     Call,
@@ -81,6 +89,26 @@ def test_acquire_writes_data_in_the_grant() -> None:
 
     assert [RECORD] == [table.get()[DATA_PREFIX + "intent"]]  # type: ignore[index]
     assert 1 == len(table.calls)
+
+
+def test_grant_from_the_line_writes_data_and_clears_the_passed_numbers() -> None:
+    """A head's grant (conditioned on its place, removing the given-up number it passes)
+    writes the acquire's data in that same write."""
+    table = FakeTable()
+    table.put(
+        item(owner=OTHER, token=5, expires_at=0, queue_next=1, queue_served=0, queue_gone=(1,))
+    )
+    flow = acquire_flow(
+        TABLE, KEY, ME, CONFIG, None, random.Random(0), set_data={"intent": RECORD}, queued=True
+    )
+
+    grant = drive(flow, table)[0]
+
+    assert ({"intent": RECORD}, 2, None) == (
+        grant.data,
+        number(table.get(), QUEUE_SERVED),
+        table.get().get(QUEUE_GONE),  # type: ignore[union-attr]
+    )
 
 
 def test_acquire_returns_the_items_other_data() -> None:

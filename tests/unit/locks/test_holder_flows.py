@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from locks._models import EXPIRES_AT, TOKEN, Grant, LockConfig
+from locks._models import EXPIRES_AT, FREED_AT, HELD_MS, TOKEN, Grant, LockConfig
 from locks._protocol import (
     ConditionFailed,
     Current,
@@ -356,6 +356,21 @@ def test_release_is_idempotent():
     assert (True, once) == (finish(flow, table.execute(flow.send(T0 + 1))), table.get())
 
 
+def test_release_records_when_it_freed_the_lease_and_how_long_it_was_held():
+    """A release writes its clock (freed_at) and the grant's hold (held_ms): waiters time
+    their polls by them, and pass a dead waiter by the time since freed_at."""
+    table = FakeTable()
+    table.put(OURS)
+    flow = release_flow(TABLE, GRANT, CONFIG)
+    next(flow)
+    finish(flow, table.execute(flow.send(T0 + 1_500)))
+
+    assert (int(T0) + 1_500, 1_500) == (
+        number(table.get(), FREED_AT),
+        number(table.get(), HELD_MS),
+    )
+
+
 def test_release_backend_error_propagates():
     """A backend error on release reaches the caller."""
     flow = release_flow(TABLE, GRANT, CONFIG)
@@ -387,6 +402,18 @@ def test_handoff_returns_the_new_grant_with_the_next_token():
     grant = finish(flow, table.execute(flow.send(T0 + 5)))
 
     assert Grant(KEY, ME, 8, T0 + 5, int(T0) + 10_005, T0 + 9_005) == grant
+
+
+def test_handoff_records_how_long_the_lease_was_held_and_frees_nothing():
+    """A hand-off writes the hold it ends (held_ms) but no freed_at: the lease was never
+    free, so no waiter may count time from it."""
+    table = FakeTable()
+    table.put(OURS)
+    flow = handoff_flow(TABLE, GRANT, CONFIG)
+    next(flow)
+    finish(flow, table.execute(flow.send(T0 + 700)))
+
+    assert (700, None) == (number(table.get(), HELD_MS), number(table.get(), FREED_AT))
 
 
 def test_handoff_of_a_grant_that_moved_on_returns_none():

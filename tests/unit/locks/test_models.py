@@ -11,12 +11,17 @@ from pynamodb.attributes import TTLAttribute
 import locks
 from locks._common import create_table_params
 from locks._models import (
-    CLAIM_EXPIRES_AT,
-    CLAIM_SINCE,
-    CLAIMANT,
+    CLEANUP_AT,
     EXPIRES_AT,
+    FREED_AT,
+    GRANTED_AT,
+    HANDOFF,
+    HELD_MS,
     OWNER,
     PK,
+    QUEUE_GONE,
+    QUEUE_NEXT,
+    QUEUE_SERVED,
     TOKEN,
     Holder,
     LockConfig,
@@ -122,11 +127,12 @@ def test_config_default_margin_is_a_tenth_of_the_lease_at_most_one_second(lease,
     assert margin == LockConfig(lease_seconds=lease).margin
 
 
-def test_config_default_claim_is_four_caps_plus_skew():
-    """Without claim_seconds, a claim lasts 4 x retry_cap + skew."""
+def test_config_default_claim_is_twice_the_retry_cap():
+    """Without claim_seconds, a free lease waits 2 x retry_cap per waiter ahead (no skew:
+    passing is a matter of order, not of safety)."""
     config = LockConfig(max_clock_skew_seconds=0.5, retry_cap_seconds=0.25)
 
-    assert 1.5 == config.claim
+    assert 0.5 == config.claim
 
 
 def test_config_claim_seconds_overrides_the_default():
@@ -159,25 +165,79 @@ def test_holder_of_no_item_is_all_none(empty):
 
 
 def test_holder_parses_every_attribute():
-    """Owner, token, expiry and the claim are read from DynamoDB JSON."""
+    """Owner, token, expiry, the last grant's times and the line are read from DynamoDB JSON."""
     item = {
         PK: {"S": "k"},
         OWNER: {"S": "o"},
         TOKEN: {"N": "12"},
         EXPIRES_AT: {"N": "1000"},
-        CLAIMANT: {"S": "c"},
-        CLAIM_EXPIRES_AT: {"N": "2000"},
-        CLAIM_SINCE: {"N": "500"},
+        GRANTED_AT: {"N": "400"},
+        HELD_MS: {"N": "250"},
+        FREED_AT: {"N": "300"},
+        QUEUE_NEXT: {"N": "6"},
+        QUEUE_SERVED: {"N": "2"},
+        QUEUE_GONE: {"NS": ["3", "5"]},
     }
+    expected = Holder(
+        owner="o",
+        token=12,
+        expires_at_ms=1000,
+        granted_at_ms=400,
+        held_ms=250,
+        freed_at_ms=300,
+        queue_next=6,
+        queue_served=2,
+        queue_gone=frozenset({3, 5}),
+    )
 
-    assert Holder("o", 12, 1000, "c", 2000, 500) == Holder.from_item(item)
+    assert expected == Holder.from_item(item)
 
 
-def test_holder_leaves_missing_attributes_none():
-    """A partial item (just the key and a claim) parses with None for the rest."""
-    item = {PK: {"S": "k"}, CLAIMANT: {"S": "c"}}
+def test_holder_gone_numbers_are_a_frozenset_of_ints():
+    """The given-up numbers compare with the counts (ints) and keep Holder hashable."""
+    holder = Holder.from_item({PK: {"S": "k"}, QUEUE_GONE: {"NS": ["3", "5"]}})
 
-    assert Holder(None, None, None, "c", None, None) == Holder.from_item(item)
+    assert (frozenset, {int}) == (type(holder.queue_gone), {type(n) for n in holder.queue_gone})
+
+
+def test_holder_leaves_missing_attributes_none_and_the_line_empty():
+    """A partial item (just the key and an owner) parses with None for the rest, no line."""
+    item = {PK: {"S": "k"}, OWNER: {"S": "o"}}
+
+    assert Holder("o", None, None, None, None, None, 0, 0, frozenset()) == Holder.from_item(item)
+
+
+@pytest.mark.parametrize(
+    ("queue_next", "queue_served", "queue_gone", "expected"),
+    [
+        pytest.param(0, 0, (), 0, id="no-line"),
+        pytest.param(5, 5, (), 0, id="all-served"),
+        pytest.param(5, 2, (), 3, id="three-waiting"),
+        pytest.param(5, 2, (3, 5), 1, id="two-gave-up"),
+        pytest.param(5, 2, (1, 2), 3, id="gone-already-served"),
+        pytest.param(5, 2, (3, 4, 5), 0, id="all-gave-up"),
+    ],
+)
+def test_holder_waiting_counts_numbers_not_served_nor_given_up(
+    queue_next, queue_served, queue_gone, expected
+):
+    """Waiting is next - served, less the given-up numbers in (served, next]: a gone
+    number a grant has already passed counts for nothing."""
+    holder = Holder(
+        None,
+        1,
+        0,
+        queue_next=queue_next,
+        queue_served=queue_served,
+        queue_gone=frozenset(queue_gone),
+    )
+
+    assert expected == holder.waiting
+
+
+def test_holder_of_no_item_has_nobody_waiting():
+    """No item, no line."""
+    assert 0 == Holder.from_item(None).waiting
 
 
 # --- the PynamoDB model -------------------------------------------------------------------
@@ -189,6 +249,42 @@ def test_model_attribute_names_are_the_protocols_names():
     actual = sorted(attr.attr_name for attr in model.get_attributes().values())
 
     assert sorted(NAMES.values()) == actual
+
+
+def test_model_names_the_new_attributes_by_the_protocols_constants():
+    """The model's grant-time and line attributes store under the names the requests use."""
+    expected = {
+        "granted_at": GRANTED_AT,
+        "freed_at": FREED_AT,
+        "held_ms": HELD_MS,
+        "queue_next": QUEUE_NEXT,
+        "queue_served": QUEUE_SERVED,
+        "queue_gone": QUEUE_GONE,
+    }
+    attributes = lease_model("leases").get_attributes()
+
+    assert expected == {name: attributes[name].attr_name for name in expected}
+
+
+def test_model_attribute_types_are_what_the_requests_write():
+    """Numbers are N, the given-up numbers a number set (NS: ADD and DELETE need one)."""
+    model = lease_model("leases")
+    expected = {
+        PK: "S",
+        OWNER: "S",
+        TOKEN: "N",
+        EXPIRES_AT: "N",
+        GRANTED_AT: "N",
+        CLEANUP_AT: "N",
+        FREED_AT: "N",
+        HELD_MS: "N",
+        QUEUE_NEXT: "N",
+        QUEUE_SERVED: "N",
+        QUEUE_GONE: "NS",
+        HANDOFF: "S",
+    }
+
+    assert expected == {a.attr_name: a.attr_type for a in model.get_attributes().values()}
 
 
 def test_model_hash_key_is_the_protocols_key():

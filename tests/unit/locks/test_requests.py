@@ -1,31 +1,47 @@
-"""The DynamoDB requests the lease core builds: conditions, values, tokens."""
+"""The DynamoDB requests the lease core builds: conditions, values, tokens, the line."""
 
 from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import pytest
 
-from locks._models import EXPIRES_AT, OWNER, PK, TOKEN, Grant, LockConfig
+from locks._models import (
+    EXPIRES_AT,
+    FREED_AT,
+    HELD_MS,
+    PK,
+    QUEUE_GONE,
+    QUEUE_NEXT,
+    QUEUE_SERVED,
+    TOKEN,
+    Grant,
+    LockConfig,
+)
 from locks._protocol import (
-    CLAIM_MINE,
-    CLAIM_STALE,
-    CLAIM_YOUNGER,
     EXPIRED,
     FREE,
+    HELD,
     NAMES,
+    NO_LINE,
     NOT_RELEASED,
     OURS,
-    UNCLAIMED,
+    PASSABLE,
+    SERVED,
+    TAKEN,
+    WAITING,
     Call,
+    ConditionFailed,
+    Place,
     acquire_request,
-    claim_request,
     handoff_request,
+    join_request,
     read_request,
     release_request,
     renew_request,
-    unclaim_request,
+    withdraw_request,
 )
 from tests.unit.locks.fakes import (
     KEY,
@@ -47,7 +63,7 @@ CONFIG = LockConfig(
     claim_seconds=2.0,
 )
 SKEW = CONFIG.skew_ms
-SINCE = T0 - 2_000  # when "me" started waiting
+CLAIM_MS = 2_000  # CONFIG.claim in ms: how long a free lease waits per waiter ahead
 GRANT = Grant(
     key=KEY,
     owner=ME,
@@ -56,103 +72,101 @@ GRANT = Grant(
     expires_at_ms=int(T0) + 10_000,
     trusted_until_ms=T0 + 9_000,
 )
+# number 5 in a line served up to 2: 3 gave up, 4 is a live waiter ahead
+BEHIND = Place(number=5, served=2, passed=(3,), ahead=1)
+HEAD = Place(number=3, served=2)
 
 
 def builders() -> dict[str, Call]:
     return {
         "acquire": acquire_request(TABLE, KEY, ME, T0, CONFIG),
+        "acquire-head": acquire_request(TABLE, KEY, ME, T0, CONFIG, place=HEAD),
+        "acquire-behind": acquire_request(TABLE, KEY, ME, T0, CONFIG, place=BEHIND),
         "renew": renew_request(TABLE, GRANT, T0, CONFIG),
         "release": release_request(TABLE, GRANT, T0, CONFIG),
-        "claim": claim_request(TABLE, KEY, ME, T0, CONFIG, SINCE),
-        "unclaim": unclaim_request(TABLE, KEY, ME),
         "handoff": handoff_request(TABLE, GRANT, T0, CONFIG),
+        "join": join_request(TABLE, KEY),
+        "withdraw": withdraw_request(TABLE, KEY, 5),
     }
 
 
-ALL = pytest.mark.parametrize(
-    "name", ["acquire", "renew", "release", "claim", "unclaim", "handoff"]
-)
-FAILING_WRITES = pytest.mark.parametrize(
-    "name", ["acquire", "renew", "release", "claim", "handoff"]
-)
+ALL = pytest.mark.parametrize("name", list(builders()))
 
 
-def values(call: Call) -> dict[str, str]:
-    return {
-        k: v["N"] if "N" in v else v["S"]
-        for k, v in call.params["ExpressionAttributeValues"].items()
-    }
+def values(call: Call) -> dict[str, Any]:
+    """The request's values, untyped: a number or string as text, a number set as a list."""
+    return {k: next(iter(v.values())) for k, v in call.params["ExpressionAttributeValues"].items()}
 
 
 def expressions(call: Call) -> str:
     return f"{call.params['UpdateExpression']} {call.params['ConditionExpression']}"
 
 
-# --- conditions, by clause ------------------------------------------------------
+OURS_NOW = item(owner=ME, token=7, expires_at=T0 + 10_000)  # GRANT's item
 
 
-def test_acquire_condition_is_free_or_expired_and_not_claimed_by_another():
-    """A grant needs the key free or expired, and no live claim from an older waiter."""
-    expected = (
-        f"({FREE} OR {EXPIRED}) AND "
-        f"({UNCLAIMED} OR {CLAIM_MINE} OR {CLAIM_STALE} OR {CLAIM_YOUNGER})"
-    )
-
-    assert expected == builders()["acquire"].params["ConditionExpression"]
-
-
-def test_renew_condition_is_ours_and_not_released():
-    """A renewal needs our owner and token, on a lease we have not released."""
-    assert f"{OURS} AND {NOT_RELEASED}" == builders()["renew"].params["ConditionExpression"]
+def applied(call: Call, current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The item after ``call`` on ``current`` (None: no item); {} if there is none."""
+    table = FakeTable()
+    if current is not None:
+        table.put(current)
+    table.execute(call)
+    return table.get() or {}
 
 
-def test_release_condition_is_ours():
-    """A release needs our owner and token, and nothing else (so it is idempotent)."""
-    assert OURS == builders()["release"].params["ConditionExpression"]
+# --- conditions, by clause -------------------------------------------------------
 
 
-def test_claim_condition_needs_an_item_and_no_live_claim_by_another():
-    """A claim is only written on an existing item with no live claim from an older waiter."""
-    expected = (
-        f"attribute_exists(#pk) AND "
-        f"({UNCLAIMED} OR {CLAIM_MINE} OR {CLAIM_STALE} OR {CLAIM_YOUNGER})"
-    )
-
-    assert expected == builders()["claim"].params["ConditionExpression"]
-
-
-def test_unclaim_condition_is_claim_mine():
-    """A waiter only removes its own claim."""
-    assert CLAIM_MINE == builders()["unclaim"].params["ConditionExpression"]
-
-
-def test_named_clauses_compare_what_their_names_say():
-    """The named clauses read as the expiry model describes them."""
-    expected = {
-        "FREE": "attribute_not_exists(#pk)",
-        "EXPIRED": "#expires_at < :stale_before",
-        "UNCLAIMED": "attribute_not_exists(#claimant)",
-        "CLAIM_MINE": "#claimant = :owner",
-        "CLAIM_STALE": "#claim_expires_at < :stale_before",
-        "CLAIM_YOUNGER": "#claim_since > :since",
-        "OURS": "#owner = :owner AND #token = :token",
-        "NOT_RELEASED": "#expires_at > :zero",
-    }
-    actual = {
-        "FREE": FREE,
-        "EXPIRED": EXPIRED,
-        "UNCLAIMED": UNCLAIMED,
-        "CLAIM_MINE": CLAIM_MINE,
-        "CLAIM_STALE": CLAIM_STALE,
-        "CLAIM_YOUNGER": CLAIM_YOUNGER,
-        "OURS": OURS,
-        "NOT_RELEASED": NOT_RELEASED,
-    }
-
-    assert expected == actual
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param("acquire", f"({FREE} OR {EXPIRED}) AND {NO_LINE}", id="acquire-no-line"),
+        pytest.param("acquire-head", f"{EXPIRED} AND {SERVED} AND {TAKEN}", id="head-line-stands"),
+        pytest.param(
+            "acquire-behind",
+            f"{EXPIRED} AND {SERVED} AND {TAKEN} AND {PASSABLE}",
+            id="behind-passable",
+        ),
+        pytest.param("renew", f"{OURS} AND {NOT_RELEASED}", id="renew-ours-unreleased"),
+        pytest.param("release", OURS, id="release-ours-only"),
+        pytest.param("handoff", f"{OURS} AND {NOT_RELEASED}", id="handoff-ours-unreleased"),
+        pytest.param("join", "attribute_exists(#pk)", id="join-item-exists"),
+        pytest.param("withdraw", f"{WAITING} AND {TAKEN}", id="withdraw-still-waiting"),
+    ],
+)
+def test_each_write_is_conditional_on_its_named_clauses(name, expected):
+    """A grant without a number needs an empty line; the head, a line that has not
+    moved; one behind others, a lease free long enough to pass them; both, a line that
+    holds their number (not one an item re-created after TTL deletion never gave out).
+    Renew and hand-off need our unreleased grant, release only ours (idempotent); a
+    number is taken on an existing item and given up only while taken and not yet
+    served."""
+    assert expected == builders()[name].params["ConditionExpression"]
 
 
-# --- well-formed requests -------------------------------------------------------
+@pytest.mark.parametrize(
+    ("clause", "expected"),
+    [
+        pytest.param(FREE, "attribute_not_exists(#pk)", id="FREE"),
+        pytest.param(EXPIRED, "#expires_at < :stale_before", id="EXPIRED"),
+        pytest.param(
+            NO_LINE,
+            "(attribute_not_exists(#queue_next) OR #queue_next = #queue_served)",
+            id="NO_LINE",
+        ),
+        pytest.param(SERVED, "#queue_served = :served", id="SERVED"),
+        pytest.param(OURS, "#owner = :owner AND #token = :token", id="OURS"),
+        pytest.param(NOT_RELEASED, "#expires_at > :zero", id="NOT_RELEASED"),
+        pytest.param(HELD, "attribute_exists(#pk) AND #expires_at >= :stale_before", id="HELD"),
+        pytest.param(WAITING, "#queue_served < :number", id="WAITING"),
+    ],
+)
+def test_named_clauses_compare_what_their_names_say(clause, expected):
+    """The named clauses read as the expiry model and the line describe them."""
+    assert expected == clause
+
+
+# --- well-formed requests --------------------------------------------------------
 
 
 @ALL
@@ -183,13 +197,13 @@ def test_attribute_names_map_to_the_item_schema(name):
     assert {k: NAMES[k] for k in names} == names
 
 
-@FAILING_WRITES
+@ALL
 def test_failed_writes_return_the_old_item(name):
     """Writes ask for ALL_OLD on a failed condition, so a failure names the holder with no read."""
     assert "ALL_OLD" == builders()[name].params["ReturnValuesOnConditionCheckFailure"]
 
 
-@FAILING_WRITES
+@ALL
 def test_writes_return_the_new_item(name):
     """Writes ask for ALL_NEW, so the driver learns the granted token from the write itself."""
     assert "ALL_NEW" == builders()[name].params["ReturnValues"]
@@ -212,7 +226,7 @@ def test_read_request_is_a_consistent_get_item():
     assert expected == read_request(TABLE, KEY)
 
 
-# --- values and token arithmetic -------------------------------------------------
+# --- values, tokens and what the writes leave ------------------------------------
 
 
 def test_acquire_stale_before_is_now_minus_skew():
@@ -336,43 +350,60 @@ def test_release_cleanup_is_cleanup_after_past_now():
     assert expected == values(builders()["release"])[":cleanup_at"]
 
 
-def test_claim_records_when_the_claimant_started_waiting():
-    """The claim carries ``since``, so an older waiter can take the turn from a younger one."""
-    assert str(int(SINCE)) == values(builders()["claim"])[":since"]
+def test_release_writes_when_it_freed_and_how_long_it_held():
+    """Release writes freed_at (its clock) and held_ms (since the grant was sent)."""
+    after = applied(release_request(TABLE, GRANT, T0 + 3_000, CONFIG), OURS_NOW)
+
+    assert (int(T0) + 3_000, 3_000) == (number(after, FREED_AT), number(after, HELD_MS))
 
 
-def test_unclaim_removes_the_whole_claim():
-    """Giving up a claim removes claimant, claim expiry and claim start together."""
-    table = FakeTable()
-    table.put(item(expires_at=T0, claimant=ME, claim_expires_at=T0, claim_since=SINCE))
-
-    table.execute(unclaim_request(TABLE, KEY, ME))
-
-    assert item(expires_at=T0) == table.get()
+def test_release_held_ms_is_never_negative():
+    """A clock that stepped back between grant and release writes a hold of 0, not less."""
+    assert 0 == number(applied(release_request(TABLE, GRANT, T0 - 500, CONFIG), OURS_NOW), HELD_MS)
 
 
-def test_claim_expires_claim_seconds_after_now():
-    """A claim is valid for ``claim`` seconds of the claimant's clock."""
-    assert str(int(T0 + CONFIG.claim * 1000)) == values(builders()["claim"])[":claim_expires_at"]
+def test_release_keeps_the_line():
+    """Releasing leaves the waiters' numbers as they are: the line outlives the grant."""
+    line = {QUEUE_NEXT: {"N": "5"}, QUEUE_SERVED: {"N": "2"}, QUEUE_GONE: {"NS": ["3"]}}
+
+    after = applied(release_request(TABLE, GRANT, T0, CONFIG), {**OURS_NOW, **line})
+
+    assert line == {name: after[name] for name in line}
 
 
-def test_acquire_clears_the_claim():
-    """A grant removes the claimant, so the next waiter can claim."""
-    table = FakeTable()
-    table.put(
-        item(owner=OTHER, expires_at=0, claimant=ME, claim_expires_at=T0 + 1_000, claim_since=T0)
+def test_first_grant_writes_the_grant_and_no_line():
+    """A grant on a fresh key writes owner, token, expiry, granted_at (its clock) and
+    cleanup: no line attributes, as nobody ever waited."""
+    cleanup_at = math.ceil((T0 + 10_000) / 1000 + CONFIG.cleanup_after_seconds)
+    expected = item(
+        owner=ME,
+        token=int(T0) * 1000 + 1,
+        expires_at=T0 + 10_000,
+        granted_at=T0,
+        cleanup_at=cleanup_at,
     )
 
-    table.execute(acquire_request(TABLE, KEY, ME, T0, CONFIG))
-
-    assert {PK, OWNER, TOKEN, EXPIRES_AT, "granted_at", "cleanup_at"} == set(table.get() or {})
+    assert expected == applied(acquire_request(TABLE, KEY, ME, T0, CONFIG))
 
 
-# --- conditions, by behaviour (evaluated by the fake table) ---------------------
+def test_acquire_in_line_moves_the_line_to_its_number():
+    """The grant sets queue_served to the waiter's number and leaves queue_next alone."""
+    call = acquire_request(TABLE, KEY, ME, T0, CONFIG, place=HEAD)
+
+    after = applied(call, item(expires_at=0, queue_next=4, queue_served=2))
+
+    assert (3, 4) == (number(after, QUEUE_SERVED), number(after, QUEUE_NEXT))
 
 
-OLDER = SINCE - 1_000  # a claimant that started waiting before "me"
-YOUNGER = SINCE + 1_000
+def test_acquire_in_line_removes_the_numbers_it_passed():
+    """The given-up numbers a grant passes leave queue_gone; later ones stay."""
+    current = item(expires_at=0, queue_next=7, queue_served=2, queue_gone=(1, 3, 6))
+    call = acquire_request(TABLE, KEY, ME, T0, CONFIG, place=Place(5, 2, passed=(1, 3), ahead=1))
+
+    assert {"NS": ["6"]} == applied(call, current)[QUEUE_GONE]
+
+
+# --- conditions, by behaviour (evaluated by the fake table) ----------------------
 
 
 @pytest.mark.parametrize(
@@ -383,48 +414,152 @@ YOUNGER = SINCE + 1_000
         pytest.param(item(expires_at=T0 - SKEW - 1), True, id="expired-past-skew"),
         pytest.param(item(expires_at=T0 - SKEW), False, id="expired-within-skew"),
         pytest.param(item(expires_at=T0 + 5_000), False, id="live"),
+        pytest.param(item(expires_at=0, queue_next=3, queue_served=3), True, id="empty-line"),
+        pytest.param(item(expires_at=0, queue_next=4, queue_served=3), False, id="a-waiter"),
         pytest.param(
-            item(expires_at=0, claimant=OTHER, claim_expires_at=T0, claim_since=OLDER),
+            item(expires_at=T0 - SKEW - 1, queue_next=4, queue_served=3), False, id="expired-waiter"
+        ),
+        pytest.param(
+            item(expires_at=0, queue_next=4, queue_served=3, queue_gone=(4,)),
             False,
-            id="claimed-by-older-other",
-        ),
-        pytest.param(
-            item(expires_at=0, claimant=OTHER, claim_expires_at=T0, claim_since=SINCE),
-            False,
-            id="claimed-by-other-waiting-as-long",
-        ),
-        pytest.param(
-            item(expires_at=0, claimant=OTHER, claim_expires_at=T0, claim_since=YOUNGER),
-            True,
-            id="claimed-by-younger-other",
-        ),
-        pytest.param(
-            item(expires_at=0, claimant=ME, claim_expires_at=T0, claim_since=SINCE),
-            True,
-            id="claimed-by-me",
-        ),
-        pytest.param(
-            item(expires_at=0, claimant=OTHER, claim_expires_at=T0 - SKEW - 1, claim_since=OLDER),
-            True,
-            id="stale-claim",
-        ),
-        pytest.param(
-            item(expires_at=T0 + 5_000, claimant=ME, claim_expires_at=T0, claim_since=SINCE),
-            False,
-            id="live-claimed-by-me",
+            id="line-of-given-up-numbers",
         ),
     ],
 )
-def test_acquire_is_granted_iff_free_or_expired_and_no_older_live_claim(current, expected):
-    """DynamoDB accepts the acquire exactly when no live lease or older live claim exists."""
-    call = acquire_request(TABLE, KEY, ME, T0, CONFIG, SINCE)
+def test_acquire_without_a_place_is_granted_iff_free_or_expired_and_no_line(current, expected):
+    """A waiter without a number never takes the lease ahead of the line."""
+    assert expected == condition_holds(acquire_request(TABLE, KEY, ME, T0, CONFIG), current)
+
+
+def _head(**lease: Any) -> dict[str, Any]:
+    """The item HEAD saw: served 2, 3 ours, nobody behind."""
+    return item(queue_next=3, queue_served=2, **lease)
+
+
+def _line(**lease: Any) -> dict[str, Any]:
+    """The item BEHIND saw: served 2, 3 gave up, 4 waiting, 5 ours."""
+    return item(queue_next=5, queue_served=2, queue_gone=(3,), **lease)
+
+
+@pytest.mark.parametrize(
+    ("current", "expected"),
+    [
+        pytest.param(_head(expires_at=0), True, id="released"),
+        pytest.param(_head(expires_at=T0 - SKEW - 1), True, id="expired-past-skew"),
+        pytest.param(_head(expires_at=T0 - SKEW), False, id="expired-within-skew"),
+        pytest.param(_head(expires_at=T0 + 5_000), False, id="live"),
+        pytest.param(item(expires_at=0, queue_next=4, queue_served=3), False, id="line-moved-on"),
+        pytest.param(None, False, id="no-item"),
+    ],
+)
+def test_acquire_at_the_head_is_granted_iff_free_and_the_line_stands(current, expected):
+    """The head takes a free lease only while queue_served is what its view showed."""
+    call = acquire_request(TABLE, KEY, ME, T0, CONFIG, place=HEAD)
 
     assert expected == condition_holds(call, current)
 
 
-def test_acquire_since_defaults_to_now():
-    """Without ``since``, the acquirer counts as having started waiting now."""
-    assert str(int(T0)) == values(acquire_request(TABLE, KEY, ME, T0, CONFIG))[":since"]
+@pytest.mark.parametrize(
+    ("current", "expected"),
+    [
+        pytest.param(_line(expires_at=0, freed_at=T0 - CLAIM_MS), False, id="freed-claim-ago"),
+        pytest.param(_line(expires_at=0, freed_at=T0 - CLAIM_MS - 1), True, id="freed-before"),
+        pytest.param(_line(expires_at=0), True, id="released-without-freed-at"),
+        pytest.param(_line(expires_at=T0 - CLAIM_MS), False, id="expired-claim-ago"),
+        pytest.param(_line(expires_at=T0 - CLAIM_MS - 1), True, id="expired-before"),
+        pytest.param(_line(expires_at=T0 + 5_000), False, id="live"),
+        pytest.param(
+            item(expires_at=0, freed_at=T0 - 60_000, queue_next=5, queue_served=4),
+            False,
+            id="line-moved-on",
+        ),
+    ],
+)
+def test_acquire_behind_others_is_granted_once_the_lease_was_free_a_claim_per_waiter(
+    current, expected
+):
+    """One behind a live waiter passes it only if the lease stayed free over ``claim``
+    since its release (freed_at) or expiry (expires_at)."""
+    call = acquire_request(TABLE, KEY, ME, T0, CONFIG, place=BEHIND)
+
+    assert expected == condition_holds(call, current)
+
+
+@pytest.mark.parametrize(
+    ("freed_at", "expected"),
+    [
+        pytest.param(T0 - 2 * CLAIM_MS, False, id="two-claims-ago"),
+        pytest.param(T0 - 2 * CLAIM_MS - 1, True, id="before-two-claims"),
+    ],
+)
+def test_passing_waits_a_claim_for_each_waiter_ahead(freed_at, expected):
+    """With two live waiters ahead, the lease must have been free for two claims."""
+    current = item(expires_at=0, freed_at=freed_at, queue_next=5, queue_served=2)
+    call = acquire_request(TABLE, KEY, ME, T0, CONFIG, place=Place(5, 2, ahead=2))
+
+    assert expected == condition_holds(call, current)
+
+
+# --- the line: taking and giving up a number -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "expected"),
+    [
+        pytest.param((None, None), (1, 0), id="no-line"),
+        pytest.param((0, 0), (1, 0), id="empty-line"),
+        pytest.param((4, 2), (5, 2), id="line"),
+    ],
+)
+def test_join_takes_the_number_after_queue_next(before, expected):
+    """A number is queue_next + 1, read from the write's own answer; the served count
+    starts at zero with the first number and is left alone after."""
+    table = FakeTable()
+    table.put(item(expires_at=T0 + 5_000, queue_next=before[0], queue_served=before[1]))
+
+    after = table.execute(join_request(TABLE, KEY))["Attributes"]
+
+    assert expected == (number(after, QUEUE_NEXT), number(after, QUEUE_SERVED))
+
+
+def test_join_leaves_the_lease_alone():
+    """Taking a number touches the line only: owner, token and expiry stay."""
+    after = applied(join_request(TABLE, KEY), item(owner=OTHER, expires_at=T0 + 5_000))
+
+    assert item(owner=OTHER, expires_at=T0 + 5_000, queue_next=1, queue_served=0) == after
+
+
+def test_join_without_an_item_is_refused_and_creates_none():
+    """No item, no holder: the join fails rather than create a line on an empty key."""
+    table = FakeTable()
+
+    answer = table.execute(join_request(TABLE, KEY))
+
+    assert (ConditionFailed(None), None) == (answer, table.get())
+
+
+def test_withdraw_adds_the_number_to_queue_gone():
+    """A waiter that gives up leaves its number in queue_gone for those behind to skip."""
+    after = applied(
+        withdraw_request(TABLE, KEY, 4), item(queue_next=5, queue_served=2, queue_gone=(3,))
+    )
+
+    assert item(queue_next=5, queue_served=2, queue_gone=(3, 4)) == after
+
+
+@pytest.mark.parametrize(
+    ("current", "expected"),
+    [
+        pytest.param(item(queue_next=5, queue_served=4), True, id="waiting"),
+        pytest.param(item(queue_next=5, queue_served=5), False, id="served"),
+        pytest.param(item(queue_next=7, queue_served=6), False, id="passed"),
+        pytest.param(item(), False, id="no-line"),
+        pytest.param(None, False, id="no-item"),
+    ],
+)
+def test_withdraw_is_accepted_iff_the_number_is_still_waiting(current, expected):
+    """A number already served or passed is never added to queue_gone."""
+    assert expected == condition_holds(withdraw_request(TABLE, KEY, 5), current)
 
 
 @pytest.mark.parametrize(
@@ -460,64 +595,7 @@ def test_release_is_accepted_iff_ours(current, expected):
     assert expected == condition_holds(release_request(TABLE, GRANT, T0, CONFIG), current)
 
 
-@pytest.mark.parametrize(
-    ("current", "expected"),
-    [
-        pytest.param(None, False, id="no-item"),
-        pytest.param(item(expires_at=T0 + 5_000), True, id="unclaimed"),
-        pytest.param(
-            item(expires_at=T0 + 5_000, claimant=ME, claim_expires_at=T0, claim_since=SINCE),
-            True,
-            id="mine",
-        ),
-        pytest.param(
-            item(expires_at=T0 + 5_000, claimant=OTHER, claim_expires_at=T0, claim_since=OLDER),
-            False,
-            id="older-other",
-        ),
-        pytest.param(
-            item(expires_at=T0 + 5_000, claimant=OTHER, claim_expires_at=T0, claim_since=YOUNGER),
-            True,
-            id="younger-other",
-        ),
-        pytest.param(
-            item(
-                expires_at=T0 + 5_000,
-                claimant=OTHER,
-                claim_expires_at=T0 - SKEW - 1,
-                claim_since=OLDER,
-            ),
-            True,
-            id="stale",
-        ),
-    ],
-)
-def test_claim_is_accepted_iff_item_exists_and_no_older_live_claim(current, expected):
-    """A waiter claims the next turn from nobody, itself, a stale or a younger claimant."""
-    call = claim_request(TABLE, KEY, ME, T0, CONFIG, SINCE)
-
-    assert expected == condition_holds(call, current)
-
-
-@pytest.mark.parametrize(
-    ("current", "expected"),
-    [
-        pytest.param(item(claimant=ME, claim_expires_at=T0), True, id="mine"),
-        pytest.param(item(claimant=OTHER, claim_expires_at=T0), False, id="other"),
-        pytest.param(item(), False, id="unclaimed"),
-    ],
-)
-def test_unclaim_is_accepted_iff_the_claim_is_ours(current, expected):
-    """A timed-out waiter never removes another waiter's claim."""
-    assert expected == condition_holds(unclaim_request(TABLE, KEY, ME), current)
-
-
-# --- hand-off -----------------------------------------------------------------------
-
-
-def test_handoff_condition_is_ours_and_not_released():
-    """A hand-off, like a renewal, needs our owner and token on an unreleased lease."""
-    assert f"{OURS} AND {NOT_RELEASED}" == builders()["handoff"].params["ConditionExpression"]
+# --- hand-off --------------------------------------------------------------------
 
 
 def test_handoff_writes_the_next_token_and_a_fresh_expiry():
@@ -543,3 +621,20 @@ def test_handoff_writes_the_next_token_and_a_fresh_expiry():
 def test_handoff_is_accepted_iff_ours_and_not_released(current, expected):
     """A hand-off never passes on a lease this process no longer holds."""
     assert expected == condition_holds(handoff_request(TABLE, GRANT, T0, CONFIG), current)
+
+
+def test_handoff_writes_how_long_the_grant_was_held():
+    """A hand-off records the hold it ends, as a release does, for waiters to time polls."""
+    assert 500 == number(
+        applied(handoff_request(TABLE, GRANT, T0 + 500, CONFIG), OURS_NOW), HELD_MS
+    )
+
+
+def test_a_number_from_before_a_ttl_deletion_is_not_in_the_new_line():
+    """The item was deleted by TTL and re-created with a shorter line: a waiter's old
+    number (5) neither takes the lease nor withdraws a number nobody has taken yet."""
+    renewed = item(owner=OTHER, token=9, expires_at=0, queue_next=2, queue_served=2)
+    place = Place(number=5, served=2)
+
+    assert not condition_holds(acquire_request(TABLE, KEY, ME, T0, CONFIG, place=place), renewed)
+    assert not condition_holds(withdraw_request(TABLE, KEY, 5), renewed)
