@@ -250,10 +250,8 @@ def poll_seconds(
     """
     rtt = max(1.0, rtt_ms)
     ahead = place.ahead if place is not None else 0
-    spread = 0.5 + 0.5 * jitter
     if place is None:
-        backoff = config.retry_base_seconds * 2.0 ** min(attempt, 32)
-        delay = min(config.retry_cap_seconds, backoff) * spread
+        delay = _backoff(config.retry_base_seconds, config.retry_cap_seconds, attempt, jitter)
         if is_live(holder, now, config):
             assert holder.expires_at_ms is not None  # noqa: S101 - is_live checked it
             return min(delay, (holder.expires_at_ms + config.skew_ms - now) / 1000)
@@ -269,13 +267,13 @@ def poll_seconds(
         due = granted + held + rtt + ahead * turn
         # a round trip, then less often: once overdue, or when the line did not move
         # since the last poll although the grant did (a streak of local hand-offs)
-        late = min(config.retry_cap_seconds * 1000, rtt * 2.0 ** min(attempt, 32)) * spread
+        late = _backoff(rtt, config.retry_cap_seconds * 1000, attempt, jitter)
         if due > now:
             delay = max(due - now, late if attempt else 0.0)
         elif ahead == 0:  # overdue: the release is near
             delay = late
         else:
-            delay = turn * spread
+            delay = turn * (0.5 + 0.5 * jitter)
         expiry = holder.expires_at_ms + config.skew_ms - now
         return max(0.0, min(delay, expiry + ahead * turn)) / 1000
     if ahead == 0:
@@ -283,6 +281,12 @@ def poll_seconds(
     free_since = holder.freed_at_ms if holder.expires_at_ms == 0 else holder.expires_at_ms
     passable = (free_since or 0) + ahead * config.claim * 1000
     return max(0.0, min(ahead * turn, passable - now)) / 1000
+
+
+def _backoff(first: float, cap: float, attempt: int, jitter: float) -> float:
+    """``first`` doubled per attempt, at most ``cap`` (any unit), scaled by ``jitter`` in
+    [0, 1) to between half and all of it."""
+    return min(cap, first * 2.0 ** min(attempt, 32)) * (0.5 + 0.5 * jitter)
 
 
 def grant_from(
@@ -373,9 +377,9 @@ def acquire_flow(
             if timeout and waited >= timeout * 1000:
                 yield from line.leave()
                 raise AcquireTimeout(key, view.owner, view.expires_at_ms, waited)
-            if (yield from line.seen(view)):
+            view, moved = yield from line.seen(view)
+            if moved:
                 attempt = 0  # the line moved: time the next poll from the new view
-            view = line.view or view
         now = yield Now()  # the calls above took time too: read the clock again
         delay = poll_seconds(view, line.place, now, config, rtt, attempt, rng.random())
         delay = _within(delay, timeout, now - since)
@@ -408,7 +412,6 @@ class _Line:
         self.table, self.key = table, key
         self.number: int | None = None
         self.place: Place | None = None
-        self.view: Holder | None = None  # the item as the last number taken left it
 
     def join(self) -> Generator[Request, Any, Holder | None]:
         """Take a number; the item after it, or None if there is no item (nothing to
@@ -420,26 +423,23 @@ class _Line:
         if isinstance(answer, ConditionFailed):
             return None
         view = Holder.from_item(answer["Attributes"])
-        self.number, self.place, self.view = (
-            view.queue_next,
-            place_in_line(view, view.queue_next),
-            view,
-        )
+        self.number, self.place = view.queue_next, place_in_line(view, view.queue_next)
         return view
 
     def my_turn(self, view: Holder, now: float, config: LockConfig) -> bool:
         return self.place is not None and not self.place.ahead and not is_live(view, now, config)
 
-    def seen(self, view: Holder) -> Generator[Request, Any, bool]:
+    def seen(self, view: Holder) -> Generator[Request, Any, tuple[Holder, bool]]:
         """Our place by ``view`` (a failed attempt's item), joining when we are not in
-        line or were passed; True if we are in line and it moved since our last view."""
+        line or were passed. Returns the view to wait on (the join's, if it joined) and
+        whether we are in line and it moved since our last view."""
         before = self.place
-        self.view = None
         self.place = None if self.number is None else place_in_line(view, self.number)
         if self.place is None and view.token is not None:
-            yield from self.join()
+            view = (yield from self.join()) or view
         # without a number (the item is gone, or joining failed) the backoff grows
-        return self.place is not None and (before is None or self.place.served != before.served)
+        moved = self.place is not None and (before is None or self.place.served != before.served)
+        return view, moved
 
     def leave(self) -> Generator[Request, Any, None]:
         """Give our number up (best effort: the waiters behind pass it by time)."""
@@ -481,10 +481,9 @@ def heartbeat_flow(
         if failures == 0:
             delay = max(0.0, (grant.sent_at_ms + config.heartbeat * 1000 - now) / 1000)
         else:
-            backoff = min(
-                config.retry_cap_seconds, config.retry_base_seconds * 2.0 ** min(failures, 32)
+            delay = _backoff(
+                config.retry_base_seconds, config.retry_cap_seconds, failures, rng.random()
             )
-            delay = backoff * (0.5 + 0.5 * rng.random())
         if (yield Sleep(delay)):
             return
         try:
