@@ -24,11 +24,17 @@ SLOW_RETRY = LockConfig(lease_seconds=30, retry_base_seconds=8.0, retry_cap_seco
 PROMPT = 3.0
 
 
-def _in_line(driver: Driver, key: str) -> int:
-    """How many numbers of ``key``'s line of waiters are taken and not yet served."""
-    item = driver.admin.get_item(
+def _item(driver: Driver, key: str) -> dict[str, Any]:
+    """``key``'s lease item as stored ({} if there is none)."""
+    found: dict[str, Any] = driver.admin.get_item(
         TableName=driver.table_name, Key={"pk": {"S": key}}, ConsistentRead=True
     ).get("Item", {})
+    return found
+
+
+def _in_line(driver: Driver, key: str) -> int:
+    """How many numbers of ``key``'s line of waiters are taken and not yet served."""
+    item = _item(driver, key)
     taken = int(item.get("queue_next", {}).get("N", 0))
     return taken - int(item.get("queue_served", {}).get("N", 0))
 
@@ -195,10 +201,3 @@ async def test_a_waiter_that_died_in_line_is_passed(driver: Driver) -> None:
     assert dead + 1 == int(item["queue_served"]["N"])
     assert theirs.token == int(item["token"]["N"])
     await theirs.release()
-
-
-def _item(driver: Driver, key: str) -> dict[str, Any]:
-    found: dict[str, Any] = driver.admin.get_item(
-        TableName=driver.table_name, Key={"pk": {"S": key}}, ConsistentRead=True
-    )["Item"]
-    return found

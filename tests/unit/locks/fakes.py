@@ -31,6 +31,7 @@ from locks._models import (
     QUEUE_NEXT,
     QUEUE_SERVED,
     TOKEN,
+    LockConfig,
 )
 from locks._protocol import Call, ConditionFailed
 
@@ -39,6 +40,14 @@ KEY = "repo:tag"
 ME = "me"
 OTHER = "other"
 T0 = 1_700_000_000_000.0  # an epoch-ms clock reading
+# the timings the protocol's unit tests share: skew 1 s, cap 0.25 s, claim 2 s
+CONFIG = LockConfig(
+    lease_seconds=10,
+    max_clock_skew_seconds=1,
+    retry_base_seconds=0.02,
+    retry_cap_seconds=0.25,
+    claim_seconds=2.0,
+)
 
 Item = dict[str, dict[str, Any]]
 
@@ -86,6 +95,9 @@ def item(
     if cleanup_at is not None:
         result[CLEANUP_AT] = {"N": str(cleanup_at)}
     return result
+
+
+HELD = item(owner=OTHER, token=5, expires_at=T0 + 60_000)  # held by another for a minute
 
 
 def number(value: Item | None, name: str) -> int | None:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from locks._models import QUEUE_NEXT, QUEUE_SERVED, TOKEN, Grant, LockConfig
+from locks._models import QUEUE_NEXT, QUEUE_SERVED, TOKEN, Grant
 from locks._protocol import (
     Call,
     ConditionFailed,
@@ -29,6 +29,8 @@ from locks._protocol import (
 )
 from locks.exceptions import AcquireTimeout, LeaseUnavailable, LockBackendError
 from tests.unit.locks.fakes import (
+    CONFIG,
+    HELD,
     KEY,
     ME,
     OTHER,
@@ -41,14 +43,6 @@ from tests.unit.locks.fakes import (
     number,
 )
 
-CONFIG = LockConfig(
-    lease_seconds=10,
-    max_clock_skew_seconds=1,
-    retry_base_seconds=0.02,
-    retry_cap_seconds=0.25,
-    claim_seconds=2.0,
-)
-HELD = item(owner=OTHER, token=5, expires_at=T0 + 60_000)  # held by another for a minute
 # held since long before its expected release (granted 10 s ago, the last hold 0.1 s)
 OVERDUE = item(owner=OTHER, token=5, expires_at=T0 + 60_000, granted_at=T0 - 10_000, held_ms=100)
 BACKEND_ERROR = LockBackendError(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from locks._models import QUEUE_GONE, QUEUE_NEXT, QUEUE_SERVED, Grant, Holder, LockConfig
+from locks._models import QUEUE_GONE, QUEUE_NEXT, QUEUE_SERVED, Grant, Holder
 from locks._protocol import (
     Call,
     Now,
@@ -20,16 +20,8 @@ from locks._protocol import (
     release_request,
 )
 from locks.exceptions import AcquireTimeout, LeaseUnavailable, LockBackendError
-from tests.unit.locks.fakes import KEY, ME, OTHER, T0, TABLE, FakeTable, item, number
+from tests.unit.locks.fakes import CONFIG, HELD, KEY, ME, OTHER, T0, TABLE, FakeTable, item, number
 
-CONFIG = LockConfig(
-    lease_seconds=10,
-    max_clock_skew_seconds=1,
-    retry_base_seconds=0.02,
-    retry_cap_seconds=0.25,
-    claim_seconds=2.0,
-)
-HELD = item(owner=OTHER, token=5, expires_at=T0 + 60_000)  # held by another for a minute
 HANDED = Grant(KEY, ME, 99, T0 + 30, int(T0) + 10_030, T0 + 9_030)  # from a local holder
 BACKEND_ERROR = LockBackendError(
     "DynamoDB update_item failed", code="InternalServerError", cause=None

@@ -16,15 +16,8 @@ from locks._protocol import (
     place_in_line,
     poll_seconds,
 )
-from tests.unit.locks.fakes import KEY, ME, OTHER, T0, item
+from tests.unit.locks.fakes import CONFIG, KEY, ME, OTHER, T0, item
 
-CONFIG = LockConfig(
-    lease_seconds=10,
-    max_clock_skew_seconds=1,
-    retry_base_seconds=0.02,
-    retry_cap_seconds=0.25,
-    claim_seconds=2.0,
-)
 SKEW = CONFIG.skew_ms  # 1000
 BASE = CONFIG.retry_base_seconds
 CAP = CONFIG.retry_cap_seconds

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from locks._models import EXPIRES_AT, FREED_AT, HELD_MS, TOKEN, Grant, LockConfig
+from locks._models import EXPIRES_AT, FREED_AT, HELD_MS, TOKEN, Grant
 from locks._protocol import (
     ConditionFailed,
     Current,
@@ -25,15 +25,19 @@ from locks._protocol import (
     renew_request,
 )
 from locks.exceptions import LeaseLost, LockBackendError
-from tests.unit.locks.fakes import KEY, ME, OTHER, T0, TABLE, FakeTable, finish, item, number
-
-CONFIG = LockConfig(
-    lease_seconds=10,
-    max_clock_skew_seconds=1,
-    retry_base_seconds=0.02,
-    retry_cap_seconds=0.25,
-    claim_seconds=2.0,
+from tests.unit.locks.fakes import (
+    CONFIG,
+    KEY,
+    ME,
+    OTHER,
+    T0,
+    TABLE,
+    FakeTable,
+    finish,
+    item,
+    number,
 )
+
 GRANT = Grant(
     key=KEY,
     owner=ME,

@@ -18,7 +18,6 @@ from locks._models import (
     QUEUE_SERVED,
     TOKEN,
     Grant,
-    LockConfig,
 )
 from locks._protocol import (
     EXPIRED,
@@ -44,6 +43,7 @@ from locks._protocol import (
     withdraw_request,
 )
 from tests.unit.locks.fakes import (
+    CONFIG,
     KEY,
     ME,
     OTHER,
@@ -55,13 +55,6 @@ from tests.unit.locks.fakes import (
     number,
 )
 
-CONFIG = LockConfig(
-    lease_seconds=10,
-    max_clock_skew_seconds=1,
-    retry_base_seconds=0.02,
-    retry_cap_seconds=0.25,
-    claim_seconds=2.0,
-)
 SKEW = CONFIG.skew_ms
 CLAIM_MS = 2_000  # CONFIG.claim in ms: how long a free lease waits per waiter ahead
 GRANT = Grant(
